@@ -1,1 +1,139 @@
-fn main() {}
+//! `re_dms`: parse the command line, load the config, run. Everything else lives in the library.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use re_dms::cli::{self, Command};
+use re_dms::config::{Config, LogFormat, Mode};
+use re_dms::{pipeline, status};
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("re_dms: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("re_dms {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let path = Config::resolve_path(cli.config.as_deref());
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("re_dms: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log.format);
+    match cli.command {
+        Command::Run { stdin: true } => {
+            if let Err(e) = config.validate(Mode::Replay) {
+                eprintln!("re_dms: {e}");
+                return ExitCode::from(2);
+            }
+            run_replay(&config)
+        }
+        Command::Run { stdin: false } => {
+            if let Err(e) = config.validate(Mode::Live) {
+                eprintln!("re_dms: {e}");
+                return ExitCode::from(2);
+            }
+            eprintln!("re_dms: streaming from a replication slot is not available in this build yet; use --stdin");
+            ExitCode::from(1)
+        }
+        Command::Validate => status::validate(&config),
+        Command::Status { json } => status::status(&config, json),
+        Command::Verify { .. } | Command::Resync { .. } => {
+            eprintln!("re_dms: verify and resync are not available in this build yet");
+            ExitCode::from(1)
+        }
+        Command::Help | Command::Version => ExitCode::SUCCESS,
+    }
+}
+
+fn run_replay(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("re_dms: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let result = runtime.block_on(async {
+        let s = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: finishing what is in flight");
+            s.store(true, Ordering::Relaxed);
+        });
+        pipeline::run_replay(config, std::io::stdin(), stop.clone()).await
+    });
+    runtime.shutdown_background();
+    match result {
+        Ok(summary) => {
+            tracing::info!(segments = summary.segments_loaded, "replay finished");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("re_dms: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `error: cause: cause`, skipping causes already quoted in the message above them.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RE_DMS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,588 @@
+//! The per-table batcher: folds one segment's changes into per-table load steps.
+//!
+//! Owns the schema registry (columns, types and key of every table seen) and, per segment, an
+//! ordered list of steps per table: schema operations, loads ([`TableLoad`]) and truncates.
+//!
+//! Invariants:
+//! - one outcome per row key per load (see `table_batch.rs` for the state machine);
+//! - a row whose columns or types differ from the known schema closes the table's current load,
+//!   then the schema operations are emitted, then a new load starts: a load has one column list;
+//! - a missing column (dropped) is a schema change; `unchanged-toast-datum` is a known column
+//!   whose value is not in the stream: the two are never confused;
+//! - TRUNCATE discards the table's pending load (superseded) and emits a truncate step;
+//! - a table's key follows interface.md: config, catalog, the key columns of a DELETE or
+//!   `old-key:`, a column named `id`. Changes that arrive before the key is known are kept as
+//!   record positions and indexed once it is; a table whose key cannot be found is an error
+//!   naming the config key that fixes it — its changes are never dropped;
+//! - memory is the index only (record positions + key bytes); [`Batcher::memory_full`] tells the
+//!   ingest loop to close the segment early.
+
+pub mod table_batch;
+
+use std::collections::BTreeMap;
+
+use crate::decoding::{parse_message, Column, Message, ParseError, TableName, Tuple, Value};
+use crate::schema::{ColumnDef, KeySource, SchemaOp, SchemaRegistry, TableSchema};
+use crate::wal::segment::SegmentError;
+pub use table_batch::{Applied, Entry, RecPos, RowState, TableLoad};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(
+        "table {table}: no primary key found (no [tables.\"{table}\"] primary_key in the config, \
+         no key columns seen in a DELETE or old-key, no column named `id`); set \
+         [tables.\"{table}\"] primary_key = [\"col\", ...]"
+    )]
+    NoKey { table: String },
+    #[error("table {table}: the row has no key column `{column}` (key in use: {key:?}); set [tables.\"{table}\"] primary_key")]
+    KeyColumnMissing {
+        table: String,
+        column: String,
+        key: Vec<String>,
+    },
+    #[error("table {table}: key column `{column}` is unchanged-toast-datum, so the row cannot be identified")]
+    KeyUnchangedToast { table: String, column: String },
+    #[error(
+        "table {table}: the key columns printed by test_decoding ({seen:?}) do not contain the key \
+         in use ({in_use:?}); set [tables.\"{table}\"] primary_key"
+    )]
+    KeyMismatch {
+        table: String,
+        in_use: Vec<String>,
+        seen: Vec<String>,
+    },
+    #[error(
+        "table {table}: {op} without tuple data (REPLICA IDENTITY NOTHING?); the row cannot be \
+         identified: set REPLICA IDENTITY DEFAULT or FULL on the source table"
+    )]
+    NoTupleData { table: String, op: &'static str },
+    #[error("re-reading a WAL record: {0}")]
+    Reread(#[from] SegmentError),
+    #[error("re-parsing a WAL record: {0}")]
+    Reparse(#[from] ParseError),
+}
+
+/// Reads back messages the batcher indexed by position (the current segment's file).
+pub trait RecordSource {
+    fn message_at(&mut self, pos: RecPos) -> Result<Vec<u8>, BatchError>;
+}
+
+/// One step of a table's work in a segment, in order.
+#[derive(Debug)]
+pub enum Step {
+    Schema(SchemaOp),
+    Load(TableLoad),
+    Truncate,
+}
+
+/// One table's steps in one segment.
+#[derive(Debug)]
+pub struct TableBatch {
+    pub schema: String,
+    pub name: String,
+    pub steps: Vec<Step>,
+    current: Option<TableLoad>,
+    /// Changes seen before the key was known, in order.
+    unkeyed: Vec<RecPos>,
+}
+
+impl TableBatch {
+    fn new(schema: &str, name: &str) -> Self {
+        Self {
+            schema: schema.into(),
+            name: name.into(),
+            steps: Vec::new(),
+            current: None,
+            unkeyed: Vec::new(),
+        }
+    }
+
+    fn close_load(&mut self) {
+        if let Some(load) = self.current.take() {
+            if !load.is_empty() {
+                self.steps.push(Step::Load(load));
+            }
+        }
+    }
+
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// A segment's worth of work: every table touched, in name order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub tables: Vec<TableBatch>,
+    pub changes: u64,
+}
+
+/// Bytes of index memory per position of a change whose key is not known yet.
+const UNKEYED_COST: usize = std::mem::size_of::<RecPos>();
+
+pub struct Batcher {
+    registry: SchemaRegistry,
+    config_keys: BTreeMap<String, Vec<String>>,
+    tables: BTreeMap<String, TableBatch>,
+    /// The budget for one batch's index: [`Batcher::memory_full`] once reached.
+    max_mem: usize,
+    mem: usize,
+    changes: u64,
+    key_buf: Vec<u8>,
+    old_key_buf: Vec<u8>,
+    qualified_buf: String,
+}
+
+fn qualified_into(buf: &mut String, t: &TableName<'_>) {
+    buf.clear();
+    buf.push_str(&t.schema);
+    buf.push('.');
+    buf.push_str(&t.name);
+}
+
+impl Batcher {
+    pub fn new(
+        mut registry: SchemaRegistry,
+        config_keys: BTreeMap<String, Vec<String>>,
+        max_mem: usize,
+    ) -> Self {
+        // The config wins over whatever was learned before (it may have been added to fix a
+        // table whose key could not be found).
+        for (name, key) in &config_keys {
+            if let Some(t) = registry.tables.get_mut(name) {
+                t.key = Some(key.clone());
+                t.key_source = Some(KeySource::Config);
+            }
+        }
+        Self {
+            registry,
+            config_keys,
+            tables: BTreeMap::new(),
+            max_mem,
+            mem: 0,
+            changes: 0,
+            key_buf: Vec::new(),
+            old_key_buf: Vec::new(),
+            qualified_buf: String::new(),
+        }
+    }
+
+    pub fn registry(&self) -> &SchemaRegistry {
+        &self.registry
+    }
+
+    pub fn memory_full(&self) -> bool {
+        self.mem >= self.max_mem
+    }
+
+    pub fn memory_used(&self) -> usize {
+        self.mem
+    }
+
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Folds one message (already in the WAL at `pos`) into the batch.
+    pub fn apply(
+        &mut self,
+        msg: &Message<'_>,
+        pos: RecPos,
+        src: &mut dyn RecordSource,
+    ) -> Result<(), BatchError> {
+        match msg {
+            Message::Begin { .. } | Message::Commit { .. } | Message::Logical { .. } => Ok(()),
+            Message::Insert { table, new } => {
+                let new = new.as_ref().ok_or_else(|| no_tuple(table, "INSERT"))?;
+                self.row(table, None, new, pos, true, src)
+            }
+            Message::Update {
+                table,
+                old_key,
+                new,
+            } => {
+                let new = new.as_ref().ok_or_else(|| no_tuple(table, "UPDATE"))?;
+                self.row(table, old_key.as_ref(), new, pos, false, src)
+            }
+            Message::Delete { table, old } => {
+                let old = old.as_ref().ok_or_else(|| no_tuple(table, "DELETE"))?;
+                self.delete(table, old, src)
+            }
+            Message::Truncate { tables, .. } => {
+                for t in tables {
+                    // Everything pending for the table is superseded by the truncate.
+                    let tb = self.table_batch(t);
+                    let freed =
+                        tb.current.take().map_or(0, |l| l.mem) + tb.unkeyed.len() * UNKEYED_COST;
+                    tb.unkeyed.clear();
+                    tb.steps.push(Step::Truncate);
+                    self.mem = self.mem.saturating_sub(freed);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn table_batch(&mut self, t: &TableName<'_>) -> &mut TableBatch {
+        qualified_into(&mut self.qualified_buf, t);
+        if !self.tables.contains_key(&self.qualified_buf) {
+            self.tables.insert(
+                self.qualified_buf.clone(),
+                TableBatch::new(&t.schema, &t.name),
+            );
+        }
+        self.tables
+            .get_mut(&self.qualified_buf)
+            .expect("inserted above")
+    }
+
+    /// The registry entry for `t`, created (with the config key, if any) on first sight.
+    fn table_schema(&mut self, t: &TableName<'_>) -> (&mut TableSchema, bool) {
+        qualified_into(&mut self.qualified_buf, t);
+        let created = !self.registry.tables.contains_key(&self.qualified_buf);
+        if created {
+            let key = self.config_keys.get(&self.qualified_buf).cloned();
+            let key_source = key.as_ref().map(|_| KeySource::Config);
+            self.registry.tables.insert(
+                self.qualified_buf.clone(),
+                TableSchema {
+                    schema: t.schema.to_string(),
+                    name: t.name.to_string(),
+                    columns: Vec::new(),
+                    key,
+                    key_source,
+                },
+            );
+        }
+        (
+            self.registry
+                .tables
+                .get_mut(&self.qualified_buf)
+                .expect("inserted above"),
+            created,
+        )
+    }
+
+    /// INSERT or UPDATE with its new tuple.
+    fn row(
+        &mut self,
+        table: &TableName<'_>,
+        old_key: Option<&Tuple<'_>>,
+        new: &Tuple<'_>,
+        pos: RecPos,
+        is_insert: bool,
+        src: &mut dyn RecordSource,
+    ) -> Result<(), BatchError> {
+        let (ts, _) = self.table_schema(table);
+        if !ts.matches(&new.columns) {
+            let ops = if ts.columns.is_empty() {
+                ts.columns = new.columns.iter().map(ColumnDef::from_column).collect();
+                vec![SchemaOp::CreateTable {
+                    columns: ts.columns.clone(),
+                }]
+            } else {
+                // Pending changes were recorded under the old columns: index them first.
+                self.resolve_unkeyed(table, src)?;
+                self.table_schema(table).0.diff(&new.columns)
+            };
+            let tb = self.table_batch(table);
+            tb.close_load();
+            tb.steps.extend(ops.into_iter().map(Step::Schema));
+        }
+        if let Some(old) = old_key {
+            self.learn_key(table, old, src)?;
+        }
+        if self.table_schema(table).0.key.is_none() {
+            self.table_batch(table).unkeyed.push(pos);
+            self.mem += UNKEYED_COST;
+            return Ok(());
+        }
+        self.index_row(table, old_key, new, pos, is_insert)
+    }
+
+    /// Indexes a row change of a table whose key is known and whose columns match `new`.
+    fn index_row(
+        &mut self,
+        table: &TableName<'_>,
+        old_key: Option<&Tuple<'_>>,
+        new: &Tuple<'_>,
+        pos: RecPos,
+        is_insert: bool,
+    ) -> Result<(), BatchError> {
+        self.table_batch(table);
+        let Self {
+            registry,
+            tables,
+            qualified_buf,
+            key_buf,
+            old_key_buf,
+            mem,
+            changes,
+            ..
+        } = self;
+        let ts = registry
+            .tables
+            .get(qualified_buf.as_str())
+            .expect("row() registered the table");
+        let tb = tables
+            .get_mut(qualified_buf.as_str())
+            .expect("table_batch() created it");
+        let load = match &mut tb.current {
+            Some(load) => load,
+            None => {
+                let key = ts.key.clone().unwrap_or_default();
+                let key_idx = ts
+                    .key_indexes()
+                    .map_err(|column| BatchError::KeyColumnMissing {
+                        table: ts.qualified(),
+                        column,
+                        key: key.clone(),
+                    })?;
+                tb.current
+                    .insert(TableLoad::new(ts.columns.clone(), key, key_idx))
+            }
+        };
+        let mut toast_key = None;
+        table_batch::encode_key(
+            key_buf,
+            load.key_idx.iter().map(|&i| {
+                let c = new.columns.get(i)?;
+                if c.value == Value::UnchangedToast {
+                    toast_key = Some(c.name.to_string());
+                }
+                key_bytes(&c.value)
+            }),
+        );
+        if let Some(column) = toast_key {
+            return Err(BatchError::KeyUnchangedToast {
+                table: ts.qualified(),
+                column,
+            });
+        }
+        if let Some(old) = old_key {
+            encode_old_key(old_key_buf, &ts.qualified(), &load.key, old)?;
+        }
+        let old = old_key.map(|_| old_key_buf.as_slice());
+        let mask: Option<Vec<bool>> = new
+            .columns
+            .iter()
+            .any(|c| c.value == Value::UnchangedToast)
+            .then(|| {
+                new.columns
+                    .iter()
+                    .map(|c| c.value != Value::UnchangedToast)
+                    .collect()
+            });
+        let before = load.mem;
+        match apply_to(load, is_insert, old, key_buf, pos, mask.as_deref()) {
+            Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
+            Applied::Conflict => {
+                let fresh =
+                    TableLoad::new(load.columns.clone(), load.key.clone(), load.key_idx.clone());
+                tb.close_load();
+                let load = tb.current.insert(fresh);
+                let again = apply_to(load, is_insert, old, key_buf, pos, mask.as_deref());
+                debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
+                *mem += load.mem;
+            }
+        }
+        *changes += 1;
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        table: &TableName<'_>,
+        old: &Tuple<'_>,
+        src: &mut dyn RecordSource,
+    ) -> Result<(), BatchError> {
+        self.learn_key(table, old, src)?;
+        let (ts, _) = self.table_schema(table);
+        let tq = ts.qualified();
+        let key_names = ts.key.clone().unwrap_or_default();
+        let columns = ts.columns.clone();
+        let key_idx = ts.key_indexes().unwrap_or_default();
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        encode_old_key(&mut key_buf, &tq, &key_names, old)?;
+        let tb = self.table_batch(table);
+        let load = tb
+            .current
+            .get_or_insert_with(|| TableLoad::new(columns, key_names, key_idx));
+        let before = load.mem;
+        let grew = match load.delete(&key_buf) {
+            Applied::Done => load.mem.saturating_sub(before),
+            Applied::Conflict => {
+                let fresh =
+                    TableLoad::new(load.columns.clone(), load.key.clone(), load.key_idx.clone());
+                tb.close_load();
+                let load = tb.current.insert(fresh);
+                let again = load.delete(&key_buf);
+                debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
+                load.mem
+            }
+        };
+        self.mem += grew;
+        self.changes += 1;
+        self.key_buf = key_buf;
+        Ok(())
+    }
+
+    /// Learns the key from a DELETE / `old-key:` tuple if none is known (then indexes what was
+    /// waiting for it), or checks the tuple against the key in use.
+    fn learn_key(
+        &mut self,
+        table: &TableName<'_>,
+        old: &Tuple<'_>,
+        src: &mut dyn RecordSource,
+    ) -> Result<(), BatchError> {
+        let (ts, _) = self.table_schema(table);
+        match &ts.key {
+            Some(key) => {
+                if key.iter().any(|k| old.get(k).is_some()) {
+                    return Ok(());
+                }
+                Err(BatchError::KeyMismatch {
+                    table: ts.qualified(),
+                    in_use: key.clone(),
+                    seen: old.columns.iter().map(|c| c.name.to_string()).collect(),
+                })
+            }
+            None => {
+                ts.key = Some(old.columns.iter().map(|c| c.name.to_string()).collect());
+                ts.key_source = Some(KeySource::ReplicaIdentity);
+                tracing::info!(table = %ts.qualified(), key = ?ts.key, "key learned from replica identity");
+                self.resolve_unkeyed(table, src)
+            }
+        }
+    }
+
+    /// Indexes the changes that waited for `table`'s key, falling back to a column named `id`
+    /// when no key is known; an error when there is none.
+    fn resolve_unkeyed(
+        &mut self,
+        table: &TableName<'_>,
+        src: &mut dyn RecordSource,
+    ) -> Result<(), BatchError> {
+        if self.table_batch(table).unkeyed.is_empty() {
+            return Ok(());
+        }
+        let (ts, _) = self.table_schema(table);
+        if ts.key.is_none() {
+            if !ts.columns.iter().any(|c| c.name == "id") {
+                return Err(BatchError::NoKey {
+                    table: ts.qualified(),
+                });
+            }
+            ts.key = Some(vec!["id".to_string()]);
+            ts.key_source = Some(KeySource::IdColumn);
+            tracing::info!(table = %ts.qualified(), "no key known: using column `id`");
+        }
+        let pending = std::mem::take(&mut self.table_batch(table).unkeyed);
+        self.mem = self.mem.saturating_sub(pending.len() * UNKEYED_COST);
+        for pos in pending {
+            let raw = src.message_at(pos)?;
+            match parse_message(&raw, 0)? {
+                Message::Insert { new: Some(new), .. } => {
+                    self.index_row(table, None, &new, pos, true)?
+                }
+                Message::Update {
+                    new: Some(new),
+                    old_key,
+                    ..
+                } => self.index_row(table, old_key.as_ref(), &new, pos, false)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the batch: resolves pending keys (falling back to `id`), returns every table's
+    /// steps in name order and starts an empty batch. The registry carries over.
+    pub fn take(&mut self, src: &mut dyn RecordSource) -> Result<Batch, BatchError> {
+        let pending: Vec<TableName<'static>> = self
+            .tables
+            .values()
+            .filter(|tb| !tb.unkeyed.is_empty())
+            .map(|tb| TableName {
+                schema: tb.schema.clone().into(),
+                name: tb.name.clone().into(),
+            })
+            .collect();
+        for t in pending {
+            self.resolve_unkeyed(&t, src)?;
+        }
+        let mut tables = Vec::with_capacity(self.tables.len());
+        for (_, mut tb) in std::mem::take(&mut self.tables) {
+            tb.close_load();
+            if !tb.steps.is_empty() {
+                tables.push(tb);
+            }
+        }
+        self.mem = 0;
+        Ok(Batch {
+            tables,
+            changes: std::mem::take(&mut self.changes),
+        })
+    }
+}
+
+fn ts_name(t: &TableName<'_>) -> String {
+    format!("{}.{}", t.schema, t.name)
+}
+
+fn no_tuple(t: &TableName<'_>, op: &'static str) -> BatchError {
+    BatchError::NoTupleData {
+        table: ts_name(t),
+        op,
+    }
+}
+
+fn apply_to(
+    load: &mut TableLoad,
+    is_insert: bool,
+    old: Option<&[u8]>,
+    key: &[u8],
+    pos: RecPos,
+    mask: Option<&[bool]>,
+) -> Applied {
+    match (is_insert, old) {
+        (true, _) => load.insert(key, pos),
+        (false, Some(old)) => load.update_key(old, key, pos, mask),
+        (false, None) => load.update(key, pos, mask),
+    }
+}
+
+/// Encodes the key from an old-key / DELETE tuple by column name. NULL key columns are omitted
+/// by test_decoding, so a missing column is NULL — but at least one must be there.
+fn encode_old_key(
+    out: &mut Vec<u8>,
+    table: &str,
+    key: &[String],
+    old: &Tuple<'_>,
+) -> Result<(), BatchError> {
+    if !key.iter().any(|k| old.get(k).is_some()) {
+        return Err(BatchError::KeyMismatch {
+            table: table.to_string(),
+            in_use: key.to_vec(),
+            seen: old.columns.iter().map(|c| c.name.to_string()).collect(),
+        });
+    }
+    table_batch::encode_key(
+        out,
+        key.iter().map(|k| {
+            old.get(k)
+                .map(|c: &Column<'_>| &c.value)
+                .and_then(key_bytes)
+        }),
+    );
+    Ok(())
+}
+
+/// The bytes a key value is indexed by: its text when unescaping needs no copy, else the raw
+/// quoted form (unique all the same).
+fn key_bytes<'a>(v: &Value<'a>) -> Option<&'a [u8]> {
+    match *v {
+        Value::Null | Value::UnchangedToast => None,
+        Value::Unquoted(b) | Value::Bits(b) | Value::Quoted(b) => Some(b),
+    }
+}

@@ -1,0 +1,518 @@
+//! One table's load within a segment: the final state of every row key touched, as positions of
+//! WAL records (never the values themselves, so memory grows with distinct keys, not row width).
+//!
+//! Per key, a small state machine folds the changes of the batch into one outcome:
+//! - `Full`: the row exists at the end with all values known (an insert, a full update, or an
+//!   update whose unchanged TOAST values come from an earlier record of the same batch);
+//!   loaded as delete-by-key + insert;
+//! - `Partial`: an update of a row that existed before the batch, with some TOAST columns not
+//!   re-sent; loaded as an `UPDATE` of just the known columns, grouped by the exact column subset.
+//!   `moved_from` is set when the update also changed the key: the target row is found by the
+//!   old key;
+//! - `Deleted`: gone at the end; a delete is emitted only if the row may have existed before;
+//! - `MovedAway`: the row at this key was moved to another key by a `Partial` update; nothing is
+//!   emitted for this key itself.
+//!
+//! The load is applied in this order: subset updates, deletes (incl. keys of `Full` rows), inserts.
+//! Combinations that order cannot express (a key reused after its row moved away, a partial move
+//! onto a key deleted earlier in the batch) return [`Applied::Conflict`]: the caller closes the
+//! load and starts a new one, which is always correct.
+
+use std::collections::HashMap;
+
+use smallvec::SmallVec;
+
+use crate::schema::ColumnDef;
+
+/// Position of a WAL record in the segment.
+pub type RecPos = u64;
+
+type Recs = SmallVec<[RecPos; 2]>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowState {
+    Deleted,
+    Full(Recs),
+    Partial {
+        recs: Recs,
+        subset: u32,
+        moved_from: Option<Box<[u8]>>,
+    },
+    MovedAway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The row may exist in the target from before this load.
+    pub pre_existed: bool,
+    pub state: RowState,
+}
+
+/// Whether a change could be folded into this load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Applied {
+    Done,
+    /// Close this load and apply the change to a fresh one.
+    Conflict,
+}
+
+/// Approximate heap cost of one entry beyond its key bytes (hash slot, boxed key, state).
+pub const ENTRY_OVERHEAD: usize = 112;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// The index of one load step of one table.
+#[derive(Debug)]
+pub struct TableLoad {
+    /// The table's columns for every row of this load.
+    pub columns: Vec<ColumnDef>,
+    /// Key column names, in key order.
+    pub key: Vec<String>,
+    /// Index of each key column in `columns`.
+    pub key_idx: Vec<usize>,
+    pub rows: FastMap<Box<[u8]>, Entry>,
+    /// Interned known-column subsets of partial updates; `Partial::subset` indexes this.
+    pub subsets: Vec<Box<[bool]>>,
+    subset_ids: FastMap<Box<[bool]>, u32>,
+    /// Approximate bytes held.
+    pub mem: usize,
+    /// Changes folded in (for logs and manifests).
+    pub changes: u64,
+}
+
+impl TableLoad {
+    pub fn new(columns: Vec<ColumnDef>, key: Vec<String>, key_idx: Vec<usize>) -> Self {
+        Self {
+            columns,
+            key,
+            key_idx,
+            rows: FastMap::default(),
+            subsets: Vec::new(),
+            subset_ids: FastMap::default(),
+            mem: 0,
+            changes: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn intern(&mut self, mask: &[bool]) -> u32 {
+        if let Some(id) = self.subset_ids.get(mask) {
+            return *id;
+        }
+        let id = self.subsets.len() as u32;
+        self.subsets.push(mask.into());
+        self.subset_ids.insert(mask.into(), id);
+        self.mem += 2 * (mask.len() + 48);
+        id
+    }
+
+    fn union(&mut self, a: u32, mask: &[bool]) -> u32 {
+        let merged: Vec<bool> = self.subsets[a as usize]
+            .iter()
+            .zip(mask)
+            .map(|(x, y)| *x || *y)
+            .collect();
+        self.intern(&merged)
+    }
+
+    fn entry_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.rows.get_mut(key)
+    }
+
+    fn put(&mut self, key: &[u8], entry: Entry) {
+        if let Some(e) = self.rows.get_mut(key) {
+            *e = entry;
+        } else {
+            self.mem += ENTRY_OVERHEAD + key.len();
+            self.rows.insert(key.into(), entry);
+        }
+    }
+
+    /// The state an update at `rec` (known columns `mask`, `None` = all) leads to, given the
+    /// row's previous state in this load (`None` = not seen).
+    fn updated(
+        &mut self,
+        prev: Option<RowState>,
+        rec: RecPos,
+        mask: Option<&[bool]>,
+        moved_from: Option<&[u8]>,
+    ) -> RowState {
+        match (prev, mask) {
+            (Some(RowState::Full(mut recs)), Some(_)) => {
+                recs.push(rec);
+                RowState::Full(recs)
+            }
+            (_, None) => RowState::Full(SmallVec::from_slice(&[rec])),
+            (
+                Some(RowState::Partial {
+                    mut recs,
+                    subset,
+                    moved_from: m,
+                }),
+                Some(mask),
+            ) => {
+                recs.push(rec);
+                let subset = self.union(subset, mask);
+                RowState::Partial {
+                    recs,
+                    subset,
+                    moved_from: m.or_else(|| moved_from.map(Into::into)),
+                }
+            }
+            (_, Some(mask)) => {
+                let subset = self.intern(mask);
+                RowState::Partial {
+                    recs: SmallVec::from_slice(&[rec]),
+                    subset,
+                    moved_from: moved_from.map(Into::into),
+                }
+            }
+        }
+    }
+
+    pub fn insert(&mut self, key: &[u8], rec: RecPos) -> Applied {
+        self.changes += 1;
+        let pre_existed = match self.entry_mut(key) {
+            None => false,
+            Some(Entry {
+                state: RowState::MovedAway,
+                ..
+            }) => return Applied::Conflict,
+            Some(e) => e.pre_existed || !matches!(e.state, RowState::Deleted),
+        };
+        self.put(
+            key,
+            Entry {
+                pre_existed,
+                state: RowState::Full(SmallVec::from_slice(&[rec])),
+            },
+        );
+        Applied::Done
+    }
+
+    /// An update that keeps the key. `mask` lists known columns when some are unchanged TOAST.
+    pub fn update(&mut self, key: &[u8], rec: RecPos, mask: Option<&[bool]>) -> Applied {
+        self.changes += 1;
+        let (pre_existed, prev) = match self.entry_mut(key) {
+            None => (true, None),
+            Some(Entry {
+                state: RowState::MovedAway,
+                ..
+            }) => return Applied::Conflict,
+            Some(e) => (
+                e.pre_existed,
+                Some(std::mem::replace(&mut e.state, RowState::Deleted)),
+            ),
+        };
+        let prev = match prev {
+            Some(RowState::Deleted) => None,
+            p => p,
+        };
+        let state = self.updated(prev, rec, mask, None);
+        self.put(key, Entry { pre_existed, state });
+        Applied::Done
+    }
+
+    /// An update that moved the row from `old_key` to `new_key`.
+    pub fn update_key(
+        &mut self,
+        old_key: &[u8],
+        new_key: &[u8],
+        rec: RecPos,
+        mask: Option<&[bool]>,
+    ) -> Applied {
+        if old_key == new_key {
+            return self.update(new_key, rec, mask);
+        }
+        if let Some(Entry {
+            state: RowState::MovedAway,
+            ..
+        }) = self.rows.get(old_key)
+        {
+            return Applied::Conflict;
+        }
+        match self.rows.get(new_key) {
+            None => {}
+            // A key deleted earlier in the batch may be reused by a full row (delete + insert
+            // order handles it) but not by a partial move (updates run before deletes).
+            Some(Entry {
+                state: RowState::Deleted,
+                ..
+            }) if mask.is_none() => {}
+            Some(_) => return Applied::Conflict,
+        }
+        // A partial move finds the row in the target by its old key: that row must exist, so an
+        // old key already deleted in this batch cannot be the origin (updates run before deletes).
+        if mask.is_some()
+            && matches!(
+                self.rows.get(old_key),
+                Some(Entry {
+                    state: RowState::Deleted,
+                    ..
+                })
+            )
+        {
+            return Applied::Conflict;
+        }
+        self.changes += 1;
+        let (old_pre, prev) = match self.rows.get_mut(old_key) {
+            None => (true, None),
+            Some(e) => (
+                e.pre_existed,
+                Some(std::mem::replace(&mut e.state, RowState::Deleted)),
+            ),
+        };
+        let prev = match prev {
+            Some(RowState::Deleted) => None,
+            p => p,
+        };
+        let state = self.updated(prev, rec, mask, Some(old_key));
+        let old_state = match &state {
+            RowState::Partial {
+                moved_from: Some(m),
+                ..
+            } if &**m == old_key => RowState::MovedAway,
+            _ => RowState::Deleted,
+        };
+        self.put(
+            old_key,
+            Entry {
+                pre_existed: old_pre,
+                state: old_state,
+            },
+        );
+        let new_pre = self.rows.get(new_key).is_some_and(|e| e.pre_existed);
+        self.put(
+            new_key,
+            Entry {
+                pre_existed: new_pre,
+                state,
+            },
+        );
+        Applied::Done
+    }
+
+    pub fn delete(&mut self, key: &[u8]) -> Applied {
+        self.changes += 1;
+        let prev = match self.rows.get_mut(key) {
+            None => {
+                self.put(
+                    key,
+                    Entry {
+                        pre_existed: true,
+                        state: RowState::Deleted,
+                    },
+                );
+                return Applied::Done;
+            }
+            Some(Entry {
+                state: RowState::MovedAway,
+                ..
+            }) => return Applied::Conflict,
+            Some(e) => {
+                let pre = e.pre_existed;
+                (pre, std::mem::replace(&mut e.state, RowState::Deleted))
+            }
+        };
+        if let (
+            _,
+            RowState::Partial {
+                moved_from: Some(origin),
+                ..
+            },
+        ) = &prev
+        {
+            // The row moved here from `origin` earlier in this batch; deleting it means the
+            // target row under the origin key must go.
+            let origin = origin.clone();
+            self.put(
+                &origin,
+                Entry {
+                    pre_existed: true,
+                    state: RowState::Deleted,
+                },
+            );
+        }
+        Applied::Done
+    }
+}
+
+/// Encodes key values into one map key: per column `0xFF` for NULL or `u32 len + bytes`.
+pub fn encode_key<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a [u8]>>) {
+    out.clear();
+    for v in values {
+        match v {
+            None => out.push(0xFF),
+            Some(b) => {
+                out.push(0);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+}
+
+/// The values of an encoded key; `None` entries are NULLs. Malformed input yields fewer values.
+pub fn decode_key(mut key: &[u8]) -> Vec<Option<&[u8]>> {
+    let mut out = Vec::new();
+    while let Some((&tag, rest)) = key.split_first() {
+        if tag == 0xFF {
+            out.push(None);
+            key = rest;
+            continue;
+        }
+        let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+            break;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some((value, rest)) = rest.split_at_checked(len) else {
+            break;
+        };
+        out.push(Some(value));
+        key = rest;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load() -> TableLoad {
+        TableLoad::new(Vec::new(), vec!["id".into()], vec![0])
+    }
+
+    fn k(v: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_key(&mut out, std::iter::once(Some(v.as_bytes())));
+        out
+    }
+
+    fn state(l: &TableLoad, key: &str) -> Option<Entry> {
+        l.rows.get(k(key).as_slice()).cloned()
+    }
+
+    fn full(recs: &[u64]) -> RowState {
+        RowState::Full(SmallVec::from_slice(recs))
+    }
+
+    #[test]
+    fn insert_then_update_is_insert_with_final_values() {
+        let mut l = load();
+        assert_eq!(l.insert(&k("1"), 10), Applied::Done);
+        assert_eq!(l.update(&k("1"), 20, None), Applied::Done);
+        assert_eq!(
+            state(&l, "1"),
+            Some(Entry {
+                pre_existed: false,
+                state: full(&[20])
+            })
+        );
+    }
+
+    #[test]
+    fn insert_then_delete_leaves_nothing_to_emit() {
+        let mut l = load();
+        let _ = l.insert(&k("1"), 10);
+        let _ = l.delete(&k("1"));
+        assert_eq!(
+            state(&l, "1"),
+            Some(Entry {
+                pre_existed: false,
+                state: RowState::Deleted
+            })
+        );
+    }
+
+    #[test]
+    fn delete_then_insert_is_replace() {
+        let mut l = load();
+        let _ = l.delete(&k("1"));
+        let _ = l.insert(&k("1"), 30);
+        assert_eq!(
+            state(&l, "1"),
+            Some(Entry {
+                pre_existed: true,
+                state: full(&[30])
+            })
+        );
+    }
+
+    #[test]
+    fn toast_update_merges_with_earlier_full_row() {
+        let mut l = load();
+        let _ = l.insert(&k("1"), 10);
+        let _ = l.update(&k("1"), 20, Some(&[true, false, true]));
+        assert_eq!(state(&l, "1").unwrap().state, full(&[10, 20]));
+    }
+
+    #[test]
+    fn toast_updates_without_base_group_by_subset() {
+        let mut l = load();
+        let _ = l.update(&k("1"), 10, Some(&[true, false, true]));
+        let _ = l.update(&k("2"), 20, Some(&[true, false, true]));
+        let _ = l.update(&k("3"), 30, Some(&[true, true, false]));
+        let _ = l.update(&k("3"), 40, Some(&[true, false, true]));
+        assert_eq!(l.subsets.len(), 3);
+        let RowState::Partial { subset, .. } = state(&l, "3").unwrap().state else {
+            panic!()
+        };
+        assert_eq!(&*l.subsets[subset as usize], &[true, true, true]);
+    }
+
+    #[test]
+    fn key_change_deletes_old_and_upserts_new() {
+        let mut l = load();
+        assert_eq!(l.update_key(&k("a"), &k("b"), 10, None), Applied::Done);
+        assert_eq!(
+            state(&l, "a"),
+            Some(Entry {
+                pre_existed: true,
+                state: RowState::Deleted
+            })
+        );
+        assert_eq!(state(&l, "b").unwrap().state, full(&[10]));
+    }
+
+    #[test]
+    fn partial_key_change_moves_and_reuse_conflicts() {
+        let mut l = load();
+        assert_eq!(
+            l.update_key(&k("a"), &k("b"), 10, Some(&[true, false])),
+            Applied::Done
+        );
+        assert_eq!(state(&l, "a").unwrap().state, RowState::MovedAway);
+        let RowState::Partial { moved_from, .. } = state(&l, "b").unwrap().state else {
+            panic!()
+        };
+        assert_eq!(moved_from.as_deref(), Some(k("a").as_slice()));
+        assert_eq!(l.insert(&k("a"), 20), Applied::Conflict);
+        // Deleting the moved row deletes it under its original key.
+        assert_eq!(l.delete(&k("b")), Applied::Done);
+        assert_eq!(
+            state(&l, "a"),
+            Some(Entry {
+                pre_existed: true,
+                state: RowState::Deleted
+            })
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_with_nulls() {
+        let mut out = Vec::new();
+        encode_key(
+            &mut out,
+            [Some(&b"x"[..]), None, Some(&b""[..])].into_iter(),
+        );
+        assert_eq!(
+            decode_key(&out),
+            vec![Some(&b"x"[..]), None, Some(&b""[..])]
+        );
+        assert!(decode_key(&[0, 9, 0]).is_empty());
+    }
+}

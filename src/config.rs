@@ -1,0 +1,444 @@
+//! Configuration: the TOML file described in README.md and config.example.toml.
+//!
+//! Every section is optional and every key has a documented default (the `DEFAULT_*` constants).
+//! Unknown keys are rejected by serde (`deny_unknown_fields`) with the key's name and line;
+//! `validate()` checks values and names the offending key (`wal.segment_max_bytes`).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the config is read from when neither `--config` nor `$RE_DMS_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/re_dms/re_dms.toml";
+pub const CONFIG_ENV: &str = "RE_DMS_CONFIG";
+
+pub const DEFAULT_SLOT: &str = "re_dms";
+pub const DEFAULT_WAL_DIRECTORY: &str = "/var/lib/re_dms/wal";
+/// 256 MiB: rotate (= flush a batch to the target) at this WAL segment size...
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// ... or at this age, whichever comes first.
+pub const DEFAULT_SEGMENT_MAX_AGE_SECS: u64 = 60;
+/// 512 MiB: the batcher never holds more; it rotates early instead.
+pub const DEFAULT_BATCH_MAX_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+pub const DEFAULT_TARGET_DIRECTORY: &str = "./re_dms_out";
+pub const DEFAULT_S3_PREFIX: &str = "re_dms/";
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+pub const DEFAULT_REDSHIFT_MAX_CONNECTIONS: u32 = 8;
+
+/// Smallest segment size accepted: below this, per-segment overhead dominates.
+pub const MIN_SEGMENT_MAX_BYTES: u64 = 64 * 1024;
+/// Smallest batch memory accepted.
+pub const MIN_BATCH_MAX_MEMORY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub wal: WalConfig,
+    pub batch: BatchConfig,
+    pub target: TargetConfig,
+    pub s3: S3Config,
+    pub redshift: RedshiftConfig,
+    /// Per-table settings keyed by exact `schema.table` (unquoted).
+    pub tables: BTreeMap<String, TableConfig>,
+    pub metrics: MetricsConfig,
+    pub sentry: SentryConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// Confirm LSNs once fsynced in the local WAL.
+    #[default]
+    Wal,
+    /// Confirm LSNs once loaded in the target.
+    Loaded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub connection: String,
+    pub slot: String,
+    pub create_slot: bool,
+    pub ack: AckMode,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            connection: String::new(),
+            slot: DEFAULT_SLOT.to_string(),
+            create_slot: true,
+            ack: AckMode::Wal,
+            include: vec!["*.*".to_string()],
+            exclude: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    pub directory: PathBuf,
+    pub segment_max_bytes: u64,
+    pub segment_max_age_secs: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from(DEFAULT_WAL_DIRECTORY),
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            segment_max_age_secs: DEFAULT_SEGMENT_MAX_AGE_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_memory_bytes: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: DEFAULT_BATCH_MAX_MEMORY_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    #[default]
+    Redshift,
+    Local,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    pub directory: PathBuf,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            kind: TargetKind::Redshift,
+            directory: PathBuf::from(DEFAULT_TARGET_DIRECTORY),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    pub endpoint: String,
+    pub force_path_style: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: DEFAULT_S3_PREFIX.to_string(),
+            region: DEFAULT_S3_REGION.to_string(),
+            endpoint: String::new(),
+            force_path_style: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedshiftConfig {
+    pub connection: String,
+    pub iam_role: String,
+    pub max_connections: u32,
+    pub schema_map: BTreeMap<String, String>,
+}
+
+impl Default for RedshiftConfig {
+    fn default() -> Self {
+        Self {
+            connection: String::new(),
+            iam_role: String::new(),
+            max_connections: DEFAULT_REDSHIFT_MAX_CONNECTIONS,
+            schema_map: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableConfig {
+    pub primary_key: Vec<String>,
+    pub load_into: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub listen: String,
+    pub cloudwatch_namespace: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentryConfig {
+    pub dsn: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// What the process is about to do, so that `validate` only insists on what that needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `re_dms --stdin`: no source connection needed.
+    Replay,
+    /// Live from the replication slot.
+    Live,
+}
+
+impl Config {
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// `--config`, else `$RE_DMS_CONFIG`, else [`DEFAULT_CONFIG_PATH`].
+    pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+        if let Some(p) = cli {
+            return p.to_path_buf();
+        }
+        match std::env::var_os(CONFIG_ENV) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+        }
+    }
+
+    /// Checks values; the error names the key.
+    pub fn validate(&self, mode: Mode) -> Result<(), ConfigError> {
+        if mode == Mode::Live && self.source.connection.trim().is_empty() {
+            return Err(invalid(
+                "source.connection",
+                "required to stream from a replication slot",
+            ));
+        }
+        if self.source.slot.is_empty()
+            || !self
+                .source
+                .slot
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(invalid(
+                "source.slot",
+                "a replication slot name uses only lower-case letters, digits and `_`",
+            ));
+        }
+        for (key, patterns) in [
+            ("source.include", &self.source.include),
+            ("source.exclude", &self.source.exclude),
+        ] {
+            if let Some(p) = patterns.iter().find(|p| !p.contains('.')) {
+                return Err(invalid(
+                    key,
+                    format!("pattern {p:?} must have the form schema.table"),
+                ));
+            }
+        }
+        if self.wal.directory.as_os_str().is_empty() {
+            return Err(invalid("wal.directory", "must not be empty"));
+        }
+        if self.wal.segment_max_bytes < MIN_SEGMENT_MAX_BYTES {
+            return Err(invalid(
+                "wal.segment_max_bytes",
+                format!("must be at least {MIN_SEGMENT_MAX_BYTES}"),
+            ));
+        }
+        if self.wal.segment_max_age_secs == 0 {
+            return Err(invalid("wal.segment_max_age_secs", "must be at least 1"));
+        }
+        if self.batch.max_memory_bytes < MIN_BATCH_MAX_MEMORY_BYTES {
+            return Err(invalid(
+                "batch.max_memory_bytes",
+                format!("must be at least {MIN_BATCH_MAX_MEMORY_BYTES}"),
+            ));
+        }
+        match self.target.kind {
+            TargetKind::Local => {
+                if self.target.directory.as_os_str().is_empty() {
+                    return Err(invalid(
+                        "target.directory",
+                        "required when target.kind = \"local\"",
+                    ));
+                }
+            }
+            TargetKind::Redshift => {
+                if self.s3.bucket.is_empty() {
+                    return Err(invalid(
+                        "s3.bucket",
+                        "required when target.kind = \"redshift\"",
+                    ));
+                }
+                if self.redshift.connection.trim().is_empty() {
+                    return Err(invalid(
+                        "redshift.connection",
+                        "required when target.kind = \"redshift\"",
+                    ));
+                }
+                if self.redshift.max_connections == 0 {
+                    return Err(invalid("redshift.max_connections", "must be at least 1"));
+                }
+            }
+        }
+        for (name, table) in &self.tables {
+            let key = format!("tables.\"{name}\"");
+            if !name.contains('.') {
+                return Err(invalid(key, "table keys are `schema.table`"));
+            }
+            if table.primary_key.iter().any(|c| c.is_empty()) {
+                return Err(invalid(
+                    format!("{key}.primary_key"),
+                    "column names must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured primary key of `schema.table`, if any.
+    pub fn primary_key(&self, qualified: &str) -> Option<&[String]> {
+        self.tables
+            .get(qualified)
+            .map(|t| t.primary_key.as_slice())
+            .filter(|k| !k.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_config_has_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.wal.segment_max_bytes, DEFAULT_SEGMENT_MAX_BYTES);
+        assert_eq!(c.wal.segment_max_age_secs, DEFAULT_SEGMENT_MAX_AGE_SECS);
+        assert_eq!(c.batch.max_memory_bytes, DEFAULT_BATCH_MAX_MEMORY_BYTES);
+        assert_eq!(c.source.slot, DEFAULT_SLOT);
+        assert_eq!(c.target.kind, TargetKind::Redshift);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[wal]\nsegment_bytes = 5\n").unwrap_err().to_string();
+        assert!(err.contains("segment_bytes"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = parse("[walx]\n").unwrap_err().to_string();
+        assert!(err.contains("walx"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key() {
+        let c = parse("[target]\nkind = \"local\"\n[wal]\nsegment_max_bytes = 10\n").unwrap();
+        let err = c.validate(Mode::Replay).unwrap_err().to_string();
+        assert!(err.contains("wal.segment_max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn redshift_target_needs_bucket() {
+        let c = parse("").unwrap();
+        let err = c.validate(Mode::Replay).unwrap_err().to_string();
+        assert!(err.contains("s3.bucket"), "{err}");
+    }
+
+    #[test]
+    fn live_mode_needs_source_connection() {
+        let c = parse("[target]\nkind = \"local\"\n").unwrap();
+        c.validate(Mode::Replay).unwrap();
+        let err = c.validate(Mode::Live).unwrap_err().to_string();
+        assert!(err.contains("source.connection"), "{err}");
+    }
+
+    #[test]
+    fn table_primary_key_is_read() {
+        let c =
+            parse("[tables.\"sales.Order Items\"]\nprimary_key = [\"order_id\", \"line_no\"]\n")
+                .unwrap();
+        assert_eq!(
+            c.primary_key("sales.Order Items").unwrap(),
+            &["order_id".to_string(), "line_no".to_string()]
+        );
+        assert!(c.primary_key("sales.other").is_none());
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = parse("[batch]\nmax_memory_bytes = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_memory_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,451 @@
+//! The ingest stage: input -> local WAL -> batcher; closes segments and hands them on.
+//!
+//! Owns the WAL writer and the batcher. Runs on its own thread: parsing, appending and indexing
+//! are one tight loop per message, with bounded channels on both sides (input chunks in, sealed
+//! segments out), so a slow target blocks this loop instead of growing memory.
+//!
+//! Invariants:
+//! - every message is appended to the WAL before the batcher sees it;
+//! - group commit: the WAL is fsynced before the loop waits for more input, after at most
+//!   [`GROUP_COMMIT_BYTES`] of WAL, and when a segment closes; the durable LSN (the last COMMIT
+//!   covered by an fsync) is published for upstream confirmation;
+//! - a segment closes at a transaction boundary when it reaches `segment_max_bytes` or
+//!   `segment_max_age_secs`, at EOF, or — anywhere, even inside a transaction — when the
+//!   batcher's index reaches its memory budget; such a segment is marked incomplete and is
+//!   delivered only together with a later complete one;
+//! - on start, segments left by a previous run are re-batched and re-delivered first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::batch::{BatchError, Batcher, RecPos, RecordSource};
+use crate::csv_out::SealedSegment;
+use crate::decoding::{parse_message, Message, MessageStream, ParseError};
+use crate::lsn::Lsn;
+use crate::metrics;
+use crate::wal::segment::{Next, RecordKind, SegmentReader, SegmentScanner};
+use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
+
+/// fsync at least this often (bytes of WAL) while input keeps arriving.
+pub const GROUP_COMMIT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What the input side sends.
+#[derive(Debug)]
+pub enum Input {
+    /// test_decoding text exactly as `pg_recvlogical -f -` prints it, in chunks of any size.
+    Bytes(Vec<u8>),
+    /// End of input.
+    Eof,
+    /// Reading failed.
+    Failed(std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("reading input: {0}")]
+    Input(#[source] std::io::Error),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("line {line} (LSN {lsn}): {source}")]
+    Batch {
+        line: u64,
+        lsn: Lsn,
+        #[source]
+        source: BatchError,
+    },
+    #[error("WAL segment {segment}: {source}")]
+    Rebatch {
+        segment: u64,
+        #[source]
+        source: BatchError,
+    },
+    #[error("WAL segment {segment}, record at byte {pos}: {source}")]
+    RecordParse {
+        segment: u64,
+        pos: u64,
+        #[source]
+        source: ParseError,
+    },
+    #[error(
+        "input ended inside the transaction that began at line {line}: its changes were not loaded \
+         (the capture is truncated)"
+    )]
+    IncompleteAtEof { line: u64 },
+    #[error("the CSV stage stopped")]
+    DownstreamClosed,
+}
+
+/// Limits the ingest loop works with (from `[wal]` and `[batch]`).
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    /// Index budget of one batch: half of `batch.max_memory_bytes`, because the CSV stage holds
+    /// the previous batch while the next one fills.
+    pub batch_max_memory: usize,
+}
+
+/// The open segment's bookkeeping.
+#[derive(Debug, Clone, Copy)]
+struct OpenSegment {
+    opened: Instant,
+    first_lsn: Lsn,
+    last_lsn: Lsn,
+}
+
+pub struct Ingest {
+    wal: Wal,
+    batcher: Batcher,
+    limits: IngestLimits,
+    out: SyncSender<SealedSegment>,
+    next_local_lsn: u64,
+    in_txn: bool,
+    txn_line: u64,
+    open: Option<OpenSegment>,
+    synced_at_len: u64,
+    last_commit_lsn: Lsn,
+    /// The last COMMIT LSN known durable (for upstream confirmation).
+    pub durable_lsn: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Reads messages back from the segment being written.
+struct OpenSegmentSource<'a> {
+    wal: &'a mut Wal,
+    reader: Option<SegmentReader>,
+}
+
+impl RecordSource for OpenSegmentSource<'_> {
+    fn message_at(&mut self, pos: RecPos) -> Result<Vec<u8>, BatchError> {
+        if self.reader.is_none() {
+            self.wal.flush().map_err(|e| match e {
+                WalError::Segment(s) => BatchError::Reread(s),
+                other => BatchError::Reread(crate::wal::segment::SegmentError::Io {
+                    path: self.wal.dir().to_path_buf(),
+                    source: std::io::Error::other(other.to_string()),
+                }),
+            })?;
+            let path = self
+                .wal
+                .current_path()
+                .expect("a segment is open while batching");
+            self.reader = Some(SegmentReader::open(path)?);
+        }
+        let r = self.reader.as_mut().expect("opened above");
+        Ok(r.read_at(pos)?.payload.to_vec())
+    }
+}
+
+/// Reads messages back from a sealed segment.
+struct SealedSource(SegmentReader);
+
+impl RecordSource for SealedSource {
+    fn message_at(&mut self, pos: RecPos) -> Result<Vec<u8>, BatchError> {
+        Ok(self.0.read_at(pos)?.payload.to_vec())
+    }
+}
+
+impl Ingest {
+    /// `recovery` comes from [`Wal::open`]; `config_keys` are `[tables."s.t"] primary_key`s.
+    pub fn new(
+        wal: Wal,
+        recovery: &Recovery,
+        config_keys: std::collections::BTreeMap<String, Vec<String>>,
+        limits: IngestLimits,
+        out: SyncSender<SealedSegment>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let batcher = Batcher::new(
+            recovery.schema.clone(),
+            config_keys,
+            limits.batch_max_memory,
+        );
+        Self {
+            wal,
+            batcher,
+            limits,
+            out,
+            next_local_lsn: recovery.next_local_lsn.max(1),
+            in_txn: false,
+            txn_line: 0,
+            open: None,
+            synced_at_len: 0,
+            last_commit_lsn: Lsn(0),
+            durable_lsn: Arc::new(AtomicU64::new(0)),
+            stop,
+        }
+    }
+
+    /// Re-batches segments a previous run left on disk, oldest first, and sends them on.
+    pub fn replay(&mut self, segments: &[SegmentFile]) -> Result<(), IngestError> {
+        for file in segments {
+            let _span = tracing::info_span!("replay", segment = file.id).entered();
+            let mut scanner = SegmentScanner::open(&file.path).map_err(WalError::from)?;
+            let mut src = SealedSource(SegmentReader::open(&file.path).map_err(WalError::from)?);
+            let (mut first, mut last) = (None, Lsn(0));
+            let mut records = 0u64;
+            loop {
+                let rec = match scanner.next_record().map_err(WalError::from)? {
+                    Next::Record(r) => r,
+                    Next::End | Next::Torn { .. } => break,
+                };
+                if rec.kind == RecordKind::Snapshot {
+                    if let Ok(snap) = serde_json::from_slice::<Snapshot>(rec.payload) {
+                        self.in_txn = snap.starts_in_txn;
+                    }
+                    continue;
+                }
+                records += 1;
+                first.get_or_insert(rec.lsn);
+                last = rec.lsn;
+                let msg =
+                    parse_message(rec.payload, 0).map_err(|source| IngestError::RecordParse {
+                        segment: file.id,
+                        pos: rec.pos,
+                        source,
+                    })?;
+                self.track_txn(&msg, 0, rec.lsn);
+                self.batcher
+                    .apply(&msg, rec.pos, &mut src)
+                    .map_err(|source| IngestError::Rebatch {
+                        segment: file.id,
+                        source,
+                    })?;
+            }
+            let batch = self
+                .batcher
+                .take(&mut src)
+                .map_err(|source| IngestError::Rebatch {
+                    segment: file.id,
+                    source,
+                })?;
+            tracing::info!(
+                records,
+                changes = batch.changes,
+                "re-delivering a segment left by the previous run"
+            );
+            let sealed = SealedSegment {
+                file: file.clone(),
+                first_lsn: first.unwrap_or_default(),
+                last_lsn: last,
+                complete: !self.in_txn,
+                batch,
+            };
+            self.out
+                .send(sealed)
+                .map_err(|_| IngestError::DownstreamClosed)?;
+        }
+        Ok(())
+    }
+
+    fn track_txn(&mut self, msg: &Message<'_>, line: u64, lsn: Lsn) {
+        match msg {
+            Message::Begin { .. } => {
+                self.in_txn = true;
+                self.txn_line = line;
+            }
+            Message::Commit { .. } => {
+                self.in_txn = false;
+                self.last_commit_lsn = lsn;
+            }
+            Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. } => {
+                metrics::CHANGES_READ.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads input until EOF, an error, or a stop request; loads everything complete.
+    pub fn run(&mut self, input: &Receiver<Input>) -> Result<(), IngestError> {
+        let mut stream = MessageStream::new();
+        let mut eof = false;
+        loop {
+            while let Some(frame) = stream.next_frame()? {
+                let lsn = Lsn(self.next_local_lsn);
+                self.next_local_lsn += 1;
+                metrics::MESSAGES_READ.inc();
+                if !self.wal.has_segment() {
+                    let snapshot = Snapshot {
+                        starts_in_txn: self.in_txn,
+                        next_local_lsn: lsn.0,
+                        schema: self.batcher.registry().clone(),
+                    };
+                    self.wal.begin_segment(&snapshot)?;
+                    self.open = Some(OpenSegment {
+                        opened: Instant::now(),
+                        first_lsn: lsn,
+                        last_lsn: lsn,
+                    });
+                    self.synced_at_len = 0;
+                }
+                let pos = self.wal.append(lsn, frame.raw)?;
+                if let Some(open) = self.open.as_mut() {
+                    open.last_lsn = lsn;
+                }
+                self.track_txn(&frame.message, frame.line, lsn);
+                let line = frame.line;
+                let mut src = OpenSegmentSource {
+                    wal: &mut self.wal,
+                    reader: None,
+                };
+                self.batcher
+                    .apply(&frame.message, pos, &mut src)
+                    .map_err(|source| IngestError::Batch { line, lsn, source })?;
+                self.after_message()?;
+            }
+            if eof {
+                if self.in_txn {
+                    return Err(IngestError::IncompleteAtEof {
+                        line: self.txn_line,
+                    });
+                }
+                return self.close_segment(true);
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                tracing::info!("stop requested: no more input is read");
+                return self.stop_now();
+            }
+            // Group commit point: nothing buffered is complete, we are about to wait.
+            let wait = self
+                .age_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let received = match wait {
+                Some(w) => input.recv_timeout(w.max(Duration::from_millis(1))),
+                None => match input.try_recv() {
+                    Ok(x) => Ok(x),
+                    Err(_) => {
+                        self.sync()?;
+                        input.recv_timeout(Duration::from_millis(200))
+                    }
+                },
+            };
+            match received {
+                Ok(Input::Bytes(b)) => stream.push(&b),
+                Ok(Input::Eof) | Err(RecvTimeoutError::Disconnected) => {
+                    stream.finish();
+                    eof = true;
+                }
+                Ok(Input::Failed(e)) => return Err(IngestError::Input(e)),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sync()?;
+                    if !self.in_txn && self.segment_aged() {
+                        self.close_segment(true)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// On a stop request: make what was read durable; a segment that ends at a transaction
+    /// boundary is delivered now, an open transaction stays in the WAL for the next start.
+    fn stop_now(&mut self) -> Result<(), IngestError> {
+        self.sync()?;
+        if !self.in_txn {
+            self.close_segment(true)?;
+        }
+        Ok(())
+    }
+
+    fn age_deadline(&self) -> Option<Instant> {
+        self.open.map(|o| o.opened + self.limits.segment_max_age)
+    }
+
+    fn segment_aged(&self) -> bool {
+        self.age_deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn after_message(&mut self) -> Result<(), IngestError> {
+        let len = self.wal.segment_len();
+        if len.saturating_sub(self.synced_at_len) >= GROUP_COMMIT_BYTES {
+            self.sync()?;
+        }
+        if self.batcher.memory_full() {
+            metrics::SEGMENTS_ROTATED_FOR_MEMORY.inc();
+            tracing::info!(
+                memory = self.batcher.memory_used(),
+                in_txn = self.in_txn,
+                "batch memory budget reached: closing the segment early"
+            );
+            let complete = !self.in_txn;
+            return self.close_segment(complete);
+        }
+        if !self.in_txn && (len >= self.limits.segment_max_bytes || self.segment_aged()) {
+            return self.close_segment(true);
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), IngestError> {
+        if self.wal.needs_sync() {
+            self.wal.sync()?;
+            self.synced_at_len = self.wal.segment_len();
+            if !self.in_txn {
+                self.durable_lsn
+                    .store(self.last_commit_lsn.0, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the open segment and sends its batch to the CSV stage.
+    fn close_segment(&mut self, complete: bool) -> Result<(), IngestError> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let batch = {
+            let id = self.wal.current_id().unwrap_or_default();
+            let mut src = OpenSegmentSource {
+                wal: &mut self.wal,
+                reader: None,
+            };
+            self.batcher
+                .take(&mut src)
+                .map_err(|source| IngestError::Rebatch {
+                    segment: id,
+                    source,
+                })?
+        };
+        let Some(file) = self.wal.seal(self.batcher.registry())? else {
+            return Ok(());
+        };
+        if complete {
+            self.durable_lsn
+                .store(self.last_commit_lsn.0, Ordering::Release);
+        }
+        tracing::debug!(
+            segment = file.id,
+            bytes = file.len,
+            changes = batch.changes,
+            complete,
+            "segment sealed"
+        );
+        let sealed = SealedSegment {
+            file,
+            first_lsn: open.first_lsn,
+            last_lsn: open.last_lsn,
+            complete,
+            batch,
+        };
+        self.out
+            .send(sealed)
+            .map_err(|_| IngestError::DownstreamClosed)
+    }
+}
+
+/// Opens the WAL directory (recovering it) for a run.
+pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
+    let (wal, recovery) = Wal::open(dir)?;
+    if !recovery.segments.is_empty() {
+        tracing::warn!(
+            segments = recovery.segments.len(),
+            "WAL holds segments not yet confirmed by the target: re-delivering them"
+        );
+    }
+    Ok((wal, recovery))
+}
+
+pub use wal::remove_segment;

@@ -1,0 +1,313 @@
+//! The one place the stages are wired together.
+//!
+//! ```text
+//! input thread ──(chunks, cap 4)──> ingest thread ──(sealed segments, cap 1)──> CSV thread
+//!   (stdin)                        (WAL + batcher)                            (gzip, tables ∥)
+//!        ──(segment outputs, cap 2)──> delivery loop: gate (incomplete segments wait for the
+//!                                      next complete one) -> target -> delete WAL segment
+//! ```
+//! Every channel is bounded, so a slow target holds back the CSV stage, which holds back
+//! ingest, which stops reading: memory stays bounded by configuration.
+//!
+//! When ingest stops on bad input (or a stop request), what was already handed on is delivered,
+//! then the WAL is recovered once more (cut at the last whole transaction) and re-delivered, so
+//! every transaction complete before the bad line is loaded and nothing after it is.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::csv_out::{self, CsvError, SegmentOutput};
+use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input};
+use crate::metrics;
+use crate::target::{Target, TargetError};
+use crate::wal::{self, WalError};
+use tracing::Instrument;
+
+/// Input is read in chunks of this size.
+pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
+/// Name of the lock file that keeps two processes off one WAL directory.
+pub const LOCK_FILE: &str = "lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error("CSV stage: {0}")]
+    Csv(#[from] CsvError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("WAL directory {path} is in use by another re_dms process")]
+    Locked { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a pipeline thread panicked: {0}")]
+    Panic(String),
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub segments_loaded: u64,
+}
+
+/// Holds the WAL directory's lock for the life of the run.
+pub struct WalLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_wal_dir(dir: &Path) -> Result<WalLock, PipelineError> {
+    let io = |source| PipelineError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| PipelineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(WalLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PipelineError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(PipelineError::Io { path, source }),
+    }
+}
+
+fn limits(config: &Config) -> IngestLimits {
+    IngestLimits {
+        segment_max_bytes: config.wal.segment_max_bytes,
+        segment_max_age: Duration::from_secs(config.wal.segment_max_age_secs),
+        batch_max_memory: usize::try_from(config.batch.max_memory_bytes / 2).unwrap_or(usize::MAX),
+    }
+}
+
+fn config_keys(config: &Config) -> std::collections::BTreeMap<String, Vec<String>> {
+    config
+        .tables
+        .iter()
+        .filter(|(_, t)| !t.primary_key.is_empty())
+        .map(|(k, t)| (k.clone(), t.primary_key.clone()))
+        .collect()
+}
+
+/// `re_dms --stdin`: replay test_decoding text from `input` into the target, then return.
+pub async fn run_replay<R: Read + Send + 'static>(
+    config: &Config,
+    input: R,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary, PipelineError> {
+    let _lock = lock_wal_dir(&config.wal.directory)?;
+    let mut target = Target::from_config(config)?;
+    let (input_tx, input_rx) = sync_channel::<Input>(4);
+    let reader_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("re_dms-input".into())
+        .spawn(move || read_input(input, &input_tx, &reader_stop))
+        .map_err(|e| PipelineError::Panic(e.to_string()))?;
+
+    let mut summary = Summary::default();
+    let first = run_stages(
+        config,
+        &mut target,
+        Some(input_rx),
+        stop.clone(),
+        &mut summary,
+    )
+    .await;
+    match first {
+        Ok(()) => Ok(summary),
+        Err(e) => {
+            // Deliver what is complete on disk before reporting the error.
+            if matches!(e, PipelineError::Ingest(_)) {
+                tracing::error!(error = %e, "ingest stopped: loading every complete transaction before it");
+                if let Err(again) = run_stages(config, &mut target, None, stop, &mut summary).await
+                {
+                    tracing::error!(error = %again, "re-delivering the WAL after the error failed too");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>, stop: &AtomicBool) {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut buf = vec![0u8; INPUT_CHUNK_BYTES];
+        let mut filled = 0;
+        // Fill the chunk unless the input pauses (a pipe gives what it has).
+        let res = loop {
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(true),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() || n < 64 * 1024 {
+                        break Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if filled > 0 {
+            buf.truncate(filled);
+            if tx.send(Input::Bytes(buf)).is_err() {
+                return;
+            }
+        }
+        match res {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = tx.send(Input::Eof);
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Input::Failed(e));
+                return;
+            }
+        }
+    }
+}
+
+/// Runs ingest (recovery first, then `input` if given), the CSV stage and delivery until all
+/// are done.
+async fn run_stages(
+    config: &Config,
+    target: &mut Target,
+    input: Option<Receiver<Input>>,
+    stop: Arc<AtomicBool>,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
+    let wal_dir = config.wal.directory.clone();
+    let spool_root = wal_dir.join("spool");
+    let (wal, recovery) = ingest::open_wal(&wal_dir)?;
+    let (sealed_tx, sealed_rx) = sync_channel(1);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<SegmentOutput>(2);
+
+    let mut ingest = Ingest::new(
+        wal,
+        &recovery,
+        config_keys(config),
+        limits(config),
+        sealed_tx,
+        stop,
+    );
+    let segments = recovery.segments;
+    let ingest_thread = std::thread::Builder::new()
+        .name("re_dms-ingest".into())
+        .spawn(move || -> Result<(), IngestError> {
+            ingest.replay(&segments)?;
+            match input {
+                Some(rx) => ingest.run(&rx),
+                None => Ok(()),
+            }
+        })
+        .map_err(|e| PipelineError::Panic(e.to_string()))?;
+
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let csv_thread = std::thread::Builder::new()
+        .name("re_dms-csv".into())
+        .spawn(move || -> Result<(), CsvError> {
+            for sealed in sealed_rx {
+                let segment = sealed.file.id;
+                let span = tracing::info_span!("csv", segment);
+                let _g = span.enter();
+                let out = csv_out::write_segment(sealed, &spool_root, workers)?;
+                if out_tx.blocking_send(out).is_err() {
+                    tracing::debug!(segment, "delivery stopped; CSV stage ends");
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| PipelineError::Panic(e.to_string()))?;
+
+    let delivered = deliver_loop(target, &mut out_rx, &wal_dir, summary).await;
+    drop(out_rx);
+    let csv_res = join(csv_thread)?;
+    let ingest_res = join(ingest_thread)?;
+    // The first real cause wins: a target failure makes ingest see a closed channel.
+    delivered?;
+    csv_res?;
+    match ingest_res {
+        Err(IngestError::DownstreamClosed) => Err(PipelineError::Panic(
+            "the CSV stage stopped unexpectedly".into(),
+        )),
+        other => Ok(other?),
+    }
+}
+
+fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, PipelineError> {
+    h.join().map_err(|p| {
+        PipelineError::Panic(
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default(),
+        )
+    })
+}
+
+/// Delivers segment outputs in order; an incomplete segment waits for the next complete one.
+async fn deliver_loop(
+    target: &mut Target,
+    rx: &mut tokio::sync::mpsc::Receiver<SegmentOutput>,
+    wal_dir: &Path,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
+    let mut held: Vec<SegmentOutput> = Vec::new();
+    while let Some(out) = rx.recv().await {
+        let complete = out.complete;
+        held.push(out);
+        if !complete {
+            continue;
+        }
+        for out in held.drain(..) {
+            let span = tracing::info_span!("deliver", segment = out.segment);
+            target.deliver(&out).instrument(span).await?;
+            wal::remove_segment(wal_dir, out.segment)?;
+            if out.dir.exists() {
+                std::fs::remove_dir_all(&out.dir).map_err(|source| PipelineError::Io {
+                    path: out.dir.clone(),
+                    source,
+                })?;
+            }
+            metrics::SEGMENTS_LOADED.inc();
+            summary.segments_loaded += 1;
+            tracing::info!(
+                changes = out.manifest.changes,
+                tables = out.manifest.tables.len(),
+                first_lsn = %out.manifest.first_lsn,
+                last_lsn = %out.manifest.last_lsn,
+                "segment loaded"
+            );
+        }
+    }
+    if !held.is_empty() {
+        tracing::warn!(
+            segments = held.len(),
+            "segments closed inside a transaction that never completed stay in the WAL"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Postgres -> Redshift types, and how each value is written into the CSV files.
+//!
+//! The mapping is the table in README.md ("Type mapping"). test_decoding prints types without
+//! their typmod, so without the source catalog `varchar(n)` is `character varying` and maps to
+//! VARCHAR(65535), and `numeric(p,s)` to NUMERIC(38,10).
+//!
+//! CSV dialect (what `COPY ... CSV GZIP NULL AS '\N'` reads back exactly): comma separated, NULL
+//! is an unquoted `\N`; every string-like value is double-quoted with `"` doubled, so an empty
+//! string (`""`) and a string `\N` (`"\N"`) are never NULL; numbers and booleans are unquoted.
+
+use std::io::Write;
+
+use crate::decoding::{unescape_quoted, Value};
+use crate::metrics;
+
+/// Redshift's VARCHAR limit in bytes.
+pub const VARCHAR_MAX_BYTES: usize = 65535;
+/// Digits before the point that NUMERIC(38,10) holds.
+pub const NUMERIC_INT_DIGITS: usize = 28;
+pub const NUMERIC_SCALE: usize = 10;
+
+/// How a column's values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// smallint, integer, bigint, oid: unquoted as printed.
+    Integer,
+    /// numeric: NaN -> NULL, beyond NUMERIC(38,10) -> saturated.
+    Numeric,
+    /// real, double precision: unquoted, NaN / Infinity kept.
+    Float,
+    /// boolean: `t` / `f`.
+    Boolean,
+    /// bytea: hex digits without the `\x` prefix (VARBYTE reads hex from CSV).
+    Bytea,
+    /// date and time types: as printed (ISO, UTC); `infinity` -> NULL.
+    Temporal,
+    /// Everything else: text, truncated to `max_bytes` on a UTF-8 boundary.
+    Text { max_bytes: usize },
+}
+
+/// Classifies a Postgres type as test_decoding prints it.
+pub fn value_kind(pg_type: &str) -> ValueKind {
+    match pg_type {
+        "smallint" | "integer" | "bigint" | "oid" => ValueKind::Integer,
+        "numeric" => ValueKind::Numeric,
+        "real" | "double precision" => ValueKind::Float,
+        "boolean" => ValueKind::Boolean,
+        "bytea" => ValueKind::Bytea,
+        "date"
+        | "time without time zone"
+        | "time with time zone"
+        | "timestamp without time zone"
+        | "timestamp with time zone" => ValueKind::Temporal,
+        _ => ValueKind::Text {
+            max_bytes: VARCHAR_MAX_BYTES,
+        },
+    }
+}
+
+/// The Redshift column type for a Postgres type (no typmod known).
+pub fn redshift_type(pg_type: &str) -> String {
+    let t = match pg_type {
+        "smallint" => "SMALLINT",
+        "integer" => "INTEGER",
+        "bigint" | "oid" => "BIGINT",
+        "numeric" => "NUMERIC(38,10)",
+        "real" => "REAL",
+        "double precision" => "DOUBLE PRECISION",
+        "boolean" => "BOOLEAN",
+        "date" => "DATE",
+        "time without time zone" => "TIME",
+        "time with time zone" => "TIMETZ",
+        "timestamp without time zone" => "TIMESTAMP",
+        "timestamp with time zone" => "TIMESTAMPTZ",
+        "uuid" => "CHAR(36)",
+        "bytea" => "VARBYTE(65535)",
+        _ => "VARCHAR(65535)",
+    };
+    t.to_string()
+}
+
+/// Appends one field (no separator) to `out`.
+pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) {
+    let raw = match *value {
+        Value::Null | Value::UnchangedToast => {
+            out.extend_from_slice(b"\\N");
+            return;
+        }
+        Value::Unquoted(b) | Value::Bits(b) | Value::Quoted(b) => b,
+    };
+    match kind {
+        ValueKind::Integer | ValueKind::Float => out.extend_from_slice(raw),
+        ValueKind::Numeric => write_numeric(out, raw),
+        ValueKind::Boolean => out.push(if raw == b"true" || raw == b"t" {
+            b't'
+        } else {
+            b'f'
+        }),
+        ValueKind::Bytea => {
+            out.push(b'"');
+            out.extend_from_slice(raw.strip_prefix(b"\\x").unwrap_or(raw));
+            out.push(b'"');
+        }
+        ValueKind::Temporal => {
+            if raw.ends_with(b"infinity") {
+                metrics::VALUES_NULLED.inc();
+                out.extend_from_slice(b"\\N");
+            } else {
+                write_quoted(out, raw, usize::MAX);
+            }
+        }
+        ValueKind::Text { max_bytes } => match value {
+            Value::Quoted(_) => write_quoted(out, &unescape_quoted(raw), max_bytes),
+            _ => write_quoted(out, raw, max_bytes),
+        },
+    }
+}
+
+/// `"..."` with `"` doubled, cut to `max_bytes` on a UTF-8 boundary (counted).
+fn write_quoted(out: &mut Vec<u8>, text: &[u8], max_bytes: usize) {
+    let text = if text.len() > max_bytes {
+        metrics::VALUES_TRUNCATED.inc();
+        &text[..utf8_boundary(text, max_bytes)]
+    } else {
+        text
+    };
+    out.push(b'"');
+    let mut rest = text;
+    while let Some(i) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'"');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// The largest length `<= max` that does not split a UTF-8 sequence.
+pub fn utf8_boundary(text: &[u8], max: usize) -> usize {
+    let mut end = max.min(text.len());
+    // Step back over continuation bytes (10xxxxxx) to the start of the cut character.
+    while end > 0 && end < text.len() && (text[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    end
+}
+
+fn write_numeric(out: &mut Vec<u8>, raw: &[u8]) {
+    if raw == b"NaN" {
+        metrics::VALUES_NULLED.inc();
+        out.extend_from_slice(b"\\N");
+        return;
+    }
+    let (neg, digits) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    let int_len = digits
+        .iter()
+        .position(|&b| b == b'.')
+        .unwrap_or(digits.len());
+    let int_part = &digits[..int_len];
+    let significant = int_part.iter().skip_while(|&&b| b == b'0').count();
+    let infinite = digits == b"Infinity";
+    if significant > NUMERIC_INT_DIGITS
+        || infinite
+        || digits.contains(&b'e')
+        || digits.contains(&b'E')
+    {
+        metrics::VALUES_SATURATED.inc();
+        let _ = write!(
+            out,
+            "{}{}.{}",
+            if neg { "-" } else { "" },
+            "9".repeat(NUMERIC_INT_DIGITS),
+            "9".repeat(NUMERIC_SCALE)
+        );
+        return;
+    }
+    out.extend_from_slice(raw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(kind: ValueKind, v: Value<'_>) -> String {
+        let mut out = Vec::new();
+        write_field(&mut out, kind, &v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn nulls_and_empty_strings_differ() {
+        let text = ValueKind::Text {
+            max_bytes: VARCHAR_MAX_BYTES,
+        };
+        assert_eq!(field(text, Value::Null), "\\N");
+        assert_eq!(field(text, Value::Quoted(b"")), "\"\"");
+        assert_eq!(field(text, Value::Quoted(b"\\N")), "\"\\N\"");
+    }
+
+    #[test]
+    fn strings_are_quoted_and_unescaped() {
+        let text = ValueKind::Text {
+            max_bytes: VARCHAR_MAX_BYTES,
+        };
+        assert_eq!(
+            field(text, Value::Quoted(b"a ''b'' \"c\",\nd\\")),
+            "\"a 'b' \"\"c\"\",\nd\\\""
+        );
+    }
+
+    #[test]
+    fn text_truncates_on_utf8_boundary() {
+        let text = ValueKind::Text { max_bytes: 4 };
+        assert_eq!(field(text, Value::Quoted("abcé".as_bytes())), "\"abc\"");
+        assert_eq!(field(text, Value::Quoted("abé".as_bytes())), "\"abé\"");
+    }
+
+    #[test]
+    fn numeric_nan_saturation_and_passthrough() {
+        assert_eq!(field(ValueKind::Numeric, Value::Unquoted(b"NaN")), "\\N");
+        assert_eq!(
+            field(ValueKind::Numeric, Value::Unquoted(b"12.500")),
+            "12.500"
+        );
+        let big = format!("-{}.5", "1".repeat(30));
+        assert_eq!(
+            field(ValueKind::Numeric, Value::Unquoted(big.as_bytes())),
+            format!("-{}.{}", "9".repeat(28), "9".repeat(10))
+        );
+        let fits = format!("{}.5", "9".repeat(23));
+        assert_eq!(
+            field(ValueKind::Numeric, Value::Unquoted(fits.as_bytes())),
+            fits
+        );
+    }
+
+    #[test]
+    fn other_kinds() {
+        assert_eq!(field(ValueKind::Boolean, Value::Unquoted(b"true")), "t");
+        assert_eq!(field(ValueKind::Boolean, Value::Unquoted(b"false")), "f");
+        assert_eq!(
+            field(ValueKind::Bytea, Value::Quoted(b"\\x0102")),
+            "\"0102\""
+        );
+        assert_eq!(field(ValueKind::Bytea, Value::Quoted(b"\\x")), "\"\"");
+        assert_eq!(
+            field(ValueKind::Float, Value::Unquoted(b"-Infinity")),
+            "-Infinity"
+        );
+        assert_eq!(
+            field(ValueKind::Temporal, Value::Quoted(b"infinity")),
+            "\\N"
+        );
+        assert_eq!(
+            value_kind("character varying"),
+            ValueKind::Text {
+                max_bytes: VARCHAR_MAX_BYTES
+            }
+        );
+        assert_eq!(redshift_type("boolean"), "BOOLEAN");
+        assert_eq!(redshift_type("public.colour"), "VARCHAR(65535)");
+    }
+}

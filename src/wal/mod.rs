@@ -1,0 +1,472 @@
+//! The local segmented WAL: every message is made durable here before anything else happens.
+//!
+//! Owns the WAL directory: segment files (`<id:020>.wal`, format in `segment.rs`) and
+//! `schema.json`, the table schemas as of the end of the newest sealed segment.
+//!
+//! Invariants:
+//! - a record is appended before the batcher sees it; an LSN is confirmed upstream only after the
+//!   record holding its COMMIT is fsynced (group commit: see [`crate::ingest`]);
+//! - the first record of a segment is a schema snapshot, so a segment can be re-batched alone;
+//! - a segment is deleted only after the target confirmed every table in it
+//!   ([`remove_segment`]);
+//! - on open, the WAL is cut after the last whole transaction (a torn record, a bad CRC, or a
+//!   transaction without its COMMIT at the tail is dropped, with a loud log); what remains is
+//!   handed back for re-batching and re-delivery.
+
+pub mod segment;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lsn::Lsn;
+use crate::schema::SchemaRegistry;
+use segment::{Next, RecordKind, SegmentError, SegmentScanner, SegmentWriter};
+
+pub const SCHEMA_FILE: &str = "schema.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("WAL directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("WAL segment {path}: snapshot record is unreadable: {message}")]
+    Snapshot { path: PathBuf, message: String },
+}
+
+fn dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Dir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The first record of every segment: what the batcher knew when the segment opened.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The segment starts inside a transaction (the previous one was closed early for memory).
+    pub starts_in_txn: bool,
+    /// Next local sequence number for input without LSNs.
+    pub next_local_lsn: u64,
+    pub schema: SchemaRegistry,
+}
+
+/// A sealed segment: closed, fsynced, ready to be batched.
+#[derive(Debug, Clone)]
+pub struct SegmentFile {
+    pub id: u64,
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+/// What [`Wal::open`] found on disk.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Segments to re-batch and re-deliver, oldest first (already cut at the last whole
+    /// transaction).
+    pub segments: Vec<SegmentFile>,
+    /// The schema to start from when `segments` is empty.
+    pub schema: SchemaRegistry,
+    pub next_local_lsn: u64,
+    /// Records dropped from the tail because their transaction never completed.
+    pub discarded_records: u64,
+}
+
+/// The WAL directory and its open segment.
+pub struct Wal {
+    dir: PathBuf,
+    current: Option<SegmentWriter>,
+    next_id: u64,
+}
+
+/// True for a `COMMIT` message (with or without xid / timestamp).
+pub fn is_commit(msg: &[u8]) -> bool {
+    msg.starts_with(b"COMMIT") && matches!(msg.get(6), None | Some(b' '))
+}
+
+/// True for a `BEGIN` message.
+pub fn is_begin(msg: &[u8]) -> bool {
+    msg.starts_with(b"BEGIN") && matches!(msg.get(5), None | Some(b' '))
+}
+
+impl Wal {
+    /// Opens (creating) the WAL directory and recovers what a previous run left behind.
+    pub fn open(dir: &Path) -> Result<(Self, Recovery), WalError> {
+        std::fs::create_dir_all(dir).map_err(dir_err(dir))?;
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(dir_err(dir))? {
+            let entry = entry.map_err(dir_err(dir))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(segment::parse_segment_file_name)
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let recovery = recover(dir, &ids)?;
+        let next_id = ids.last().map_or(1, |id| id + 1);
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                current: None,
+                next_id,
+            },
+            recovery,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts a new segment whose first record is `snapshot`.
+    pub fn begin_segment(&mut self, snapshot: &Snapshot) -> Result<(), WalError> {
+        debug_assert!(self.current.is_none());
+        let mut w = SegmentWriter::create(&self.dir, self.next_id)?;
+        self.next_id += 1;
+        let json = serde_json::to_vec(snapshot).map_err(|e| WalError::Snapshot {
+            path: w.path.clone(),
+            message: e.to_string(),
+        })?;
+        w.append(RecordKind::Snapshot, Lsn(0), &json)?;
+        self.current = Some(w);
+        Ok(())
+    }
+
+    pub fn has_segment(&self) -> bool {
+        self.current.is_some()
+    }
+
+    fn current(&mut self) -> &mut SegmentWriter {
+        self.current.as_mut().expect("begin_segment before append")
+    }
+
+    /// Appends a message; returns its position in the current segment.
+    pub fn append(&mut self, lsn: Lsn, raw: &[u8]) -> Result<u64, WalError> {
+        let w = self.current();
+        let before = w.len();
+        let pos = w.append(RecordKind::Message, lsn, raw)?;
+        crate::metrics::WAL_BYTES_WRITTEN.add(w.len() - before);
+        Ok(pos)
+    }
+
+    /// Bytes in the current segment.
+    pub fn segment_len(&self) -> u64 {
+        self.current.as_ref().map_or(0, SegmentWriter::len)
+    }
+
+    pub fn current_id(&self) -> Option<u64> {
+        self.current.as_ref().map(|w| w.id)
+    }
+
+    pub fn current_path(&self) -> Option<&Path> {
+        self.current.as_ref().map(|w| w.path.as_path())
+    }
+
+    pub fn needs_sync(&self) -> bool {
+        self.current.as_ref().is_some_and(SegmentWriter::needs_sync)
+    }
+
+    /// fsync the open segment (group commit point).
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        if let Some(w) = self.current.as_mut() {
+            w.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes appended records readable through other handles (for re-reading the open segment).
+    pub fn flush(&mut self) -> Result<(), WalError> {
+        if let Some(w) = self.current.as_mut() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment: fsync, then hand it out for batching. `schema` is the state at
+    /// its end, saved as `schema.json` for the day no segment is left.
+    pub fn seal(&mut self, schema: &SchemaRegistry) -> Result<Option<SegmentFile>, WalError> {
+        let Some(mut w) = self.current.take() else {
+            return Ok(None);
+        };
+        w.sync()?;
+        save_schema(&self.dir, schema)?;
+        crate::metrics::SEGMENTS_SEALED.inc();
+        Ok(Some(SegmentFile {
+            id: w.id,
+            path: w.path.clone(),
+            len: w.len(),
+        }))
+    }
+}
+
+/// Deletes a segment the target has fully confirmed.
+pub fn remove_segment(dir: &Path, id: u64) -> Result<(), WalError> {
+    let path = dir.join(segment::segment_file_name(id));
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(WalError::Dir { path, source }),
+    }
+}
+
+fn save_schema(dir: &Path, schema: &SchemaRegistry) -> Result<(), WalError> {
+    let path = dir.join(SCHEMA_FILE);
+    let tmp = dir.join(format!("{SCHEMA_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(schema).map_err(|e| WalError::Snapshot {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &json)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(dir_err(dir))
+}
+
+fn load_schema(dir: &Path) -> Result<SchemaRegistry, WalError> {
+    let path = dir.join(SCHEMA_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| WalError::Snapshot {
+            path,
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SchemaRegistry::default()),
+        Err(source) => Err(WalError::Dir { path, source }),
+    }
+}
+
+/// Where the WAL may be cut: just after this record, everything before is whole transactions.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    seg_index: usize,
+    end: u64,
+}
+
+/// Scans every segment, cuts after the last whole transaction, deletes what lies beyond.
+fn recover(dir: &Path, ids: &[u64]) -> Result<Recovery, WalError> {
+    let mut recovery = Recovery {
+        schema: load_schema(dir)?,
+        ..Recovery::default()
+    };
+    let mut first_snapshot: Option<Snapshot> = None;
+    let mut cut: Option<Cut> = None;
+    let mut in_txn = false;
+    let mut records_after_cut = 0u64;
+    let mut torn = false;
+    let mut last_lsn = 0u64;
+    for (seg_index, &id) in ids.iter().enumerate() {
+        if torn {
+            break;
+        }
+        let path = dir.join(segment::segment_file_name(id));
+        let mut scanner = match SegmentScanner::open(&path) {
+            Ok(s) => s,
+            Err(SegmentError::BadHeader { .. }) => {
+                // Created but the header never reached the disk: an empty tail segment.
+                torn = true;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        loop {
+            match scanner.next_record()? {
+                Next::End => break,
+                Next::Torn { pos, why } => {
+                    tracing::warn!(
+                        segment = id,
+                        pos,
+                        why,
+                        "WAL: torn record at the tail, cutting"
+                    );
+                    torn = true;
+                    break;
+                }
+                Next::Record(r) => match r.kind {
+                    RecordKind::Snapshot => {
+                        let snap: Snapshot =
+                            serde_json::from_slice(r.payload).map_err(|e| WalError::Snapshot {
+                                path: path.clone(),
+                                message: e.to_string(),
+                            })?;
+                        if first_snapshot.is_none() {
+                            in_txn = snap.starts_in_txn;
+                            first_snapshot = Some(snap);
+                        }
+                        if !in_txn {
+                            cut = Some(Cut {
+                                seg_index,
+                                end: r.end,
+                            });
+                            records_after_cut = 0;
+                        }
+                    }
+                    RecordKind::Message => {
+                        last_lsn = last_lsn.max(r.lsn.0);
+                        records_after_cut += 1;
+                        if is_begin(r.payload) {
+                            in_txn = true;
+                        } else if is_commit(r.payload) {
+                            in_txn = false;
+                        }
+                        if !in_txn {
+                            cut = Some(Cut {
+                                seg_index,
+                                end: r.end,
+                            });
+                            records_after_cut = 0;
+                        }
+                    }
+                },
+            }
+        }
+    }
+    if let Some(snap) = &first_snapshot {
+        recovery.schema = snap.schema.clone();
+        recovery.next_local_lsn = snap.next_local_lsn;
+    }
+    recovery.next_local_lsn = recovery.next_local_lsn.max(last_lsn + 1);
+    recovery.discarded_records = records_after_cut;
+    if records_after_cut > 0 {
+        tracing::warn!(
+            records = records_after_cut,
+            "WAL: dropping the tail of a transaction that never completed; it was never confirmed upstream"
+        );
+        crate::metrics::WAL_RECORDS_DISCARDED.add(records_after_cut);
+    }
+    // Keep segments up to the cut (truncating the one holding it), delete the rest.
+    for (seg_index, &id) in ids.iter().enumerate() {
+        let path = dir.join(segment::segment_file_name(id));
+        match cut {
+            Some(c) if seg_index < c.seg_index => {
+                let len = std::fs::metadata(&path).map_err(dir_err(dir))?.len();
+                recovery.segments.push(SegmentFile { id, path, len });
+            }
+            Some(c) if seg_index == c.seg_index => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(dir_err(dir))?;
+                if f.metadata().map_err(dir_err(dir))?.len() != c.end {
+                    f.set_len(c.end).map_err(dir_err(dir))?;
+                    f.sync_all().map_err(dir_err(dir))?;
+                }
+                recovery.segments.push(SegmentFile {
+                    id,
+                    path,
+                    len: c.end,
+                });
+            }
+            _ => {
+                std::fs::remove_file(&path).map_err(dir_err(dir))?;
+            }
+        }
+    }
+    Ok(recovery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_segment(wal: &mut Wal, starts_in_txn: bool, msgs: &[&str]) -> SegmentFile {
+        let snap = Snapshot {
+            starts_in_txn,
+            ..Snapshot::default()
+        };
+        wal.begin_segment(&snap).unwrap();
+        for (i, m) in msgs.iter().enumerate() {
+            wal.append(Lsn(i as u64 + 1), m.as_bytes()).unwrap();
+        }
+        wal.seal(&SchemaRegistry::default()).unwrap().unwrap()
+    }
+
+    fn messages(path: &Path) -> Vec<String> {
+        let mut s = SegmentScanner::open(path).unwrap();
+        let mut out = Vec::new();
+        while let Next::Record(r) = s.next_record().unwrap() {
+            if r.kind == RecordKind::Message {
+                out.push(String::from_utf8(r.payload.to_vec()).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn recovery_cuts_incomplete_transaction_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, rec) = Wal::open(dir.path()).unwrap();
+        assert!(rec.segments.is_empty());
+        write_segment(
+            &mut wal,
+            false,
+            &[
+                "BEGIN 1",
+                "table a.b: DELETE: id[integer]:1",
+                "COMMIT 1",
+                "BEGIN 2",
+                "x",
+            ],
+        );
+        write_segment(&mut wal, true, &["y", "z"]);
+        drop(wal);
+        let (_wal, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.segments.len(), 1);
+        assert_eq!(rec.discarded_records, 4);
+        assert_eq!(
+            messages(&rec.segments[0].path),
+            ["BEGIN 1", "table a.b: DELETE: id[integer]:1", "COMMIT 1"]
+        );
+    }
+
+    #[test]
+    fn recovery_keeps_transaction_completed_in_later_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        write_segment(&mut wal, false, &["BEGIN 1", "x"]);
+        write_segment(&mut wal, true, &["y", "COMMIT 1", "BEGIN 2"]);
+        drop(wal);
+        let (mut wal, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.segments.len(), 2);
+        assert_eq!(messages(&rec.segments[1].path), ["y", "COMMIT 1"]);
+        // New segments get fresh ids.
+        let s = write_segment(&mut wal, false, &[]);
+        assert_eq!(s.id, 3);
+    }
+
+    #[test]
+    fn torn_record_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let s = write_segment(
+            &mut wal,
+            false,
+            &["BEGIN 1", "COMMIT 1", "BEGIN 2", "COMMIT 2"],
+        );
+        let bytes = std::fs::read(&s.path).unwrap();
+        std::fs::write(&s.path, &bytes[..bytes.len() - 2]).unwrap();
+        drop(wal);
+        let (_, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(messages(&rec.segments[0].path), ["BEGIN 1", "COMMIT 1"]);
+        assert_eq!(rec.discarded_records, 1);
+    }
+
+    #[test]
+    fn commit_and_begin_detection() {
+        assert!(is_commit(b"COMMIT"));
+        assert!(is_commit(b"COMMIT 784 (at 2026-11-23 07:45:04+00)"));
+        assert!(!is_commit(b"COMMITTED"));
+        assert!(is_begin(b"BEGIN 5"));
+        assert!(!is_begin(b"table BEGIN"));
+    }
+}
