@@ -25,10 +25,10 @@ pub const DEFAULT_S3_PREFIX: &str = "re_dms/";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_REDSHIFT_MAX_CONNECTIONS: u32 = 8;
 
-/// Smallest segment size accepted: below this, per-segment overhead dominates.
-pub const MIN_SEGMENT_MAX_BYTES: u64 = 64 * 1024;
+/// Smallest segment size accepted (tests use tiny segments; production wants MiBs).
+pub const MIN_SEGMENT_MAX_BYTES: u64 = 4 * 1024;
 /// Smallest batch memory accepted.
-pub const MIN_BATCH_MAX_MEMORY_BYTES: u64 = 1024 * 1024;
+pub const MIN_BATCH_MAX_MEMORY_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -409,7 +409,10 @@ impl Ingest {
                     source,
                 })?
         };
-        let Some(file) = self.wal.seal(self.batcher.registry())? else {
+        let Some(file) = self
+            .wal
+            .seal(self.batcher.registry(), self.next_local_lsn)?
+        else {
             return Ok(());
         };
         if complete {

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use crate::config::{Config, Mode, TargetKind};
+use crate::wal::load_state;
 use crate::wal::segment::parse_segment_file_name;
-use crate::wal::SCHEMA_FILE;
 
 /// Prints one line per check; exit 0 when all pass, 1 otherwise (2 for a config error).
 pub fn validate(config: &Config) -> ExitCode {
@@ -64,10 +64,7 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
         }
     }
     segments.sort_unstable();
-    let schema: crate::schema::SchemaRegistry = std::fs::read(dir.join(SCHEMA_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let schema = load_state(dir).map(|s| s.schema).unwrap_or_default();
     if json {
         let v = serde_json::json!({
             "wal_directory": dir,

@@ -1,7 +1,9 @@
 //! The local segmented WAL: every message is made durable here before anything else happens.
 //!
 //! Owns the WAL directory: segment files (`<id:020>.wal`, format in `segment.rs`) and
-//! `schema.json`, the table schemas as of the end of the newest sealed segment.
+//! `state.json`: the next segment id (ids are never reused, even once every segment is loaded
+//! and deleted: targets key their ledgers on them) and the table schemas as of the end of the
+//! newest sealed segment.
 //!
 //! Invariants:
 //! - a record is appended before the batcher sees it; an LSN is confirmed upstream only after the
@@ -23,7 +25,7 @@ use crate::lsn::Lsn;
 use crate::schema::SchemaRegistry;
 use segment::{Next, RecordKind, SegmentError, SegmentScanner, SegmentWriter};
 
-pub const SCHEMA_FILE: &str = "schema.json";
+pub const STATE_FILE: &str = "state.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -52,6 +54,14 @@ pub struct Snapshot {
     /// The segment starts inside a transaction (the previous one was closed early for memory).
     pub starts_in_txn: bool,
     /// Next local sequence number for input without LSNs.
+    pub next_local_lsn: u64,
+    pub schema: SchemaRegistry,
+}
+
+/// `state.json`: what must survive the deletion of every segment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WalState {
+    pub next_segment_id: u64,
     pub next_local_lsn: u64,
     pub schema: SchemaRegistry,
 }
@@ -110,8 +120,9 @@ impl Wal {
             }
         }
         ids.sort_unstable();
-        let recovery = recover(dir, &ids)?;
-        let next_id = ids.last().map_or(1, |id| id + 1);
+        let state = load_state(dir)?;
+        let recovery = recover(dir, &ids, &state)?;
+        let next_id = ids.last().map_or(1, |id| id + 1).max(state.next_segment_id);
         Ok((
             Self {
                 dir: dir.to_path_buf(),
@@ -190,14 +201,24 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the open segment: fsync, then hand it out for batching. `schema` is the state at
-    /// its end, saved as `schema.json` for the day no segment is left.
-    pub fn seal(&mut self, schema: &SchemaRegistry) -> Result<Option<SegmentFile>, WalError> {
+    /// Closes the open segment: fsync, then hand it out for batching. `schema` and
+    /// `next_local_lsn` are the state at its end, saved in `state.json` for the day no segment
+    /// is left.
+    pub fn seal(
+        &mut self,
+        schema: &SchemaRegistry,
+        next_local_lsn: u64,
+    ) -> Result<Option<SegmentFile>, WalError> {
         let Some(mut w) = self.current.take() else {
             return Ok(None);
         };
         w.sync()?;
-        save_schema(&self.dir, schema)?;
+        let state = WalState {
+            next_segment_id: self.next_id,
+            next_local_lsn,
+            schema: schema.clone(),
+        };
+        save_state(&self.dir, &state)?;
         crate::metrics::SEGMENTS_SEALED.inc();
         Ok(Some(SegmentFile {
             id: w.id,
@@ -217,10 +238,10 @@ pub fn remove_segment(dir: &Path, id: u64) -> Result<(), WalError> {
     }
 }
 
-fn save_schema(dir: &Path, schema: &SchemaRegistry) -> Result<(), WalError> {
-    let path = dir.join(SCHEMA_FILE);
-    let tmp = dir.join(format!("{SCHEMA_FILE}.tmp"));
-    let json = serde_json::to_vec_pretty(schema).map_err(|e| WalError::Snapshot {
+fn save_state(dir: &Path, state: &WalState) -> Result<(), WalError> {
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(state).map_err(|e| WalError::Snapshot {
         path: path.clone(),
         message: e.to_string(),
     })?;
@@ -234,14 +255,15 @@ fn save_schema(dir: &Path, schema: &SchemaRegistry) -> Result<(), WalError> {
     write().map_err(dir_err(dir))
 }
 
-fn load_schema(dir: &Path) -> Result<SchemaRegistry, WalError> {
-    let path = dir.join(SCHEMA_FILE);
+/// Reads `state.json` (defaults when absent).
+pub fn load_state(dir: &Path) -> Result<WalState, WalError> {
+    let path = dir.join(STATE_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| WalError::Snapshot {
             path,
             message: e.to_string(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SchemaRegistry::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(WalState::default()),
         Err(source) => Err(WalError::Dir { path, source }),
     }
 }
@@ -254,9 +276,10 @@ struct Cut {
 }
 
 /// Scans every segment, cuts after the last whole transaction, deletes what lies beyond.
-fn recover(dir: &Path, ids: &[u64]) -> Result<Recovery, WalError> {
+fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalError> {
     let mut recovery = Recovery {
-        schema: load_schema(dir)?,
+        schema: state.schema.clone(),
+        next_local_lsn: state.next_local_lsn,
         ..Recovery::default()
     };
     let mut first_snapshot: Option<Snapshot> = None;
@@ -333,7 +356,7 @@ fn recover(dir: &Path, ids: &[u64]) -> Result<Recovery, WalError> {
     }
     if let Some(snap) = &first_snapshot {
         recovery.schema = snap.schema.clone();
-        recovery.next_local_lsn = snap.next_local_lsn;
+        recovery.next_local_lsn = recovery.next_local_lsn.max(snap.next_local_lsn);
     }
     recovery.next_local_lsn = recovery.next_local_lsn.max(last_lsn + 1);
     recovery.discarded_records = records_after_cut;
@@ -388,7 +411,7 @@ mod tests {
         for (i, m) in msgs.iter().enumerate() {
             wal.append(Lsn(i as u64 + 1), m.as_bytes()).unwrap();
         }
-        wal.seal(&SchemaRegistry::default()).unwrap().unwrap()
+        wal.seal(&SchemaRegistry::default(), 1).unwrap().unwrap()
     }
 
     fn messages(path: &Path) -> Vec<String> {
@@ -442,6 +465,18 @@ mod tests {
         // New segments get fresh ids.
         let s = write_segment(&mut wal, false, &[]);
         assert_eq!(s.id, 3);
+    }
+
+    #[test]
+    fn segment_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let s = write_segment(&mut wal, false, &["BEGIN 1", "COMMIT 1"]);
+        remove_segment(dir.path(), s.id).unwrap();
+        drop(wal);
+        let (mut wal, rec) = Wal::open(dir.path()).unwrap();
+        assert!(rec.segments.is_empty());
+        assert_eq!(write_segment(&mut wal, false, &[]).id, s.id + 1);
     }
 
     #[test]
