@@ -6,7 +6,7 @@
 //! Values are read back from the segment file by position (the batcher kept positions only),
 //! in file order, and converted per [`crate::typemap`].
 //!
-//! Tables are written in parallel (`workers` threads); each file is one gzip stream at level 1:
+//! One pass reads+formats, a second thread compresses; each file is one gzip stream at level 1:
 //! on a 2-core host the CPU is the bottleneck and level 1 keeps ~4x compression of CSV text at
 //! several times the speed of the default level 6 (see BENCHMARKS.md).
 //!
@@ -16,14 +16,12 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::batch::table_batch::decode_key;
-use crate::batch::{Batch, RowState, Step, TableBatch, TableLoad};
+use crate::batch::{Batch, RowState, Step};
 use crate::decoding::{parse_message, Message, ParseError, Value};
 use crate::lsn::Lsn;
 use crate::manifest::{
@@ -105,10 +103,15 @@ pub fn file_safe(ident: &str) -> String {
 }
 
 /// Writes every table of `seg` under `spool_root` and returns the manifest.
+///
+/// One pass reads the segment front to back (each record once), parses the records the batch
+/// needs and formats their rows into per-file buffers; full buffers go to a compressor thread
+/// that owns every file's gzip stream. So reading+formatting and compressing use both cores,
+/// and the segment is read once whatever the number of tables.
 pub fn write_segment(
     seg: SealedSegment,
     spool_root: &Path,
-    workers: usize,
+    _workers: usize,
 ) -> Result<SegmentOutput, CsvError> {
     let dir = spool_dir(spool_root, seg.file.id);
     let io = |path: &Path| {
@@ -121,32 +124,66 @@ pub fn write_segment(
         Err(e) => return Err(io(&dir)(e)),
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let tables = seg.batch.tables;
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<TableManifest, CsvError>)>> = Mutex::new(Vec::new());
-    let workers = workers.clamp(1, tables.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                let mut reader = None;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(table) = tables.get(i) else { break };
-                    let r = write_table(table, &seg.file, &dir, &mut reader);
-                    results
-                        .lock()
-                        .expect("no panics while holding the lock")
-                        .push((i, r));
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(COMPRESS_QUEUE);
+    let compress_dir = dir.clone();
+    let compressor = std::thread::Builder::new()
+        .name("re_dms-gzip".into())
+        .spawn(move || compress(&compress_dir, rx))
+        .map_err(io(&dir))?;
+    let mut plan = Plan {
+        files: Vec::new(),
+        tx,
+        rows: Vec::new(),
+        reads: Vec::new(),
+    };
+    let planned = plan.build(&seg.batch);
+    let written = planned.and_then(|()| plan.run(&seg.file));
+    // Closing the channel lets the compressor finish every file.
+    let Plan { files, tx, .. } = plan;
+    drop(tx);
+    let compressed = compressor.join().map_err(|_| CsvError::Record {
+        segment: seg.file.id,
+        pos: 0,
+        what: "compressor thread panicked".into(),
+    })?;
+    written?;
+    let sizes = compressed?;
+
+    let mut tables: Vec<TableManifest> = Vec::with_capacity(seg.batch.tables.len());
+    for (ti, table) in seg.batch.tables.iter().enumerate() {
+        let mut steps = Vec::with_capacity(table.steps.len());
+        let mut key = Vec::new();
+        for (si, step) in table.steps.iter().enumerate() {
+            match step {
+                Step::Schema(op) => steps.push(StepManifest::from(op)),
+                Step::Truncate => steps.push(StepManifest::Truncate),
+                Step::Load(load) => {
+                    key.clone_from(&load.key);
+                    let mut out: Vec<FileManifest> = files
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.table == ti && f.step == si)
+                        .map(|(i, f)| f.manifest(sizes.get(i).copied().unwrap_or(0)))
+                        .collect();
+                    out.sort_by_key(|f| (f.kind as u8, f.path.clone()));
+                    steps.push(StepManifest::Load {
+                        columns: load.columns.iter().map(Into::into).collect(),
+                        key: load.key.clone(),
+                        files: out,
+                    });
                 }
-            });
+            }
         }
-    });
-    let mut results = results.into_inner().expect("threads joined");
-    results.sort_by_key(|(i, _)| *i);
-    let tables = results
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect::<Result<Vec<_>, _>>()?;
+        tables.push(TableManifest {
+            schema: table.schema.clone(),
+            name: table.name.clone(),
+            key,
+            steps,
+        });
+    }
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    metrics::ROWS_WRITTEN.add(rows);
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         segment: seg.file.id,
@@ -163,107 +200,327 @@ pub fn write_segment(
     })
 }
 
-fn write_table(
-    table: &TableBatch,
-    segment: &SegmentFile,
-    dir: &Path,
-    reader: &mut Option<SegmentReader>,
-) -> Result<TableManifest, CsvError> {
-    let _span =
-        tracing::debug_span!("csv", table = %table.qualified(), segment = segment.id).entered();
-    let prefix = format!("{}.{}", file_safe(&table.schema), file_safe(&table.name));
-    let mut steps = Vec::with_capacity(table.steps.len());
-    let mut key = Vec::new();
-    for (n, step) in table.steps.iter().enumerate() {
-        match step {
-            Step::Schema(op) => steps.push(StepManifest::from(op)),
-            Step::Truncate => steps.push(StepManifest::Truncate),
-            Step::Load(load) => {
-                if reader.is_none() {
-                    *reader = Some(SegmentReader::open(&segment.path)?);
-                }
-                let r = reader.as_mut().expect("opened above");
-                let files = write_load(load, &format!("{prefix}.{n}"), dir, r, segment.id)?;
-                key.clone_from(&load.key);
-                steps.push(StepManifest::Load {
-                    columns: load.columns.iter().map(Into::into).collect(),
-                    key: load.key.clone(),
-                    files,
-                });
-            }
-        }
-    }
-    Ok(TableManifest {
-        schema: table.schema.clone(),
-        name: table.name.clone(),
-        key,
-        steps,
-    })
-}
+/// Buffers handed to the compressor: at most this many in flight.
+const COMPRESS_QUEUE: usize = 8;
 
-/// One gzipped CSV file being written.
-struct CsvFile {
-    path: PathBuf,
+/// A piece of one file's CSV text (`data` empty = the file exists but has no more rows).
+struct Chunk {
+    file: usize,
     name: String,
-    enc: GzEncoder<File>,
-    buf: Vec<u8>,
-    rows: u64,
+    data: Vec<u8>,
 }
 
-impl CsvFile {
-    fn create(dir: &Path, name: String) -> Result<Self, CsvError> {
-        let path = dir.join(&name);
-        let file = File::create(&path).map_err(|source| CsvError::Io {
+/// Compresses chunks into their files; returns each file's compressed size by file index.
+fn compress(dir: &Path, rx: std::sync::mpsc::Receiver<Chunk>) -> Result<Vec<u64>, CsvError> {
+    let mut encoders: Vec<Option<(PathBuf, GzEncoder<File>)>> = Vec::new();
+    for chunk in rx {
+        if encoders.len() <= chunk.file {
+            encoders.resize_with(chunk.file + 1, || None);
+        }
+        let slot = &mut encoders[chunk.file];
+        if slot.is_none() {
+            let path = dir.join(&chunk.name);
+            let file = File::create(&path).map_err(|source| CsvError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            *slot = Some((path, GzEncoder::new(file, Compression::new(GZIP_LEVEL))));
+        }
+        let (path, enc) = slot.as_mut().expect("created above");
+        enc.write_all(&chunk.data).map_err(|source| CsvError::Io {
             path: path.clone(),
             source,
         })?;
-        Ok(Self {
-            path,
-            name,
-            enc: GzEncoder::new(file, Compression::new(GZIP_LEVEL)),
-            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
-            rows: 0,
-        })
     }
-
-    /// Call after a row's fields were appended to `buf`.
-    fn end_row(&mut self) -> Result<(), CsvError> {
-        self.buf.push(b'\n');
-        self.rows += 1;
-        if self.buf.len() >= CHUNK_BYTES {
-            self.enc
-                .write_all(&self.buf)
-                .map_err(|source| CsvError::Io {
-                    path: self.path.clone(),
+    let mut sizes = Vec::with_capacity(encoders.len());
+    for slot in encoders {
+        match slot {
+            Some((path, enc)) => {
+                let file = enc.finish().map_err(|source| CsvError::Io {
+                    path: path.clone(),
                     source,
                 })?;
-            self.buf.clear();
+                sizes.push(
+                    file.metadata()
+                        .map_err(|source| CsvError::Io { path, source })?
+                        .len(),
+                );
+            }
+            None => sizes.push(0),
+        }
+    }
+    Ok(sizes)
+}
+
+/// One output file being formatted.
+struct PendingFile {
+    table: usize,
+    step: usize,
+    kind: FileKind,
+    name: String,
+    match_columns: Vec<String>,
+    columns: Vec<String>,
+    rows: u64,
+    buf: Vec<u8>,
+}
+
+impl PendingFile {
+    fn manifest(&self, bytes: u64) -> FileManifest {
+        FileManifest {
+            kind: self.kind,
+            path: self.name.clone(),
+            match_columns: self.match_columns.clone(),
+            columns: self.columns.clone(),
+            rows: self.rows,
+            bytes,
+        }
+    }
+}
+
+/// A row whose values are read from the segment.
+struct RowJob<'b> {
+    file: usize,
+    kinds: std::rc::Rc<[ValueKind]>,
+    key_kinds: std::rc::Rc<[ValueKind]>,
+    /// Known columns of a partial row; `None` = all.
+    mask: Option<&'b [bool]>,
+    /// Key that finds a partial row in the target.
+    match_key: Option<&'b [u8]>,
+    recs: &'b [u64],
+    /// Values gathered so far for rows spread over several records.
+    merged: Vec<Owned>,
+}
+
+struct Plan<'b> {
+    files: Vec<PendingFile>,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+    rows: Vec<RowJob<'b>>,
+    /// (record position, row index), sorted by position before the pass.
+    reads: Vec<(u64, u32)>,
+}
+
+impl<'b> Plan<'b> {
+    fn file(
+        &mut self,
+        table: usize,
+        step: usize,
+        kind: FileKind,
+        name: String,
+        match_columns: Vec<String>,
+        columns: Vec<String>,
+    ) -> usize {
+        self.files.push(PendingFile {
+            table,
+            step,
+            kind,
+            name,
+            match_columns,
+            columns,
+            rows: 0,
+            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+        });
+        self.files.len() - 1
+    }
+
+    fn end_row(&mut self, f: usize) -> Result<(), CsvError> {
+        let file = &mut self.files[f];
+        file.buf.push(b'\n');
+        file.rows += 1;
+        if file.buf.len() >= CHUNK_BYTES {
+            let data =
+                std::mem::replace(&mut file.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+            self.send(f, data)?;
         }
         Ok(())
     }
 
-    fn finish(
-        mut self,
-        kind: FileKind,
-        match_columns: Vec<String>,
-        columns: Vec<String>,
-    ) -> Result<FileManifest, CsvError> {
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CsvError::Io { path, source }
+    fn send(&self, f: usize, data: Vec<u8>) -> Result<(), CsvError> {
+        let chunk = Chunk {
+            file: f,
+            name: self.files[f].name.clone(),
+            data,
         };
-        self.enc.write_all(&self.buf).map_err(err(&self.path))?;
-        let file = self.enc.finish().map_err(err(&self.path))?;
-        let bytes = file.metadata().map_err(err(&self.path))?.len();
-        metrics::ROWS_WRITTEN.add(self.rows);
-        Ok(FileManifest {
-            kind,
-            path: self.name,
-            match_columns,
-            columns,
-            rows: self.rows,
-            bytes,
+        self.tx.send(chunk).map_err(|_| CsvError::Io {
+            path: PathBuf::from(&self.files[f].name),
+            source: std::io::Error::other("the compressor stopped"),
         })
+    }
+
+    /// Writes delete files (from the index alone) and lists the rows to read.
+    fn build(&mut self, batch: &'b Batch) -> Result<(), CsvError> {
+        for (ti, table) in batch.tables.iter().enumerate() {
+            let prefix = format!("{}.{}", file_safe(&table.schema), file_safe(&table.name));
+            for (si, step) in table.steps.iter().enumerate() {
+                let Step::Load(load) = step else { continue };
+                let kinds: std::rc::Rc<[ValueKind]> = load
+                    .columns
+                    .iter()
+                    .map(|c| value_kind(&c.pg_type))
+                    .collect();
+                let key_kinds: std::rc::Rc<[ValueKind]> =
+                    load.key_idx.iter().map(|&i| kinds[i]).collect();
+                let names: Vec<String> = load.columns.iter().map(|c| c.name.clone()).collect();
+                let (mut deletes, mut upserts) = (None, None);
+                let mut updates: Vec<Option<usize>> = vec![None; load.subsets.len()];
+                for (key, entry) in &load.rows {
+                    let (recs, subset, moved_from) = match &entry.state {
+                        RowState::Deleted if entry.pre_existed => {
+                            let f = *deletes.get_or_insert_with(|| {
+                                self.file(
+                                    ti,
+                                    si,
+                                    FileKind::Delete,
+                                    format!("{prefix}.{si}.delete.csv.gz"),
+                                    Vec::new(),
+                                    load.key.clone(),
+                                )
+                            });
+                            write_key(&mut self.files[f].buf, &key_kinds, key);
+                            self.end_row(f)?;
+                            continue;
+                        }
+                        RowState::Full(recs) => (recs, None, None),
+                        RowState::Partial {
+                            recs,
+                            subset,
+                            moved_from,
+                        } => (recs, Some(*subset as usize), moved_from.as_deref()),
+                        RowState::Deleted | RowState::MovedAway => continue,
+                    };
+                    let file = match subset {
+                        None => *upserts.get_or_insert_with(|| {
+                            self.file(
+                                ti,
+                                si,
+                                FileKind::Upsert,
+                                format!("{prefix}.{si}.upsert.csv.gz"),
+                                Vec::new(),
+                                names.clone(),
+                            )
+                        }),
+                        Some(s) => *updates[s].get_or_insert_with(|| {
+                            let cols = names
+                                .iter()
+                                .zip(load.subsets[s].iter())
+                                .filter(|(_, k)| **k)
+                                .map(|(n, _)| n.clone())
+                                .collect();
+                            self.file(
+                                ti,
+                                si,
+                                FileKind::Update,
+                                format!("{prefix}.{si}.update{s}.csv.gz"),
+                                load.key.clone(),
+                                cols,
+                            )
+                        }),
+                    };
+                    let row = self.rows.len() as u32;
+                    self.rows.push(RowJob {
+                        file,
+                        kinds: kinds.clone(),
+                        key_kinds: key_kinds.clone(),
+                        mask: subset.map(|s| &*load.subsets[s]),
+                        match_key: subset.map(|_| moved_from.unwrap_or(key)),
+                        recs,
+                        merged: Vec::new(),
+                    });
+                    self.reads.extend(recs.iter().map(|&p| (p, row)));
+                }
+            }
+        }
+        self.reads.sort_unstable();
+        Ok(())
+    }
+
+    /// The single pass over the segment.
+    fn run(&mut self, segment: &SegmentFile) -> Result<(), CsvError> {
+        let seg = segment.id;
+        let mut reader = SegmentReader::open(&segment.path)?;
+        let reads = std::mem::take(&mut self.reads);
+        for &(pos, row) in &reads {
+            let rec = reader.read_at(pos)?;
+            if rec.kind != RecordKind::Message {
+                return Err(CsvError::Record {
+                    segment: seg,
+                    pos,
+                    what: "expected a message record".into(),
+                });
+            }
+            let msg = parse_message(rec.payload, 0).map_err(|source| CsvError::Parse {
+                segment: seg,
+                pos,
+                source,
+            })?;
+            let tuple = new_tuple(&msg).ok_or_else(|| CsvError::Record {
+                segment: seg,
+                pos,
+                what: "expected an INSERT or UPDATE".into(),
+            })?;
+            let job = &mut self.rows[row as usize];
+            if tuple.columns.len() != job.kinds.len() {
+                return Err(CsvError::Record {
+                    segment: seg,
+                    pos,
+                    what: format!(
+                        "row has {} columns, its load {}",
+                        tuple.columns.len(),
+                        job.kinds.len()
+                    ),
+                });
+            }
+            let last = job.recs.last() == Some(&pos);
+            let f = job.file;
+            let buf = &mut self.files[f].buf;
+            if job.recs.len() == 1 {
+                if let Some(k) = job.match_key {
+                    write_key(buf, &job.key_kinds, k);
+                    buf.push(b',');
+                }
+                write_row(
+                    buf,
+                    &job.kinds,
+                    job.mask,
+                    tuple.columns.iter().map(|c| c.value),
+                    seg,
+                    pos,
+                )?;
+                self.end_row(f)?;
+                continue;
+            }
+            // A row assembled from several records (unchanged TOAST values from earlier ones).
+            if job.merged.is_empty() {
+                job.merged.resize(job.kinds.len(), Owned::Missing);
+            }
+            for (slot, c) in job.merged.iter_mut().zip(&tuple.columns) {
+                if c.value != Value::UnchangedToast {
+                    *slot = Owned::from_value(&c.value);
+                }
+            }
+            if last {
+                if let Some(k) = job.match_key {
+                    write_key(buf, &job.key_kinds, k);
+                    buf.push(b',');
+                }
+                write_row(
+                    buf,
+                    &job.kinds,
+                    job.mask,
+                    job.merged.iter().map(Owned::as_value),
+                    seg,
+                    pos,
+                )?;
+                job.merged = Vec::new();
+                self.end_row(f)?;
+            }
+        }
+        for f in 0..self.files.len() {
+            let data = std::mem::take(&mut self.files[f].buf);
+            if !data.is_empty() || self.files[f].rows == 0 {
+                self.send(f, data)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -317,174 +574,6 @@ fn write_key(out: &mut Vec<u8>, kinds: &[ValueKind], key: &[u8]) {
         }
         write_field(out, *kind, &key_value(*kind, raw));
     }
-}
-
-fn write_load(
-    load: &TableLoad,
-    prefix: &str,
-    dir: &Path,
-    reader: &mut SegmentReader,
-    segment: u64,
-) -> Result<Vec<FileManifest>, CsvError> {
-    let kinds: Vec<ValueKind> = load
-        .columns
-        .iter()
-        .map(|c| value_kind(&c.pg_type))
-        .collect();
-    let key_kinds: Vec<ValueKind> = load.key_idx.iter().map(|&i| kinds[i]).collect();
-    let names: Vec<String> = load.columns.iter().map(|c| c.name.clone()).collect();
-    let mut files = Vec::new();
-
-    // Deletes: straight from the index.
-    let mut deletes: Option<CsvFile> = None;
-    // Rows whose values live in the segment, in file order of their last record.
-    let mut reads: Vec<(u64, &[u8], &RowState)> = Vec::new();
-    for (key, entry) in &load.rows {
-        match &entry.state {
-            RowState::Deleted if entry.pre_existed => {
-                let f = match &mut deletes {
-                    Some(f) => f,
-                    None => {
-                        deletes.insert(CsvFile::create(dir, format!("{prefix}.delete.csv.gz"))?)
-                    }
-                };
-                write_key(&mut f.buf, &key_kinds, key);
-                f.end_row()?;
-            }
-            RowState::Full(recs) | RowState::Partial { recs, .. } => {
-                let last = recs.last().copied().unwrap_or_default();
-                reads.push((last, key, &entry.state));
-            }
-            RowState::Deleted | RowState::MovedAway => {}
-        }
-    }
-    if let Some(f) = deletes {
-        files.push(f.finish(FileKind::Delete, Vec::new(), load.key.clone())?);
-    }
-    reads.sort_unstable_by_key(|(pos, _, _)| *pos);
-
-    let mut upserts: Option<CsvFile> = None;
-    let mut updates: Vec<Option<CsvFile>> = (0..load.subsets.len()).map(|_| None).collect();
-    let mut merged: Vec<Owned> = Vec::new();
-    for (last, key, state) in reads {
-        let (recs, subset, moved_from) = match state {
-            RowState::Full(recs) => (recs, None, None),
-            RowState::Partial {
-                recs,
-                subset,
-                moved_from,
-            } => (recs, Some(*subset as usize), moved_from.as_deref()),
-            _ => continue,
-        };
-        let (file, mask): (&mut CsvFile, Option<&[bool]>) = match subset {
-            None => (
-                match &mut upserts {
-                    Some(f) => f,
-                    None => {
-                        upserts.insert(CsvFile::create(dir, format!("{prefix}.upsert.csv.gz"))?)
-                    }
-                },
-                None,
-            ),
-            Some(s) => (
-                match &mut updates[s] {
-                    Some(f) => f,
-                    None => updates[s]
-                        .insert(CsvFile::create(dir, format!("{prefix}.update{s}.csv.gz"))?),
-                },
-                Some(&load.subsets[s]),
-            ),
-        };
-        if mask.is_some() {
-            write_key(&mut file.buf, &key_kinds, moved_from.unwrap_or(key));
-            file.buf.push(b',');
-        }
-        if recs.len() == 1 {
-            let rec = reader.read_at(last)?;
-            let (pos, payload) = (rec.pos, rec.payload);
-            if rec.kind != RecordKind::Message {
-                return Err(CsvError::Record {
-                    segment,
-                    pos,
-                    what: "expected a message record".into(),
-                });
-            }
-            let msg = parse_message(payload, 0).map_err(|source| CsvError::Parse {
-                segment,
-                pos,
-                source,
-            })?;
-            let tuple = new_tuple(&msg).ok_or_else(|| CsvError::Record {
-                segment,
-                pos,
-                what: "expected an INSERT or UPDATE".into(),
-            })?;
-            if tuple.columns.len() != kinds.len() {
-                return Err(CsvError::Record {
-                    segment,
-                    pos,
-                    what: format!(
-                        "row has {} columns, the load {}",
-                        tuple.columns.len(),
-                        kinds.len()
-                    ),
-                });
-            }
-            write_row(
-                &mut file.buf,
-                &kinds,
-                mask,
-                tuple.columns.iter().map(|c| c.value),
-                segment,
-                pos,
-            )?;
-        } else {
-            merged.clear();
-            merged.resize(kinds.len(), Owned::Missing);
-            for &p in recs {
-                let rec = reader.read_at(p)?;
-                let msg = parse_message(rec.payload, 0).map_err(|source| CsvError::Parse {
-                    segment,
-                    pos: p,
-                    source,
-                })?;
-                let tuple = new_tuple(&msg).ok_or_else(|| CsvError::Record {
-                    segment,
-                    pos: p,
-                    what: "expected an INSERT or UPDATE".into(),
-                })?;
-                for (slot, c) in merged.iter_mut().zip(&tuple.columns) {
-                    if c.value != Value::UnchangedToast {
-                        *slot = Owned::from_value(&c.value);
-                    }
-                }
-            }
-            write_row(
-                &mut file.buf,
-                &kinds,
-                mask,
-                merged.iter().map(Owned::as_value),
-                segment,
-                last,
-            )?;
-        }
-        file.end_row()?;
-    }
-    if let Some(f) = upserts {
-        files.push(f.finish(FileKind::Upsert, Vec::new(), names.clone())?);
-    }
-    for (s, f) in updates.into_iter().enumerate() {
-        if let Some(f) = f {
-            let cols = names
-                .iter()
-                .zip(load.subsets[s].iter())
-                .filter(|(_, k)| **k)
-                .map(|(n, _)| n.clone())
-                .collect();
-            files.push(f.finish(FileKind::Update, load.key.clone(), cols)?);
-        }
-    }
-    Ok(files)
 }
 
 fn new_tuple<'m, 'a>(msg: &'m Message<'a>) -> Option<&'m crate::decoding::Tuple<'a>> {
