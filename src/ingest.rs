@@ -30,6 +30,8 @@ use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
 /// fsync at least this often (bytes of WAL) while input keeps arriving.
 pub const GROUP_COMMIT_BYTES: u64 = 16 * 1024 * 1024;
+/// While input is idle, wake up this often to honour stop requests and segment age.
+const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// What the input side sends.
 #[derive(Debug)]
@@ -309,19 +311,20 @@ impl Ingest {
                 tracing::info!("stop requested: no more input is read");
                 return self.stop_now();
             }
-            // Group commit point: nothing buffered is complete, we are about to wait.
-            let wait = self
-                .age_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            let received = match wait {
-                Some(w) => input.recv_timeout(w.max(Duration::from_millis(1))),
-                None => match input.try_recv() {
-                    Ok(x) => Ok(x),
-                    Err(_) => {
-                        self.sync()?;
-                        input.recv_timeout(Duration::from_millis(200))
-                    }
-                },
+            // Group commit point: nothing buffered is complete; if no input is waiting either,
+            // make everything durable before blocking.
+            let received = match input.try_recv() {
+                Ok(x) => Ok(x),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Err(RecvTimeoutError::Disconnected)
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    self.sync()?;
+                    let wait = self.age_deadline().map_or(IDLE_POLL, |d| {
+                        d.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+                    });
+                    input.recv_timeout(wait.max(Duration::from_millis(1)))
+                }
             };
             match received {
                 Ok(Input::Bytes(b)) => stream.push(&b),
@@ -411,7 +414,7 @@ impl Ingest {
         };
         let Some(file) = self
             .wal
-            .seal(self.batcher.registry(), self.next_local_lsn)?
+            .seal(self.batcher.registry(), self.next_local_lsn, complete)?
         else {
             return Ok(());
         };

@@ -200,6 +200,16 @@ async fn run_stages(
 ) -> Result<(), PipelineError> {
     let wal_dir = config.wal.directory.clone();
     let spool_root = wal_dir.join("spool");
+    // The spool is disposable: whatever a previous run left there is rebuilt from the WAL.
+    match std::fs::remove_dir_all(&spool_root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(PipelineError::Io {
+                path: spool_root,
+                source: e,
+            });
+        }
+        _ => {}
+    }
     let (wal, recovery) = ingest::open_wal(&wal_dir)?;
     let (sealed_tx, sealed_rx) = sync_channel(1);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<SegmentOutput>(2);
@@ -284,7 +294,9 @@ async fn deliver_loop(
         }
         for out in held.drain(..) {
             let span = tracing::info_span!("deliver", segment = out.segment);
-            target.deliver(&out).instrument(span).await?;
+            if !out.manifest.tables.is_empty() {
+                target.deliver(&out).instrument(span).await?;
+            }
             wal::remove_segment(wal_dir, out.segment)?;
             if out.dir.exists() {
                 std::fs::remove_dir_all(&out.dir).map_err(|source| PipelineError::Io {

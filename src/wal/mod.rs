@@ -201,24 +201,30 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the open segment: fsync, then hand it out for batching. `schema` and
-    /// `next_local_lsn` are the state at its end, saved in `state.json` for the day no segment
-    /// is left.
+    /// Closes the open segment: fsync, then hand it out for batching. When the segment ends at
+    /// a transaction boundary (`complete`), `schema` and `next_local_lsn` are saved in
+    /// `state.json` for the day no segment is left. A segment closed inside a transaction does
+    /// not save them: recovery may still cut that transaction away, and the saved schema must
+    /// never run ahead of what will be loaded (the ids of such cut, never delivered segments
+    /// may be reused).
     pub fn seal(
         &mut self,
         schema: &SchemaRegistry,
         next_local_lsn: u64,
+        complete: bool,
     ) -> Result<Option<SegmentFile>, WalError> {
         let Some(mut w) = self.current.take() else {
             return Ok(None);
         };
         w.sync()?;
-        let state = WalState {
-            next_segment_id: self.next_id,
-            next_local_lsn,
-            schema: schema.clone(),
-        };
-        save_state(&self.dir, &state)?;
+        if complete {
+            let state = WalState {
+                next_segment_id: self.next_id,
+                next_local_lsn,
+                schema: schema.clone(),
+            };
+            save_state(&self.dir, &state)?;
+        }
         crate::metrics::SEGMENTS_SEALED.inc();
         Ok(Some(SegmentFile {
             id: w.id,
@@ -273,6 +279,8 @@ pub fn load_state(dir: &Path) -> Result<WalState, WalError> {
 struct Cut {
     seg_index: usize,
     end: u64,
+    /// Messages of that segment before the cut (none: the segment is dropped whole).
+    messages: u64,
 }
 
 /// Scans every segment, cuts after the last whole transaction, deletes what lies beyond.
@@ -302,6 +310,7 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
             }
             Err(e) => return Err(e.into()),
         };
+        let mut seg_messages = 0u64;
         loop {
             match scanner.next_record()? {
                 Next::End => break,
@@ -330,11 +339,13 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
                             cut = Some(Cut {
                                 seg_index,
                                 end: r.end,
+                                messages: seg_messages,
                             });
                             records_after_cut = 0;
                         }
                     }
                     RecordKind::Message => {
+                        seg_messages += 1;
                         last_lsn = last_lsn.max(r.lsn.0);
                         records_after_cut += 1;
                         if is_begin(r.payload) {
@@ -346,6 +357,7 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
                             cut = Some(Cut {
                                 seg_index,
                                 end: r.end,
+                                messages: seg_messages,
                             });
                             records_after_cut = 0;
                         }
@@ -375,7 +387,7 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
                 let len = std::fs::metadata(&path).map_err(dir_err(dir))?.len();
                 recovery.segments.push(SegmentFile { id, path, len });
             }
-            Some(c) if seg_index == c.seg_index => {
+            Some(c) if seg_index == c.seg_index && c.messages > 0 => {
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)
@@ -411,7 +423,9 @@ mod tests {
         for (i, m) in msgs.iter().enumerate() {
             wal.append(Lsn(i as u64 + 1), m.as_bytes()).unwrap();
         }
-        wal.seal(&SchemaRegistry::default(), 1).unwrap().unwrap()
+        wal.seal(&SchemaRegistry::default(), 1, !starts_in_txn)
+            .unwrap()
+            .unwrap()
     }
 
     fn messages(path: &Path) -> Vec<String> {
