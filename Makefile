@@ -1,0 +1,34 @@
+# Common entry points. `make test` is what CI runs (.ci/run).
+CARGO ?= cargo
+
+.PHONY: build sample test lint fmt bench stack-up stack-down
+
+build:
+	$(CARGO) build --release
+
+# Replay a real test_decoding capture into local gzipped CSV files (no network).
+sample: build
+	rm -rf target/sample
+	./target/release/re_dms --stdin --config examples/replay-local.toml < tests/fixtures/capture_plain.txt
+	@find target/sample/out -type f | sort
+
+# The whole test suite. Integration tests start the local stack (tests/stack.sh) themselves.
+test:
+	$(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# 1,000,000 generated changes through re_dms --stdin into the local target (BENCHMARKS.md).
+bench:
+	benches/run.sh
+
+stack-up:
+	tests/stack.sh up
+
+stack-down:
+	tests/stack.sh down
