@@ -18,8 +18,6 @@
 //! onto a key deleted earlier in the batch) return [`Applied::Conflict`]: the caller closes the
 //! load and starts a new one, which is always correct.
 
-use std::collections::HashMap;
-
 use smallvec::SmallVec;
 
 use crate::schema::ColumnDef;
@@ -60,7 +58,7 @@ pub enum Applied {
 /// Approximate heap cost of one entry beyond its key bytes (hash slot, boxed key, state).
 pub const ENTRY_OVERHEAD: usize = 112;
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// The index of one load step of one table.
 #[derive(Debug)]
@@ -174,28 +172,48 @@ impl TableLoad {
         }
     }
 
+    /// The entry for `key` with one hash lookup; `true` when it was just created (as a
+    /// placeholder the caller overwrites).
+    fn slot(&mut self, key: &[u8]) -> (&mut Entry, bool) {
+        match self.rows.entry_ref(key) {
+            hashbrown::hash_map::EntryRef::Occupied(o) => (o.into_mut(), false),
+            hashbrown::hash_map::EntryRef::Vacant(v) => {
+                self.mem += ENTRY_OVERHEAD + key.len();
+                let e = v.insert(Entry {
+                    pre_existed: false,
+                    state: RowState::Deleted,
+                });
+                (e, true)
+            }
+        }
+    }
+
     pub fn insert(&mut self, key: &[u8], rec: RecPos) -> Applied {
         self.changes += 1;
-        let pre_existed = match self.entry_mut(key) {
-            None => false,
-            Some(Entry {
-                state: RowState::MovedAway,
-                ..
-            }) => return Applied::Conflict,
-            Some(e) => e.pre_existed || !matches!(e.state, RowState::Deleted),
-        };
-        self.put(
-            key,
-            Entry {
-                pre_existed,
-                state: RowState::Full(SmallVec::from_slice(&[rec])),
-            },
-        );
+        let (e, new) = self.slot(key);
+        if !new && e.state == RowState::MovedAway {
+            return Applied::Conflict;
+        }
+        // A key seen before in this load may exist in the target unless all we saw was a
+        // delete of a row inserted in this load.
+        e.pre_existed = !new && (e.pre_existed || !matches!(e.state, RowState::Deleted));
+        e.state = RowState::Full(SmallVec::from_slice(&[rec]));
         Applied::Done
     }
 
     /// An update that keeps the key. `mask` lists known columns when some are unchanged TOAST.
     pub fn update(&mut self, key: &[u8], rec: RecPos, mask: Option<&[bool]>) -> Applied {
+        if mask.is_none() {
+            // Every column known: the previous state does not matter, one lookup.
+            self.changes += 1;
+            let (e, new) = self.slot(key);
+            if !new && e.state == RowState::MovedAway {
+                return Applied::Conflict;
+            }
+            e.pre_existed = new || e.pre_existed;
+            e.state = RowState::Full(SmallVec::from_slice(&[rec]));
+            return Applied::Done;
+        }
         self.changes += 1;
         let (pre_existed, prev) = match self.entry_mut(key) {
             None => (true, None),
@@ -298,26 +316,18 @@ impl TableLoad {
 
     pub fn delete(&mut self, key: &[u8]) -> Applied {
         self.changes += 1;
-        let prev = match self.rows.get_mut(key) {
-            None => {
-                self.put(
-                    key,
-                    Entry {
-                        pre_existed: true,
-                        state: RowState::Deleted,
-                    },
-                );
-                return Applied::Done;
-            }
-            Some(Entry {
-                state: RowState::MovedAway,
-                ..
-            }) => return Applied::Conflict,
-            Some(e) => {
-                let pre = e.pre_existed;
-                (pre, std::mem::replace(&mut e.state, RowState::Deleted))
-            }
-        };
+        let (e, new) = self.slot(key);
+        if new {
+            e.pre_existed = true;
+            return Applied::Done;
+        }
+        if e.state == RowState::MovedAway {
+            return Applied::Conflict;
+        }
+        let prev = (
+            e.pre_existed,
+            std::mem::replace(&mut e.state, RowState::Deleted),
+        );
         if let (
             _,
             RowState::Partial {

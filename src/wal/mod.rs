@@ -16,6 +16,7 @@
 //!   handed back for re-batching and re-delivery.
 
 pub mod segment;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 

@@ -150,10 +150,15 @@ impl SegmentWriter {
     /// Creates a new segment file and writes its header (not yet synced).
     pub fn create(dir: &Path, id: u64) -> Result<Self, SegmentError> {
         let path = dir.join(segment_file_name(id));
-        let io = FileIo::create(&path).map_err(|source| SegmentError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let io = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(super::writer::ThreadedFileIo::new)
+            .map_err(|source| SegmentError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Self::with_io(path, id, Box::new(io))
     }
 
