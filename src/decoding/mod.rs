@@ -11,6 +11,8 @@
 //!   newline) parse to the same message again, which is what the local WAL stores;
 //! - bad input is an error naming the line and what was expected, never a panic.
 
+mod cursor;
+mod framing;
 mod parser;
 mod stream;
 
