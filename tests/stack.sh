@@ -156,9 +156,14 @@ start_cluster() {
     local name="$1" port="$2" encoding="$3"
     local dir="$STATE/$name"
     local data="$dir/data" sock="$dir/sock" logf="$dir/postgres.log"
+    # Unix socket paths are limited to 107 bytes: fall back to a short directory under /tmp.
+    if [ "${#sock}" -gt 80 ]; then
+        sock="$(mktemp -d /tmp/re_dms_sock.XXXXXX)"
+        echo "$sock" >>"$STATE/sockdirs"
+    fi
     mkdir -p "$data" "$sock"
     chmod 700 "$data"
-    if is_root; then chown -R postgres:postgres "$dir"; fi
+    if is_root; then chown -R postgres:postgres "$dir" "$sock"; fi
     if ! as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E "$encoding" --locale=C \
         --no-sync >"$STATE/$name-initdb.log" 2>&1; then
         fail_component "$name postgres (initdb)" "$STATE/$name-initdb.log" "initdb exited non-zero"
@@ -368,6 +373,11 @@ cmd_down() {
         die "$STATE was not made by this script (no $MARKER); not touching it"
     fi
     stop_all
+    if [ -f "$STATE/sockdirs" ]; then
+        while read -r d; do
+            case "$d" in /tmp/re_dms_sock.*) rm -rf "$d" ;; esac
+        done <"$STATE/sockdirs"
+    fi
     rm -rf "$STATE"
     log "down"
 }
