@@ -54,6 +54,7 @@ fail_component() {
     printf 'stack: error: %s failed to start: %s\n' "$component" "$why" >&2
     tail_log "$file"
     stop_all
+    # shellcheck disable=SC2016 # backquotes are text here
     printf 'stack: stopped what had started; logs kept in %s (`%s down` removes it)\n' "$STATE" "$0" >&2
     exit 1
 }
@@ -63,7 +64,14 @@ pid_alive() {
     [ -f "$pidfile" ] || return 1
     local pid
     pid="$(cat "$pidfile" 2>/dev/null || true)"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # A zombie (exited, not yet reaped) answers kill -0 too.
+    if [ -r "/proc/$pid/stat" ]; then
+        local state
+        state="$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$pid/stat" 2>/dev/null || true)"
+        [ "$state" != "Z" ] || return 1
+    fi
+    return 0
 }
 
 # ---------------------------------------------------------------- prerequisites
@@ -251,9 +259,17 @@ start_sim() {
 
 start_watchdog() {
     local watch="$1"
-    kill -0 "$watch" 2>/dev/null || die "RE_DMS_STACK_WATCH_PID=$watch is not a running process"
+    if ! kill -0 "$watch" 2>/dev/null; then
+        log "RE_DMS_STACK_WATCH_PID=$watch is not running (any more): tearing the stack down"
+        cmd_down
+        exit 1
+    fi
+    # shellcheck disable=SC2016 # expanded by the inner bash
     RE_DMS_STACK_DIR="$STATE" setsid bash -c \
-        'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down' \
+        'while kill -0 "$1" 2>/dev/null && ! grep -qE "\) Z " "/proc/$1/stat" 2>/dev/null; do
+            sleep 1
+         done
+         exec "$2" down' \
         re_dms-stack-watchdog "$watch" "$SCRIPT" </dev/null >"$STATE/watchdog.log" 2>&1 &
     echo $! >"$STATE/watchdog.pid"
 }
@@ -262,7 +278,12 @@ start_watchdog() {
 
 is_up() {
     [ -f "$STATE/env" ] && pid_alive "$STATE/sim.pid" && pid_alive "$STATE/moto.pid" \
-        && [ -f "$STATE/source/data/postmaster.pid" ] && [ -f "$STATE/warehouse/data/postmaster.pid" ]
+        && cluster_running source && cluster_running warehouse
+}
+
+cluster_running() {
+    [ -f "$STATE/$1/data/postmaster.pid" ] \
+        && as_pg "$PG_BIN/pg_ctl" -D "$STATE/$1/data" status >/dev/null 2>&1
 }
 
 cmd_up() {
@@ -346,7 +367,9 @@ stop_pidfile() {
         sleep 0.1
         i=$((i + 1))
     done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -9 "$pid" 2>/dev/null || true
+    fi
 }
 
 stop_cluster() {
