@@ -527,6 +527,25 @@ mod tests {
     }
 
     #[test]
+    fn truncated_files_never_panic() {
+        let cols = [
+            col("a", VC5),
+            col("n", ColKind::Numeric { scale: Some(1) }),
+            col("b", ColKind::Bytea),
+        ];
+        let data = b"\"x\"\"\",-1.25,ff\r\n\"a\nb\",\\N,\n,,\n\"\xc3\xa9\xff\",+.5,00\n";
+        for i in 0..data.len() {
+            for opts in [
+                "",
+                "truncatecolumns acceptinvchars emptyasnull ignoreheader 1",
+            ] {
+                let _ = run(opts, &cols, &data[..i]);
+                let _ = run(opts, &cols, &data[i..]);
+            }
+        }
+    }
+
+    #[test]
     fn kinds_from_catalog() {
         assert_eq!(ColKind::from_catalog("varchar", 14, "S"), VC_10);
         assert_eq!(

@@ -514,6 +514,27 @@ mod tests {
         assert_eq!(p[0].plan, Plan::Pass("select 'oops".into()));
     }
 
+    /// Every prefix of awkward statements plans without panicking (bad clients must not crash
+    /// the sim).
+    #[test]
+    fn truncated_input_never_panics() {
+        let corpus = "create table if not exists \"S\".t (a varchar(max) encode zstd distkey, \
+            b numeric(39,2), c int identity(1, 1), d int[], primary key (a)) diststyle key \
+            compound sortkey(a,b); alter table only s.t alter column \"A\" type varchar(10); \
+            alter table t add column if not exists x jsonb, add y int; copy t (a, b) from \
+            's3://b/k' credentials as 'aws_access_key_id=x;aws_secret_access_key=y' csv quote \
+            as '\"' null as '\\N' ignoreheader as 1 acceptinvchars as '^' gzip manifest; \
+            merge into t using s on t.a = s.a when matched then update set b = s.b when not \
+            matched then insert values (s.a); insert into t values ($1, E'x\\'y', $$z$$) on \
+            conflict do nothing; truncate t; create unique index i on t (a); select U&\"x\" /* c */";
+        for (i, _) in corpus.char_indices() {
+            for in_block in [false, true] {
+                let _ = plan_query(&corpus[..i], in_block);
+                let _ = plan_query(&corpus[i..], in_block);
+            }
+        }
+    }
+
     #[test]
     fn original_text_is_kept_for_the_log() {
         let p = plan_query("  SELECT \"A\" ;  select 2 ", false);
