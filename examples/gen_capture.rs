@@ -395,7 +395,7 @@ impl<W: Write> Out<W> {
         let mut frac = us % 1_000_000;
         if frac > 0 {
             let mut width = 6;
-            while frac % 10 == 0 {
+            while frac.is_multiple_of(10) {
                 frac /= 10;
                 width -= 1;
             }
@@ -823,7 +823,7 @@ impl<W: Write> Gen<W> {
             _ => o.s("user"),
         }
         o.u(u64::from(id));
-        o.s(if h % 16 == 0 {
+        o.s(if h.is_multiple_of(16) {
             "@exämple.com'"
         } else {
             "@example.com'"
@@ -997,10 +997,10 @@ impl<W: Write> Gen<W> {
         // Stable per user (set on insert, never updated).
         o.s(" created[timestamp with time zone]:");
         let created = EPOCH_2025_US + i64::from(id) * 1_700_000 + (h % 1_000_000) as i64;
-        o.ts(created - created % 1_000_000 * i64::from(h % 3 != 0), true);
+        o.ts(created - created % 1_000_000 * i64::from(!h.is_multiple_of(3)), true);
 
         o.s(" external_id[uuid]:");
-        if h % 10 == 0 {
+        if h.is_multiple_of(10) {
             o.s("null");
         } else {
             let a = splitmix64(h);
@@ -1055,7 +1055,7 @@ impl<W: Write> Gen<W> {
             o.u(u64::from(user));
         }
         o.s(" amount[numeric]:");
-        if h % 100 == 0 {
+        if h.is_multiple_of(100) {
             o.s("null");
         } else {
             o.fixed(((h >> 8) % 600_000) as i64 - 50_000, 2);

@@ -190,11 +190,7 @@ impl Ingest {
             let mut src = SealedSource(SegmentReader::open(&file.path).map_err(WalError::from)?);
             let (mut first, mut last) = (None, Lsn(0));
             let mut records = 0u64;
-            loop {
-                let rec = match scanner.next_record().map_err(WalError::from)? {
-                    Next::Record(r) => r,
-                    Next::End | Next::Torn { .. } => break,
-                };
+            while let Next::Record(rec) = scanner.next_record().map_err(WalError::from)? {
                 if rec.kind == RecordKind::Snapshot {
                     if let Ok(snap) = serde_json::from_slice::<Snapshot>(rec.payload) {
                         self.in_txn = snap.starts_in_txn;

@@ -63,6 +63,12 @@ counters! {
     VALUES_NULLED => "re_dms_values_nulled_total",
     /// Strings cut to the target column's byte length on a UTF-8 boundary.
     VALUES_TRUNCATED => "re_dms_values_truncated_total",
+    /// Redshift table-segments committed (ledger row written).
+    TABLE_SEGMENTS_LOADED => "re_dms_redshift_table_segments_loaded_total",
+    /// Retries of a table-segment or the ledger set-up after a transient Redshift/S3 error.
+    REDSHIFT_RETRIES => "re_dms_redshift_retries_total",
+    /// Retries of an S3 request after a transient error.
+    S3_RETRIES => "re_dms_s3_retries_total",
 }
 
 /// `(name, value)` of every counter.

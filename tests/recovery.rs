@@ -1,5 +1,6 @@
 //! Crashes and memory pressure: kill -9 mid-stream, a crash between loading and WAL cleanup,
 //! and transactions far larger than the batch memory budget.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod model;
 

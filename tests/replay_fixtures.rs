@@ -1,6 +1,7 @@
 //! Proof that replay is right: each real PostgreSQL 15 capture goes through `re_dms --stdin`
 //! into the local target, the manifests are applied in order to an in-memory model of the
 //! target, and every table is compared row by row with the source's final contents.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod model;
 
