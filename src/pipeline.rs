@@ -115,7 +115,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, PipelineError> {
     let _lock = lock_wal_dir(&config.wal.directory)?;
-    let mut target = Target::from_config(config)?;
+    let mut target = Target::from_config(config).await?;
     let (input_tx, input_rx) = sync_channel::<Input>(4);
     let reader_stop = stop.clone();
     std::thread::Builder::new()

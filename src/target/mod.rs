@@ -5,9 +5,10 @@
 //! same segment twice must change nothing (after a crash between "applied" and "deleted").
 //!
 //! - `local`: gzipped CSV files + `manifest.json` per segment under a directory, no network;
-//! - `redshift`: S3 upload + COPY + set-based merge (a later stage).
+//! - `redshift`: S3 upload + COPY into staging tables + set-based merge, per table (`redshift/`).
 
 pub mod local;
+pub mod redshift;
 
 use crate::config::{Config, TargetKind};
 use crate::csv_out::SegmentOutput;
@@ -16,22 +17,27 @@ use crate::csv_out::SegmentOutput;
 pub enum TargetError {
     #[error("local target: {0}")]
     Local(#[from] local::LocalError),
-    #[error("target.kind = \"redshift\" is not available in this build yet; use target.kind = \"local\"")]
-    Unsupported,
+    #[error(transparent)]
+    Redshift(#[from] redshift::load::LoadError),
 }
 
 /// The configured target.
 pub enum Target {
     Local(local::LocalTarget),
+    Redshift(std::sync::Arc<redshift::load::RedshiftLoader>),
 }
 
 impl Target {
-    pub fn from_config(config: &Config) -> Result<Self, TargetError> {
+    /// Opens the configured target; for Redshift this connects, checks the bucket and creates
+    /// the ledger (failures there are fatal).
+    pub async fn from_config(config: &Config) -> Result<Self, TargetError> {
         match config.target.kind {
             TargetKind::Local => Ok(Target::Local(local::LocalTarget::new(
                 &config.target.directory,
             )?)),
-            TargetKind::Redshift => Err(TargetError::Unsupported),
+            TargetKind::Redshift => Ok(Target::Redshift(
+                redshift::load::RedshiftLoader::connect(config).await?,
+            )),
         }
     }
 
@@ -46,6 +52,7 @@ impl Target {
                     .map_err(|e| local::LocalError::Join(e.to_string()))??;
                 Ok(())
             }
+            Target::Redshift(r) => Ok(r.deliver(out).await?),
         }
     }
 }

@@ -1,0 +1,446 @@
+//! The Redshift loader: applies one segment's manifest, all tables concurrently.
+//!
+//! Per table: upload its files (S3), then on a pooled connection check the ledger
+//! (`re_dms.applied`), run the planned steps (DDL outside transactions, each load as one
+//! transaction ending with the ledger row) and commit. Errors are classified by
+//! [`classify`]: transient ones retry the whole table-segment with backoff, forever, loudly;
+//! a definite one (a row Redshift rejects, our SQL refused) stops that table with the detail
+//! and leaves its segment on disk; a fatal one (credentials, missing bucket) stops the daemon.
+//!
+//! Statement count per table per segment: a small constant plus one per update file and schema
+//! operation (see `sql.rs`); never proportional to rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Semaphore};
+use tracing::Instrument;
+
+use super::classify::{self, ErrorClass};
+use super::sql::{self, CopyAuth, Naming, PlanStep, TablePlanInput};
+use super::tls;
+use super::upload::Uploader;
+use crate::config::Config;
+use crate::csv_out::SegmentOutput;
+use crate::manifest::TableManifest;
+use crate::metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("table {table}: {detail}")]
+    Definite { table: String, detail: String },
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Connections to Redshift, at most `max_connections`, opened on demand and reused.
+struct Pool {
+    conn: String,
+    permits: Semaphore,
+    idle: Mutex<Vec<tokio_postgres::Client>>,
+}
+
+impl Pool {
+    async fn get(&self) -> Result<Conn<'_>, Attempt> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the pool's semaphore is never closed");
+        let reused = self.idle.lock().await.pop().filter(|c| !c.is_closed());
+        let client = match reused {
+            Some(c) => c,
+            None => {
+                let c = tls::connect(&self.conn).await.map_err(|e| Attempt {
+                    class: e.class(),
+                    detail: e.to_string(),
+                })?;
+                // Timestamps round-trip exactly only in UTC / ISO.
+                c.batch_execute("SET timezone TO 'UTC'")
+                    .await
+                    .map_err(|e| Attempt {
+                        class: classify::classify_pg(&e),
+                        detail: pg_detail(&e),
+                    })?;
+                c
+            }
+        };
+        Ok(Conn {
+            pool: self,
+            client: Some(client),
+            _permit: permit,
+        })
+    }
+}
+
+/// A pooled connection; returned to the pool on drop unless it broke.
+struct Conn<'p> {
+    pool: &'p Pool,
+    client: Option<tokio_postgres::Client>,
+    _permit: tokio::sync::SemaphorePermit<'p>,
+}
+
+impl Conn<'_> {
+    fn client(&self) -> &tokio_postgres::Client {
+        self.client.as_ref().expect("present until drop")
+    }
+    /// Drops the connection instead of returning it (after an error, its state is unknown).
+    fn discard(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            if !c.is_closed() {
+                if let Ok(mut idle) = self.pool.idle.try_lock() {
+                    idle.push(c);
+                }
+            }
+        }
+    }
+}
+
+/// The Redshift target.
+pub struct RedshiftLoader {
+    pool: Pool,
+    uploader: Uploader,
+    naming: Naming,
+    auth: CopyAuth,
+    region: String,
+}
+
+/// A failure of one attempt at a table-segment, classified.
+struct Attempt {
+    class: ErrorClass,
+    detail: String,
+}
+
+impl<E: std::fmt::Display> From<(ErrorClass, E)> for Attempt {
+    fn from((class, e): (ErrorClass, E)) -> Self {
+        Self {
+            class,
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl RedshiftLoader {
+    /// Connects, checks the bucket and creates the ledger. Failures here are fatal.
+    pub async fn connect(config: &Config) -> Result<Arc<Self>, LoadError> {
+        let max = config.redshift.max_connections as usize;
+        let uploader = Uploader::from_config(&config.s3, max * 2)
+            .await
+            .map_err(|e| LoadError::Fatal(format!("S3: {e}")))?;
+        uploader
+            .check()
+            .await
+            .map_err(|e| LoadError::Fatal(format!("S3 bucket {:?}: {e}", config.s3.bucket)))?;
+        let auth = if config.redshift.iam_role.is_empty() {
+            copy_keys_from_chain(config).await?
+        } else {
+            CopyAuth::IamRole(config.redshift.iam_role.clone())
+        };
+        let loader = Self {
+            pool: Pool {
+                conn: config.redshift.connection.clone(),
+                permits: Semaphore::new(max),
+                idle: Mutex::new(Vec::new()),
+            },
+            uploader,
+            naming: Naming::from_config(config),
+            auth,
+            region: config.s3.region.clone(),
+        };
+        loader.ensure_ledger().await?;
+        Ok(Arc::new(loader))
+    }
+
+    async fn ensure_ledger(&self) -> Result<(), LoadError> {
+        let mut attempt = 0u32;
+        loop {
+            let r = async {
+                let conn = self.pool.get().await.map_err(|a| (a.class, a.detail))?;
+                for stmt in sql::LEDGER_DDL {
+                    conn.client()
+                        .batch_execute(stmt)
+                        .await
+                        .map_err(|e| (classify::classify_pg(&e), pg_detail(&e)))?;
+                }
+                Ok::<(), (ErrorClass, String)>(())
+            }
+            .await;
+            match r {
+                Ok(()) => return Ok(()),
+                Err((ErrorClass::Transient, e)) => {
+                    attempt += 1;
+                    metrics::REDSHIFT_RETRIES.inc();
+                    tracing::warn!(attempt, error = %e, "Redshift not reachable while creating the ledger; retrying");
+                    tokio::time::sleep(classify::backoff(attempt)).await;
+                }
+                Err((_, e)) => return Err(LoadError::Fatal(format!("Redshift: {e}"))),
+            }
+        }
+    }
+
+    /// Applies every table of `out`; returns when all are committed, or the first definite /
+    /// fatal error once the other tables finished.
+    pub async fn deliver(self: &Arc<Self>, out: &SegmentOutput) -> Result<(), LoadError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for table in out.manifest.tables.clone() {
+            let this = Arc::clone(self);
+            let out = out.clone();
+            let span =
+                tracing::info_span!("load", table = %table.qualified(), segment = out.segment);
+            tasks.spawn(
+                async move { this.load_table_retrying(&out, &table).await }.instrument(span),
+            );
+        }
+        let mut first_err = None;
+        while let Some(r) = tasks.join_next().await {
+            let r = r.unwrap_or_else(|e| Err(LoadError::Fatal(format!("load task failed: {e}"))));
+            if let Err(e) = r {
+                tracing::error!(error = %e, "table load stopped");
+                let fatal = matches!(e, LoadError::Fatal(_));
+                if first_err.is_none() || fatal {
+                    first_err = Some(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn load_table_retrying(
+        &self,
+        out: &SegmentOutput,
+        table: &TableManifest,
+    ) -> Result<(), LoadError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.load_table(out, table).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt {
+                    class: ErrorClass::Transient,
+                    detail,
+                }) => {
+                    attempt += 1;
+                    metrics::REDSHIFT_RETRIES.inc();
+                    let wait = classify::backoff(attempt);
+                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %detail, "transient failure; retrying the table-segment");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Attempt {
+                    class: ErrorClass::Definite,
+                    detail,
+                }) => {
+                    return Err(LoadError::Definite {
+                        table: table.qualified(),
+                        detail,
+                    })
+                }
+                Err(Attempt {
+                    class: ErrorClass::Fatal,
+                    detail,
+                }) => {
+                    return Err(LoadError::Fatal(format!(
+                        "table {}: {detail}",
+                        table.qualified()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// One attempt at one table-segment.
+    async fn load_table(&self, out: &SegmentOutput, table: &TableManifest) -> Result<(), Attempt> {
+        let source = table.qualified();
+        // Upload first: no connection is held while S3 works.
+        let mut urls = BTreeMap::new();
+        for file in table_files(table) {
+            let key = self.uploader.key_for(out.segment, &file);
+            self.uploader
+                .upload_file(&out.dir.join(&file), &key)
+                .await
+                .map_err(|e| Attempt {
+                    class: e.class(),
+                    detail: e.to_string(),
+                })?;
+            urls.insert(file.clone(), self.uploader.url_for(&key));
+            let _ = &self.region;
+        }
+        let target = self.naming.target_table(&table.schema, &table.name);
+        let plan = sql::plan_table(&TablePlanInput {
+            table,
+            target,
+            segment: out.segment,
+            first_lsn: out.manifest.first_lsn,
+            last_lsn: out.manifest.last_lsn,
+            file_urls: &urls,
+            auth: &self.auth,
+            region: &self.region,
+        })
+        .map_err(|e| Attempt {
+            class: ErrorClass::Definite,
+            detail: e.to_string(),
+        })?;
+
+        let conn = self.pool.get().await?;
+        let result = self
+            .run_plan(conn.client(), &source, out.segment, &plan)
+            .await;
+        match result {
+            Ok(applied) => {
+                if applied {
+                    metrics::TABLE_SEGMENTS_LOADED.inc();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The session may be mid-transaction or broken: never reuse it.
+                conn.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns false when the ledger says this table-segment was already applied.
+    async fn run_plan(
+        &self,
+        c: &tokio_postgres::Client,
+        source: &str,
+        segment: u64,
+        plan: &[PlanStep],
+    ) -> Result<bool, Attempt> {
+        let pg = |e: tokio_postgres::Error| Attempt {
+            class: classify::classify_pg(&e),
+            detail: pg_detail(&e),
+        };
+        let seg = i64::try_from(segment).unwrap_or(i64::MAX);
+        if !c
+            .query(sql::LEDGER_CHECK_SQL, &[&source, &seg])
+            .await
+            .map_err(pg)?
+            .is_empty()
+        {
+            tracing::info!("already applied (ledger); skipping");
+            return Ok(false);
+        }
+        for step in plan {
+            match step {
+                PlanStep::Ddl(ddl) => {
+                    if let Some(check) = &ddl.check {
+                        let present = !c
+                            .query(
+                                sql::COLUMN_EXISTS_SQL,
+                                &[&check.schema, &check.table, &check.column],
+                            )
+                            .await
+                            .map_err(pg)?
+                            .is_empty();
+                        if present == check.want_present {
+                            continue;
+                        }
+                    }
+                    c.batch_execute(&ddl.sql).await.map_err(pg)?;
+                }
+                PlanStep::Load(statements) => {
+                    c.batch_execute("BEGIN").await.map_err(pg)?;
+                    for s in statements {
+                        if let Err(e) = c.batch_execute(s).await {
+                            let mut a = pg(e);
+                            let _ = c.batch_execute("ROLLBACK").await;
+                            if a.detail.contains("stl_load_errors") {
+                                a.detail.push_str(&load_error_detail(c).await);
+                            }
+                            return Err(a);
+                        }
+                    }
+                    c.batch_execute("COMMIT").await.map_err(pg)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// File names of every load step of a table.
+fn table_files(table: &TableManifest) -> Vec<String> {
+    table
+        .steps
+        .iter()
+        .flat_map(|s| match s {
+            crate::manifest::StepManifest::Load { files, .. } => {
+                files.iter().map(|f| f.path.clone()).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The newest `stl_load_errors` row, when the cluster (or the simulator) has one.
+async fn load_error_detail(c: &tokio_postgres::Client) -> String {
+    let q = "SELECT filename, line_number, colname, err_reason FROM stl_load_errors ORDER BY starttime DESC LIMIT 1";
+    match c.query(q, &[]).await {
+        Ok(rows) => rows
+            .first()
+            .map(|r| {
+                let get = |i: usize| {
+                    r.try_get::<_, Option<String>>(i)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                };
+                let line = r
+                    .try_get::<_, Option<i64>>(1)
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| get(1));
+                format!(
+                    " (file {}, line {}, column {}: {})",
+                    get(0).trim(),
+                    line,
+                    get(2).trim(),
+                    get(3).trim()
+                )
+            })
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The server's message with its SQLSTATE, or the client error.
+pub fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Without `iam_role`, COPY passes the keys of the AWS credential chain.
+async fn copy_keys_from_chain(config: &Config) -> Result<CopyAuth, LoadError> {
+    use aws_config::BehaviorVersion;
+    use aws_sdk_s3::config::ProvideCredentials;
+    let region = aws_config::Region::new(config.s3.region.clone());
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
+    let provider = shared.credentials_provider().ok_or_else(|| {
+        LoadError::Fatal("no AWS credentials: set redshift.iam_role or provide keys".into())
+    })?;
+    let creds = tokio::time::timeout(Duration::from_secs(30), provider.provide_credentials())
+        .await
+        .map_err(|_| LoadError::Fatal("timed out reading AWS credentials".into()))?
+        .map_err(|e| LoadError::Fatal(format!("AWS credentials: {e}")))?;
+    Ok(CopyAuth::Keys {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: creds.secret_access_key().to_string(),
+        session_token: creds.session_token().map(str::to_string),
+    })
+}

@@ -1,0 +1,12 @@
+//! The Redshift target: S3 upload, then per table `COPY` into staging tables and a set-based
+//! merge in one transaction, recorded in the `re_dms.applied` ledger (exactly-once).
+//!
+//! - `sql`: names, types and the statements of one table-segment (pure);
+//! - `upload`: the S3 uploader; `tls`: Redshift connections; `classify`: every error as
+//!   transient / definite / fatal;
+//! - `load`: the loader that runs it all, tables concurrently.
+pub mod classify;
+pub mod load;
+pub mod sql;
+pub mod tls;
+pub mod upload;
