@@ -1,0 +1,321 @@
+//! Redshift going away and coming back, re_dms dying at the worst moments, and a table whose
+//! rows Redshift rejects. Its own test binary: maintenance mode and the statement log belong to
+//! the whole redshift-sim, so these tests also run one at a time ([`SERIAL`]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod model;
+mod redshift_support;
+mod support;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use redshift_support::{Kind, Redshift, Workload};
+use support::Stack;
+
+/// One test at a time: the sim's maintenance file and statement log are shared.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Switches maintenance off when dropped (also when the test panics).
+struct MaintenanceOff;
+
+impl Drop for MaintenanceOff {
+    fn drop(&mut self) {
+        Stack::get().set_maintenance(false);
+    }
+}
+
+/// Prints how long a test took, stack start-up left out (it happens on the first `get`).
+struct Timer(Instant);
+
+impl Timer {
+    fn start() -> Self {
+        Stack::get();
+        Self(Instant::now())
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        eprintln!(
+            "{}: {:?}",
+            std::thread::current().name().unwrap_or("test"),
+            self.0.elapsed()
+        );
+    }
+}
+
+/// The statements the sim logs from now on, read incrementally.
+struct LogTail {
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl LogTail {
+    fn from_now() -> Self {
+        let path = Stack::get().statement_log.clone();
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Self {
+            path,
+            offset,
+            partial: String::new(),
+        }
+    }
+
+    /// Complete lines logged since the last call.
+    fn new_lines(&mut self) -> Vec<String> {
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        f.seek(SeekFrom::Start(self.offset)).unwrap();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+        self.offset += buf.len() as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&buf));
+        let mut lines: Vec<String> = self.partial.split('\n').map(str::to_string).collect();
+        self.partial = lines.pop().unwrap_or_default();
+        lines
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_window_mid_run_is_retried_until_it_passes() {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let stack = Stack::get();
+    // ~3.7 MB of input in 64 KiB segments: about 60 segments of 3 tables each, several seconds.
+    let mut w = Workload::three_tables(11);
+    let text = w.generate(30_000).take_text();
+    let rs = Redshift::new("outage_maintenance", "segment_max_bytes = 65536").await;
+    let mut run = rs.spawn(text.into_bytes());
+
+    // The first table-segment committed (read through the backend, bypassing the sim).
+    support::wait_until(Duration::from_secs(30), "a first ledger row", || async {
+        !rs.ledger().await.is_empty()
+    })
+    .await;
+    assert!(
+        !run.exited(),
+        "the run finished before maintenance could start; make the input larger"
+    );
+    let _off = MaintenanceOff;
+    stack.set_maintenance(true);
+    let on = Instant::now();
+    let at_start = rs.ledger().await.len();
+    // Whatever was in flight when it started is rolled back or finished within a moment (the
+    // sim checks the file every 100 ms, and lets a COPY it runs finish); after that nothing
+    // may commit until maintenance ends.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = rs.ledger().await.len();
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(on.elapsed())).await;
+    let at_end = rs.ledger().await.len();
+    assert!(!run.exited(), "re_dms gave up during maintenance");
+    stack.set_maintenance(false);
+    let off = Instant::now();
+    assert_eq!(
+        settled, at_end,
+        "table-segments committed while the cluster was in maintenance"
+    );
+
+    let done = run.wait(Duration::from_secs(120));
+    eprintln!(
+        "ledger rows: {at_start} when maintenance began, {at_end} when it ended; run finished \
+         {:?} after it ended",
+        off.elapsed()
+    );
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("retrying"),
+        "no retry was logged:\n{}",
+        done.stderr
+    );
+    rs.assert_workload(&w).await;
+    let ledger = rs.assert_ledger_unique().await;
+    assert!(
+        ledger.len() > at_end,
+        "loading went on after maintenance ended"
+    );
+    assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
+}
+
+/// Starts re_dms on a segment (default settings: the whole input is one segment, so it is all
+/// in the WAL before the first statement of its load), kills it with SIGKILL as soon as the sim
+/// logs a statement starting with `trigger`, restarts it with an empty stdin (recovery
+/// re-delivers the WAL) and checks the warehouse is exact with nothing applied twice.
+async fn kill_on_statement_then_restart(name: &str, seed: u64, trigger: &str) {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let mut w = Workload::three_tables(seed);
+    let rs = Redshift::new(name, "").await;
+    // Rows already in the warehouse, so the killed load has deletes and updates of loaded rows.
+    let out = rs.replay(w.generate(1_000).take_text().as_bytes());
+    assert!(out.status.success(), "{}", redshift_support::stderr(&out));
+
+    let text = w.generate(5_000).take_text();
+    let mut log = LogTail::from_now();
+    let mut run = rs.spawn(text.into_bytes());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = 'poll: loop {
+        for l in log.new_lines() {
+            if l.starts_with(trigger) {
+                break 'poll l;
+            }
+        }
+        assert!(!run.exited(), "re_dms exited before `{trigger}` was logged");
+        assert!(Instant::now() < deadline, "no `{trigger}` within 30 s");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let killed = run.kill_9();
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "re_dms was killed (not already finished): {:?}\n{}",
+        killed.status,
+        killed.stderr
+    );
+    let after_kill = rs.ledger().await;
+    eprintln!(
+        "{name}: killed on {:.60}...; {} ledger rows then (3 from the first run)",
+        seen,
+        after_kill.len(),
+    );
+    assert!(!rs.wal_segments().is_empty(), "the WAL keeps the segment");
+
+    // The kill may land before the table's COMMIT reached the sim or after it: either the
+    // transaction rolled back (no ledger row: the restart loads it again) or it committed (its
+    // ledger row makes the restart skip it). The assertions below hold in both cases.
+    let done = rs.spawn(Vec::new()).wait(Duration::from_secs(60));
+    assert!(done.status.success(), "{}", done.stderr);
+    rs.assert_workload(&w).await;
+    let ledger = rs.assert_ledger_unique().await;
+    let mut segments: Vec<i64> = ledger.iter().map(|(_, s)| *s).collect();
+    segments.sort_unstable();
+    segments.dedup();
+    assert_eq!(
+        ledger.len(),
+        3 * segments.len(),
+        "every table once per segment: {ledger:?}"
+    );
+    assert_eq!(segments.len(), 2, "one segment per run: {ledger:?}");
+    assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_copy_and_commit_then_restart_applies_once() {
+    kill_on_statement_then_restart("outage_kill_copy", 21, "COPY ").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_commit_and_wal_cleanup_then_restart_applies_once() {
+    // The ledger row is the last statement of a table-segment's transaction: the kill lands
+    // just before or just after its COMMIT, before the WAL segment is deleted either way.
+    kill_on_statement_then_restart("outage_kill_ledger", 22, "INSERT INTO re_dms.applied").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_rows_stop_their_table_keep_the_segment_and_load_the_others() {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let mut w = Workload::new(
+        31,
+        vec![
+            (
+                "public.good",
+                vec![("id", Kind::Int), ("label", Kind::Text), ("n", Kind::Int)],
+            ),
+            ("public.narrow", vec![("id", Kind::Int), ("v", Kind::Text)]),
+            ("public.baddate", vec![("id", Kind::Int), ("d", Kind::Date)]),
+        ],
+    );
+    w.generate(1_500);
+    // A date the warehouse cannot parse: its COPY fails (a stl_load_errors row).
+    w.begin();
+    w.insert_raw(2, &["'2024-02-30'"], vec![None]);
+    w.commit();
+    let text = w.take_text();
+
+    let rs = Redshift::new("outage_definite", "").await;
+    // The warehouse table exists already, with a column too narrow for the source's text:
+    // staging works, the INSERT into it fails (value too long).
+    let c = support::connect(&rs.db.url).await;
+    c.batch_execute("CREATE TABLE public.narrow (id integer, v varchar(3))")
+        .await
+        .unwrap();
+
+    let done = rs.spawn(text.into_bytes()).wait(Duration::from_secs(60));
+    eprintln!("{}", done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    let last = done.stderr.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.contains("table public.narrow") || last.contains("table public.baddate"),
+        "the final message names the table: {last}"
+    );
+    // Both failures are reported, each with its table and the warehouse's detail.
+    let line_of = |table: &str| {
+        done.stderr
+            .lines()
+            .find(|l| l.contains(&format!("table {table}:")))
+            .unwrap_or_else(|| panic!("no error for {table}:\n{}", done.stderr))
+            .to_string()
+    };
+    let narrow = line_of("public.narrow");
+    assert!(
+        narrow.contains("value too long for type character varying(3)"),
+        "{narrow}"
+    );
+    let baddate = line_of("public.baddate");
+    assert!(baddate.contains("stl_load_errors"), "{baddate}");
+    assert!(
+        baddate.contains("column d"),
+        "the load error's detail: {baddate}"
+    );
+
+    // Nothing lost: the segment stays in the WAL; the other table is loaded and recorded.
+    assert_eq!(rs.wal_segments().len(), 1, "the WAL keeps the segment");
+    assert!(rs.wal_contains(b"table public.narrow: INSERT"));
+    assert!(rs.wal_contains(b"'2024-02-30'"));
+    rs.assert_table(&w.tables[0]).await;
+    let ledger = rs.ledger().await;
+    assert_eq!(ledger, vec![("public.good".to_string(), ledger[0].1)]);
+    for t in ["public.narrow", "public.baddate"] {
+        let n: i64 = rs
+            .backend()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{t}: its load rolled back");
+    }
+
+    // Once the operator widens the column, the next start loads the narrow table from the
+    // kept segment (the good one is not applied again); the bad date still stops its table.
+    c.batch_execute("ALTER TABLE public.narrow ALTER COLUMN v TYPE varchar(65535)")
+        .await
+        .unwrap();
+    let again = rs.spawn(Vec::new()).wait(Duration::from_secs(60));
+    assert_eq!(again.status.code(), Some(1), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("table public.baddate:"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        !again.stderr.contains("table public.narrow:"),
+        "{}",
+        again.stderr
+    );
+    rs.assert_table(&w.tables[0]).await;
+    rs.assert_table(&w.tables[1]).await;
+    let ledger = rs.assert_ledger_unique().await;
+    let tables: Vec<&str> = ledger.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tables, ["public.good", "public.narrow"]);
+    assert_eq!(
+        rs.wal_segments().len(),
+        1,
+        "the WAL still keeps the segment"
+    );
+}
