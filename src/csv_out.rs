@@ -134,8 +134,10 @@ pub fn write_segment(
     let mut plan = Plan {
         files: Vec::new(),
         tx,
+        loads: Vec::new(),
         rows: Vec::new(),
         reads: Vec::new(),
+        merged: std::collections::HashMap::new(),
     };
     let planned = plan.build(&seg.batch);
     let written = planned.and_then(|()| plan.run(&seg.file));
@@ -277,26 +279,32 @@ impl PendingFile {
     }
 }
 
-/// A row whose values are read from the segment.
+/// How one load step's values are written.
+struct LoadInfo<'b> {
+    kinds: Vec<ValueKind>,
+    key_kinds: Vec<ValueKind>,
+    subsets: &'b [Box<[bool]>],
+}
+
+/// A row whose values are read from the segment: 32 bytes, pointing into the batch's index
+/// (the write plan must stay small next to the index it is made from).
+#[derive(Clone, Copy)]
 struct RowJob<'b> {
-    file: usize,
-    kinds: std::rc::Rc<[ValueKind]>,
-    key_kinds: std::rc::Rc<[ValueKind]>,
-    /// Known columns of a partial row; `None` = all.
-    mask: Option<&'b [bool]>,
-    /// Key that finds a partial row in the target.
-    match_key: Option<&'b [u8]>,
-    recs: &'b [u64],
-    /// Values gathered so far for rows spread over several records.
-    merged: Vec<Owned>,
+    key: &'b [u8],
+    state: &'b RowState,
+    file: u32,
+    load: u32,
 }
 
 struct Plan<'b> {
     files: Vec<PendingFile>,
     tx: std::sync::mpsc::SyncSender<Chunk>,
+    loads: Vec<LoadInfo<'b>>,
     rows: Vec<RowJob<'b>>,
     /// (record position, row index), sorted by position before the pass.
     reads: Vec<(u64, u32)>,
+    /// Values gathered so far for rows spread over several records, by row index.
+    merged: std::collections::HashMap<u32, Vec<Owned>>,
 }
 
 impl<'b> Plan<'b> {
@@ -352,18 +360,18 @@ impl<'b> Plan<'b> {
             let prefix = format!("{}.{}", file_safe(&table.schema), file_safe(&table.name));
             for (si, step) in table.steps.iter().enumerate() {
                 let Step::Load(load) = step else { continue };
-                let kinds: std::rc::Rc<[ValueKind]> = load
+                let kinds: Vec<ValueKind> = load
                     .columns
                     .iter()
                     .map(|c| value_kind(&c.pg_type))
                     .collect();
-                let key_kinds: std::rc::Rc<[ValueKind]> =
-                    load.key_idx.iter().map(|&i| kinds[i]).collect();
+                let key_kinds: Vec<ValueKind> = load.key_idx.iter().map(|&i| kinds[i]).collect();
                 let names: Vec<String> = load.columns.iter().map(|c| c.name.clone()).collect();
+                let load_no = self.loads.len() as u32;
                 let (mut deletes, mut upserts) = (None, None);
                 let mut updates: Vec<Option<usize>> = vec![None; load.subsets.len()];
                 for (key, entry) in &load.rows {
-                    let (recs, subset, moved_from) = match &entry.state {
+                    let subset = match &entry.state {
                         RowState::Deleted if entry.pre_existed => {
                             let f = *deletes.get_or_insert_with(|| {
                                 self.file(
@@ -379,12 +387,8 @@ impl<'b> Plan<'b> {
                             self.end_row(f)?;
                             continue;
                         }
-                        RowState::Full(recs) => (recs, None, None),
-                        RowState::Partial {
-                            recs,
-                            subset,
-                            moved_from,
-                        } => (recs, Some(*subset as usize), moved_from.as_deref()),
+                        RowState::Full(_) => None,
+                        RowState::Partial { subset, .. } => Some(*subset as usize),
                         RowState::Deleted | RowState::MovedAway => continue,
                     };
                     let file = match subset {
@@ -417,19 +421,25 @@ impl<'b> Plan<'b> {
                     };
                     let row = self.rows.len() as u32;
                     self.rows.push(RowJob {
-                        file,
-                        kinds: kinds.clone(),
-                        key_kinds: key_kinds.clone(),
-                        mask: subset.map(|s| &*load.subsets[s]),
-                        match_key: subset.map(|_| moved_from.unwrap_or(key)),
-                        recs,
-                        merged: Vec::new(),
+                        key,
+                        state: &entry.state,
+                        file: file as u32,
+                        load: load_no,
                     });
-                    self.reads.extend(recs.iter().map(|&p| (p, row)));
+                    if let RowState::Full(recs) | RowState::Partial { recs, .. } = &entry.state {
+                        self.reads.extend(recs.iter().map(|&p| (p, row)));
+                    }
                 }
+                self.loads.push(LoadInfo {
+                    kinds,
+                    key_kinds,
+                    subsets: &load.subsets,
+                });
             }
         }
         self.reads.sort_unstable();
+        self.reads.shrink_to_fit();
+        self.rows.shrink_to_fit();
         Ok(())
     }
 
@@ -457,30 +467,43 @@ impl<'b> Plan<'b> {
                 pos,
                 what: "expected an INSERT or UPDATE".into(),
             })?;
-            let job = &mut self.rows[row as usize];
-            if tuple.columns.len() != job.kinds.len() {
+            let job = self.rows[row as usize];
+            let info = &self.loads[job.load as usize];
+            let (recs, mask, match_key) = match job.state {
+                RowState::Full(recs) => (recs, None, None),
+                RowState::Partial {
+                    recs,
+                    subset,
+                    moved_from,
+                } => (
+                    recs,
+                    Some(&*info.subsets[*subset as usize]),
+                    Some(moved_from.as_deref().unwrap_or(job.key)),
+                ),
+                RowState::Deleted | RowState::MovedAway => continue,
+            };
+            if tuple.columns.len() != info.kinds.len() {
                 return Err(CsvError::Record {
                     segment: seg,
                     pos,
                     what: format!(
                         "row has {} columns, its load {}",
                         tuple.columns.len(),
-                        job.kinds.len()
+                        info.kinds.len()
                     ),
                 });
             }
-            let last = job.recs.last() == Some(&pos);
-            let f = job.file;
-            let buf = &mut self.files[f].buf;
-            if job.recs.len() == 1 {
-                if let Some(k) = job.match_key {
-                    write_key(buf, &job.key_kinds, k);
+            let f = job.file as usize;
+            if recs.len() == 1 {
+                let buf = &mut self.files[f].buf;
+                if let Some(k) = match_key {
+                    write_key(buf, &info.key_kinds, k);
                     buf.push(b',');
                 }
                 write_row(
                     buf,
-                    &job.kinds,
-                    job.mask,
+                    &info.kinds,
+                    mask,
                     tuple.columns.iter().map(|c| c.value),
                     seg,
                     pos,
@@ -489,28 +512,30 @@ impl<'b> Plan<'b> {
                 continue;
             }
             // A row assembled from several records (unchanged TOAST values from earlier ones).
-            if job.merged.is_empty() {
-                job.merged.resize(job.kinds.len(), Owned::Missing);
-            }
-            for (slot, c) in job.merged.iter_mut().zip(&tuple.columns) {
+            let merged = self
+                .merged
+                .entry(row)
+                .or_insert_with(|| vec![Owned::Missing; info.kinds.len()]);
+            for (slot, c) in merged.iter_mut().zip(&tuple.columns) {
                 if c.value != Value::UnchangedToast {
                     *slot = Owned::from_value(&c.value);
                 }
             }
-            if last {
-                if let Some(k) = job.match_key {
-                    write_key(buf, &job.key_kinds, k);
+            if recs.last() == Some(&pos) {
+                let merged = self.merged.remove(&row).unwrap_or_default();
+                let buf = &mut self.files[f].buf;
+                if let Some(k) = match_key {
+                    write_key(buf, &info.key_kinds, k);
                     buf.push(b',');
                 }
                 write_row(
                     buf,
-                    &job.kinds,
-                    job.mask,
-                    job.merged.iter().map(Owned::as_value),
+                    &info.kinds,
+                    mask,
+                    merged.iter().map(Owned::as_value),
                     seg,
                     pos,
                 )?;
-                job.merged = Vec::new();
                 self.end_row(f)?;
             }
         }

@@ -86,8 +86,8 @@ pub enum IngestError {
 pub struct IngestLimits {
     pub segment_max_bytes: u64,
     pub segment_max_age: Duration,
-    /// Index budget of one batch: half of `batch.max_memory_bytes`, because the CSV stage holds
-    /// the previous batch while the next one fills.
+    /// Index budget of one batch: a fifth of `batch.max_memory_bytes` (see
+    /// [`crate::pipeline::BATCH_SHARE`]).
     pub batch_max_memory: usize,
 }
 

@@ -1,7 +1,7 @@
 //! The one place the stages are wired together.
 //!
 //! ```text
-//! input thread ──(chunks, cap 4)──> ingest thread ──(sealed segments, cap 1)──> CSV thread
+//! input thread ──(chunks, cap 4)──> ingest thread ──(sealed segments, cap 0)──> CSV thread
 //!   (stdin)                        (WAL + batcher)                            (gzip, tables ∥)
 //!        ──(segment outputs, cap 2)──> delivery loop: gate (incomplete segments wait for the
 //!                                      next complete one) -> target -> delete WAL segment
@@ -30,6 +30,11 @@ use tracing::Instrument;
 
 /// Input is read in chunks of this size.
 pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
+/// Each batch's index (with its write plan) is budgeted at this fraction of
+/// `batch.max_memory_bytes`: two batches are alive at once (one filling, one being written), and
+/// the rest is left for I/O buffers (input chunks, WAL and CSV buffers, gzip state) and allocator
+/// slack, so the whole process stays within `max_memory_bytes`.
+pub const BATCH_SHARE: u64 = 5;
 /// Name of the lock file that keeps two processes off one WAL directory.
 pub const LOCK_FILE: &str = "lock";
 
@@ -95,7 +100,8 @@ fn limits(config: &Config) -> IngestLimits {
     IngestLimits {
         segment_max_bytes: config.wal.segment_max_bytes,
         segment_max_age: Duration::from_secs(config.wal.segment_max_age_secs),
-        batch_max_memory: usize::try_from(config.batch.max_memory_bytes / 2).unwrap_or(usize::MAX),
+        batch_max_memory: usize::try_from(config.batch.max_memory_bytes / BATCH_SHARE)
+            .unwrap_or(usize::MAX),
     }
 }
 
@@ -211,7 +217,9 @@ async fn run_stages(
         _ => {}
     }
     let (wal, recovery) = ingest::open_wal(&wal_dir)?;
-    let (sealed_tx, sealed_rx) = sync_channel(1);
+    // Rendezvous: ingest hands a sealed batch over only when the CSV stage takes it, so at most
+    // two batches exist at once (one filling, one being written): the memory bound.
+    let (sealed_tx, sealed_rx) = sync_channel(0);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<SegmentOutput>(2);
 
     let mut ingest = Ingest::new(

@@ -55,10 +55,28 @@ pub enum Applied {
     Conflict,
 }
 
-/// Approximate heap cost of one entry beyond its key bytes (hash slot, boxed key, state).
-pub const ENTRY_OVERHEAD: usize = 112;
+/// Approximate cost of one entry with an inline key (see `entry_cost`): an 80-byte slot at a
+/// typical load factor, table growth, ~48 bytes of write plan and allocator overhead. Calibrated
+/// on the benchmark capture (peak RSS / distinct keys per batch, BENCHMARKS.md), not derived.
+pub const ENTRY_OVERHEAD: usize = 240;
 
 type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// An encoded row key; keys up to 16 bytes (integers, short texts) need no allocation.
+pub type Key = SmallVec<[u8; INLINE_KEY]>;
+const INLINE_KEY: usize = 16;
+
+/// Estimated bytes of one index entry: the hash slot (key + entry at typical load factor), a
+/// key's heap bytes beyond [`INLINE_KEY`], and the CSV stage's write plan for the row (32-byte
+/// row + 16-byte read per record), which exists while the batch is written.
+fn entry_cost(key_len: usize) -> usize {
+    ENTRY_OVERHEAD
+        + if key_len > INLINE_KEY {
+            key_len + 16
+        } else {
+            0
+        }
+}
 
 /// The index of one load step of one table.
 #[derive(Debug)]
@@ -69,7 +87,7 @@ pub struct TableLoad {
     pub key: Vec<String>,
     /// Index of each key column in `columns`.
     pub key_idx: Vec<usize>,
-    pub rows: FastMap<Box<[u8]>, Entry>,
+    pub rows: FastMap<Key, Entry>,
     /// Interned known-column subsets of partial updates; `Partial::subset` indexes this.
     pub subsets: Vec<Box<[bool]>>,
     subset_ids: FastMap<Box<[bool]>, u32>,
@@ -125,7 +143,7 @@ impl TableLoad {
         if let Some(e) = self.rows.get_mut(key) {
             *e = entry;
         } else {
-            self.mem += ENTRY_OVERHEAD + key.len();
+            self.mem += entry_cost(key.len());
             self.rows.insert(key.into(), entry);
         }
     }
@@ -178,7 +196,7 @@ impl TableLoad {
         match self.rows.entry_ref(key) {
             hashbrown::hash_map::EntryRef::Occupied(o) => (o.into_mut(), false),
             hashbrown::hash_map::EntryRef::Vacant(v) => {
-                self.mem += ENTRY_OVERHEAD + key.len();
+                self.mem += entry_cost(key.len());
                 let e = v.insert(Entry {
                     pre_existed: false,
                     state: RowState::Deleted,
