@@ -23,9 +23,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# 1,000,000 generated changes through re_dms --stdin into the local target (BENCHMARKS.md).
+# 1,000,000 generated changes through re_dms --stdin: into the local target, then through the
+# local stack into redshift-sim (BENCHMARKS.md).
 bench:
 	benches/run.sh
+	benches/redshift.sh
 
 stack-up:
 	tests/stack.sh up

@@ -30,10 +30,9 @@ pub fn validate(config: &Config) -> ExitCode {
     if config.target.kind == TargetKind::Local {
         check("target.directory", writable_dir(&config.target.directory));
     } else {
-        check(
-            "redshift",
-            Err("the Redshift target is not available in this build yet".into()),
-        );
+        let (s3, redshift) = redshift_checks(config);
+        check("s3", s3);
+        check("redshift", redshift);
     }
     if ok {
         ExitCode::SUCCESS
@@ -97,4 +96,36 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The S3 bucket accepts a put/delete under the prefix; Redshift accepts a connection and a query.
+fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, String>) {
+    use crate::target::redshift::{tls, upload::Uploader};
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return (Err(e.to_string()), Err(e.to_string())),
+    };
+    rt.block_on(async {
+        let s3 = async {
+            let up = Uploader::from_config(&config.s3, 1).await.map_err(|e| e.to_string())?;
+            up.check().await.map_err(|e| e.to_string())?;
+            Ok(format!("bucket {:?} writable under {:?}", config.s3.bucket, up.prefix()))
+        };
+        let rs = async {
+            let c = tls::connect(&config.redshift.connection).await.map_err(|e| e.to_string())?;
+            let row = c
+                .query_one("SELECT version()", &[])
+                .await
+                .map_err(|e| crate::target::redshift::load::pg_detail(&e))?;
+            let version: String = row.try_get(0).unwrap_or_default();
+            Ok(format!("connected to {} ({version})", tls::redact(&config.redshift.connection)))
+        };
+        let s3 = tokio::time::timeout(std::time::Duration::from_secs(60), s3)
+            .await
+            .unwrap_or_else(|_| Err("timed out after 60 s".into()));
+        let rs = tokio::time::timeout(std::time::Duration::from_secs(60), rs)
+            .await
+            .unwrap_or_else(|_| Err("timed out after 60 s".into()));
+        (s3, rs)
+    })
 }
