@@ -997,7 +997,10 @@ impl<W: Write> Gen<W> {
         // Stable per user (set on insert, never updated).
         o.s(" created[timestamp with time zone]:");
         let created = EPOCH_2025_US + i64::from(id) * 1_700_000 + (h % 1_000_000) as i64;
-        o.ts(created - created % 1_000_000 * i64::from(!h.is_multiple_of(3)), true);
+        o.ts(
+            created - created % 1_000_000 * i64::from(!h.is_multiple_of(3)),
+            true,
+        );
 
         o.s(" external_id[uuid]:");
         if h.is_multiple_of(10) {

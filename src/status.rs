@@ -101,24 +101,38 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
 /// The S3 bucket accepts a put/delete under the prefix; Redshift accepts a connection and a query.
 fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, String>) {
     use crate::target::redshift::{tls, upload::Uploader};
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return (Err(e.to_string()), Err(e.to_string())),
     };
     rt.block_on(async {
         let s3 = async {
-            let up = Uploader::from_config(&config.s3, 1).await.map_err(|e| e.to_string())?;
+            let up = Uploader::from_config(&config.s3, 1)
+                .await
+                .map_err(|e| e.to_string())?;
             up.check().await.map_err(|e| e.to_string())?;
-            Ok(format!("bucket {:?} writable under {:?}", config.s3.bucket, up.prefix()))
+            Ok(format!(
+                "bucket {:?} writable under {:?}",
+                config.s3.bucket,
+                up.prefix()
+            ))
         };
         let rs = async {
-            let c = tls::connect(&config.redshift.connection).await.map_err(|e| e.to_string())?;
+            let c = tls::connect(&config.redshift.connection)
+                .await
+                .map_err(|e| e.to_string())?;
             let row = c
                 .query_one("SELECT version()", &[])
                 .await
                 .map_err(|e| crate::target::redshift::load::pg_detail(&e))?;
             let version: String = row.try_get(0).unwrap_or_default();
-            Ok(format!("connected to {} ({version})", tls::redact(&config.redshift.connection)))
+            Ok(format!(
+                "connected to {} ({version})",
+                tls::redact(&config.redshift.connection)
+            ))
         };
         let s3 = tokio::time::timeout(std::time::Duration::from_secs(60), s3)
             .await
