@@ -495,16 +495,13 @@ impl<'b> Plan<'b> {
             }
             let f = job.file as usize;
             if recs.len() == 1 {
-                let buf = &mut self.files[f].buf;
-                if let Some(k) = match_key {
-                    write_key(buf, &info.key_kinds, k);
-                    buf.push(b',');
-                }
-                write_row(
-                    buf,
-                    &info.kinds,
+                let values = tuple.columns.iter().map(|c| c.value);
+                write_job_row(
+                    &mut self.files[f].buf,
+                    info,
+                    match_key,
                     mask,
-                    tuple.columns.iter().map(|c| c.value),
+                    values,
                     seg,
                     pos,
                 )?;
@@ -523,16 +520,13 @@ impl<'b> Plan<'b> {
             }
             if recs.last() == Some(&pos) {
                 let merged = self.merged.remove(&row).unwrap_or_default();
-                let buf = &mut self.files[f].buf;
-                if let Some(k) = match_key {
-                    write_key(buf, &info.key_kinds, k);
-                    buf.push(b',');
-                }
-                write_row(
-                    buf,
-                    &info.kinds,
+                let values = merged.iter().map(Owned::as_value);
+                write_job_row(
+                    &mut self.files[f].buf,
+                    info,
+                    match_key,
                     mask,
-                    merged.iter().map(Owned::as_value),
+                    values,
                     seg,
                     pos,
                 )?;
@@ -606,6 +600,24 @@ fn new_tuple<'m, 'a>(msg: &'m Message<'a>) -> Option<&'m crate::decoding::Tuple<
         Message::Insert { new: Some(t), .. } | Message::Update { new: Some(t), .. } => Some(t),
         _ => None,
     }
+}
+
+/// One output row: the key that finds a partial row in the target (update files), then the
+/// row's fields.
+fn write_job_row<'v>(
+    buf: &mut Vec<u8>,
+    info: &LoadInfo<'_>,
+    match_key: Option<&[u8]>,
+    mask: Option<&[bool]>,
+    values: impl Iterator<Item = Value<'v>>,
+    segment: u64,
+    pos: u64,
+) -> Result<(), CsvError> {
+    if let Some(k) = match_key {
+        write_key(buf, &info.key_kinds, k);
+        buf.push(b',');
+    }
+    write_row(buf, &info.kinds, mask, values, segment, pos)
 }
 
 /// Writes the row's fields (all, or those in `mask`), comma separated.

@@ -46,9 +46,9 @@ async fn toast_values_survive_across_segments_and_schema_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_commit_before_wal_cleanup_never_applies_twice() {
     let rs = Redshift::new("e2e_ledger", "").await;
-    // First run keeps a copy of the WAL as it was before cleanup: a transaction that never ends
-    // keeps the segment open, so stop after the last COMMIT by closing stdin normally, then put
-    // the WAL files back as if the process had died before deleting them.
+    // A full run loads the capture (one segment) and deletes it from the WAL. To re-create a
+    // crash between the commit and the WAL cleanup, the same capture is replayed again under
+    // the same segment id (state.json rewound): the loader must find it in the ledger.
     let out = rs.replay(&capture("capture_plain.txt"));
     assert!(out.status.success(), "{}", stderr(&out));
     // Re-create the situation: replay the same capture into a fresh WAL, keep its segment...
