@@ -397,33 +397,46 @@ impl Batcher {
         src: &mut dyn RecordSource,
     ) -> Result<(), BatchError> {
         self.learn_key(table, old, src)?;
-        let (ts, _) = self.table_schema(table);
-        let tq = ts.qualified();
-        let key_names = ts.key.clone().unwrap_or_default();
-        let columns = ts.columns.clone();
-        let key_idx = ts.key_indexes().unwrap_or_default();
-        let mut key_buf = std::mem::take(&mut self.key_buf);
-        encode_old_key(&mut key_buf, &tq, &key_names, old)?;
-        let tb = self.table_batch(table);
-        let load = tb
-            .current
-            .get_or_insert_with(|| TableLoad::new(columns, key_names, key_idx));
+        self.table_schema(table);
+        self.table_batch(table);
+        // Disjoint borrows: nothing is cloned per DELETE unless a load has to be created.
+        let Self {
+            registry,
+            tables,
+            qualified_buf,
+            key_buf,
+            ..
+        } = self;
+        let ts = registry
+            .tables
+            .get(qualified_buf.as_str())
+            .expect("table_schema() registered it");
+        let tb = tables
+            .get_mut(qualified_buf.as_str())
+            .expect("table_batch() created it");
+        let load = tb.current.get_or_insert_with(|| {
+            TableLoad::new(
+                ts.columns.clone(),
+                ts.key.clone().unwrap_or_default(),
+                ts.key_indexes().unwrap_or_default(),
+            )
+        });
+        encode_old_key(key_buf, qualified_buf, &load.key, old)?;
         let before = load.mem;
-        let grew = match load.delete(&key_buf) {
+        let grew = match load.delete(key_buf) {
             Applied::Done => load.mem.saturating_sub(before),
             Applied::Conflict => {
                 let fresh =
                     TableLoad::new(load.columns.clone(), load.key.clone(), load.key_idx.clone());
                 tb.close_load();
                 let load = tb.current.insert(fresh);
-                let again = load.delete(&key_buf);
+                let again = load.delete(key_buf);
                 debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
                 load.mem
             }
         };
         self.mem += grew;
         self.changes += 1;
-        self.key_buf = key_buf;
         Ok(())
     }
 
