@@ -105,6 +105,18 @@ impl TableBatch {
         }
     }
 
+    /// Closes the current load and starts an empty one with the same columns and key: what a
+    /// change the current load cannot fold in (see [`Applied::Conflict`]) is applied to.
+    fn restart_load(&mut self) -> &mut TableLoad {
+        let l = self
+            .current
+            .as_ref()
+            .expect("a conflict comes from the current load");
+        let fresh = TableLoad::new(l.columns.clone(), l.key.clone(), l.key_idx.clone());
+        self.close_load();
+        self.current.insert(fresh)
+    }
+
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
@@ -377,10 +389,7 @@ impl Batcher {
         match apply_to(load, is_insert, old, key_buf, pos, mask.as_deref()) {
             Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
             Applied::Conflict => {
-                let fresh =
-                    TableLoad::new(load.columns.clone(), load.key.clone(), load.key_idx.clone());
-                tb.close_load();
-                let load = tb.current.insert(fresh);
+                let load = tb.restart_load();
                 let again = apply_to(load, is_insert, old, key_buf, pos, mask.as_deref());
                 debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
                 *mem += load.mem;
@@ -426,10 +435,7 @@ impl Batcher {
         let grew = match load.delete(key_buf) {
             Applied::Done => load.mem.saturating_sub(before),
             Applied::Conflict => {
-                let fresh =
-                    TableLoad::new(load.columns.clone(), load.key.clone(), load.key_idx.clone());
-                tb.close_load();
-                let load = tb.current.insert(fresh);
+                let load = tb.restart_load();
                 let again = load.delete(key_buf);
                 debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
                 load.mem
