@@ -108,11 +108,7 @@ pub fn file_safe(ident: &str) -> String {
 /// needs and formats their rows into per-file buffers; full buffers go to a compressor thread
 /// that owns every file's gzip stream. So reading+formatting and compressing use both cores,
 /// and the segment is read once whatever the number of tables.
-pub fn write_segment(
-    seg: SealedSegment,
-    spool_root: &Path,
-    _workers: usize,
-) -> Result<SegmentOutput, CsvError> {
+pub fn write_segment(seg: SealedSegment, spool_root: &Path) -> Result<SegmentOutput, CsvError> {
     let dir = spool_dir(spool_root, seg.file.id);
     let io = |path: &Path| {
         let path = path.to_path_buf();

@@ -242,7 +242,6 @@ async fn run_stages(
         })
         .map_err(|e| PipelineError::Panic(e.to_string()))?;
 
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let csv_thread = std::thread::Builder::new()
         .name("re_dms-csv".into())
         .spawn(move || -> Result<(), CsvError> {
@@ -250,7 +249,7 @@ async fn run_stages(
                 let segment = sealed.file.id;
                 let span = tracing::info_span!("csv", segment);
                 let _g = span.enter();
-                let out = csv_out::write_segment(sealed, &spool_root, workers)?;
+                let out = csv_out::write_segment(sealed, &spool_root)?;
                 if out_tx.blocking_send(out).is_err() {
                     tracing::debug!(segment, "delivery stopped; CSV stage ends");
                     break;
