@@ -12,24 +12,31 @@
 //!   backoff ([`classify::backoff`]) — forever unless `max_attempts` is set; each retry is logged
 //!   with `tracing::warn!` and counted in `re_dms_s3_retries_total` and [`Uploaded::retries`].
 //! - One semaphore bounds the requests in flight across all files.
+//!
+//! [`classify::backoff`]: crate::target::redshift::classify::backoff
+
+mod digest;
+mod error;
+mod multipart;
+mod retry;
+
+pub use error::UploadError;
 
 use crate::config::S3Config;
-use crate::metrics;
-use crate::target::redshift::classify::{self, backoff, ErrorClass};
+use crate::target::redshift::classify::ErrorClass;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     ProvideCredentials, Region, RequestChecksumCalculation, SharedCredentialsProvider,
 };
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
-use base64::Engine as _;
+use digest::{b64, digest_file, hex, multipart_etag, unquote, FileDigest};
 use md5::{Digest, Md5};
-use std::future::Future;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use multipart::effective_part_size;
+use retry::{retry, RetryPolicy};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,91 +50,12 @@ pub const PART_SIZE: u64 = 16 * 1024 * 1024;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's largest single put.
 const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
-/// S3's most parts per upload.
-const MAX_PARTS: u64 = 10_000;
 /// Read size for hashing and for streaming bodies.
 const IO_BUFFER: usize = 1024 * 1024;
 /// Object metadata key holding the hex MD5 of the whole file.
 const MD5_METADATA: &str = "re-dms-md5";
 /// `check()` and `delete_segment()` do not retry forever.
 const HOUSEKEEPING_ATTEMPTS: u32 = 4;
-
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    /// A request to S3 failed; `detail` has the S3 error code and message or the network error.
-    #[error("S3 {op} s3://{bucket}/{key}: {detail} [{class}]")]
-    S3 {
-        op: &'static str,
-        bucket: String,
-        key: String,
-        class: ErrorClass,
-        status: Option<u16>,
-        code: Option<String>,
-        detail: String,
-    },
-    /// Reading the local file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("S3 configuration: {0}")]
-    Config(String),
-    /// `max_attempts` ran out on a transient error.
-    #[error("{last} (gave up after {attempts} attempts)")]
-    GaveUp {
-        attempts: u32,
-        last: Box<UploadError>,
-    },
-}
-
-impl UploadError {
-    /// Transient / definite / fatal. Local I/O errors are fatal (the disk or the files under the
-    /// WAL directory are not what the pipeline expects); `GaveUp` keeps the class of its last
-    /// error (usually transient: the caller may try again later).
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            UploadError::S3 { class, .. } => *class,
-            UploadError::Io { .. } | UploadError::Config(_) => ErrorClass::Fatal,
-            UploadError::GaveUp { last, .. } => last.class(),
-        }
-    }
-
-    /// The S3 error code (`NoSuchBucket`, `SlowDown`, ...), when S3 sent one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            UploadError::S3 { code, .. } => code.as_deref(),
-            UploadError::GaveUp { last, .. } => last.code(),
-            _ => None,
-        }
-    }
-
-    fn s3<E>(op: &'static str, bucket: &str, key: &str, e: &SdkError<E>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let (failure, status, code, message, text) = classify::s3_error_parts(e);
-        let class = classify::classify_s3_code(failure, status, code.as_deref(), &text);
-        let detail = match (&code, &message, status) {
-            (Some(c), Some(m), Some(s)) => format!("{c}: {m} (HTTP {s})"),
-            (Some(c), None, Some(s)) => format!("{c} (HTTP {s})"),
-            (None, _, Some(s)) if failure == classify::S3Failure::Service => {
-                format!("HTTP {s}: {text}")
-            }
-            _ => text,
-        };
-        UploadError::S3 {
-            op,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            class,
-            status,
-            code,
-            detail,
-        }
-    }
-}
 
 /// Tuning; [`Default`] is what production uses.
 #[derive(Debug, Clone)]
@@ -292,39 +220,11 @@ impl Uploader {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.options.max_attempts,
-        }
-    }
-
     async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.permits
             .acquire()
             .await
             .unwrap_or_else(|_| unreachable!("the upload semaphore is never closed"))
-    }
-
-    /// One request, retried per `policy`, each attempt holding a concurrency permit.
-    async fn call<T, E, F, Fut>(
-        &self,
-        policy: RetryPolicy,
-        op: &'static str,
-        key: &str,
-        retries: &AtomicU32,
-        request: F,
-    ) -> Result<T, UploadError>
-    where
-        F: Fn(&Client) -> Fut,
-        Fut: Future<Output = Result<T, SdkError<E>>>,
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        retry(policy, op, key, retries, || async {
-            let _permit = self.permit().await;
-            let result = request(&self.client).await;
-            result.map_err(|e| UploadError::s3(op, &self.bucket, key, &e))
-        })
-        .await
     }
 
     /// Uploads the file at `path` to `key` (see the module docs).
@@ -441,144 +341,6 @@ impl Uploader {
         Ok(None)
     }
 
-    async fn multipart(
-        &self,
-        path: &Path,
-        key: &str,
-        digest: &FileDigest,
-        part_size: u64,
-        retries: &Arc<AtomicU32>,
-    ) -> Result<Option<String>, UploadError> {
-        let md5_hex = hex(&digest.md5);
-        let created = self
-            .call(self.policy(), "CreateMultipartUpload", key, retries, |c| {
-                let request = c.create_multipart_upload().bucket(&self.bucket).key(key);
-                request.metadata(MD5_METADATA, &md5_hex).send()
-            })
-            .await?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| UploadError::Config("CreateMultipartUpload: no upload id".into()))?
-            .to_string();
-        let parts = match self
-            .upload_parts(path, key, &upload_id, digest, part_size, retries)
-            .await
-        {
-            Ok(parts) => parts,
-            Err(e) => {
-                self.abort(key, &upload_id).await;
-                return Err(e);
-            }
-        };
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts))
-            .build();
-        let out = self
-            .call(
-                self.policy(),
-                "CompleteMultipartUpload",
-                key,
-                retries,
-                |c| {
-                    let request = c.complete_multipart_upload().bucket(&self.bucket).key(key);
-                    request
-                        .upload_id(&upload_id)
-                        .multipart_upload(completed.clone())
-                        .send()
-                },
-            )
-            .await;
-        match out {
-            Ok(o) => Ok(o.e_tag().map(unquote)),
-            // A retried Complete whose first answer was lost finds no upload: the object is
-            // there if the first one succeeded.
-            Err(e) if e.code() == Some("NoSuchUpload") => {
-                match self.existing(key, digest, retries).await? {
-                    Some(etag) => Ok(Some(etag)),
-                    None => Err(e),
-                }
-            }
-            Err(e) => {
-                self.abort(key, &upload_id).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Uploads every part, up to `max_concurrency` at once; returns them in order.
-    async fn upload_parts(
-        &self,
-        path: &Path,
-        key: &str,
-        upload_id: &str,
-        digest: &FileDigest,
-        part_size: u64,
-        retries: &Arc<AtomicU32>,
-    ) -> Result<Vec<CompletedPart>, UploadError> {
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut done = Vec::with_capacity(digest.parts.len());
-        let mut next = 0usize;
-        let mut failure: Option<UploadError> = None;
-        loop {
-            while failure.is_none()
-                && next < digest.parts.len()
-                && tasks.len() < self.options.max_concurrency
-            {
-                let offset = next as u64 * part_size;
-                let part = PartJob {
-                    client: self.client.clone(),
-                    bucket: self.bucket.clone(),
-                    key: key.to_string(),
-                    upload_id: upload_id.to_string(),
-                    path: path.to_path_buf(),
-                    number: next as i32 + 1,
-                    offset,
-                    len: part_size.min(digest.size - offset),
-                    md5: digest.parts[next],
-                    permits: self.permits.clone(),
-                    policy: self.policy(),
-                    retries: retries.clone(),
-                };
-                tasks.spawn(part.run());
-                next += 1;
-            }
-            match tasks.join_next().await {
-                None => break,
-                Some(Ok(Ok(part))) => done.push(part),
-                Some(Ok(Err(e))) => {
-                    failure.get_or_insert(e);
-                    tasks.abort_all();
-                }
-                Some(Err(join)) if join.is_cancelled() => {}
-                Some(Err(join)) => {
-                    failure.get_or_insert(UploadError::Config(format!("part upload task: {join}")));
-                    tasks.abort_all();
-                }
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        done.sort_by_key(|p| p.part_number());
-        Ok(done)
-    }
-
-    /// Best effort: an abandoned multipart upload only costs storage until a lifecycle rule.
-    async fn abort(&self, key: &str, upload_id: &str) {
-        let once = RetryPolicy {
-            max_attempts: Some(1),
-        };
-        let aborted = self
-            .call(once, "AbortMultipartUpload", key, &AtomicU32::new(0), |c| {
-                let request = c.abort_multipart_upload().bucket(&self.bucket).key(key);
-                request.upload_id(upload_id).send()
-            })
-            .await;
-        if let Err(e) = aborted {
-            tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
-        }
-    }
-
     /// The bucket exists and we may put, list and delete under the prefix: puts, lists and
     /// deletes a small probe object. Missing bucket, access denied, bad credentials: fatal.
     pub async fn check(&self) -> Result<(), UploadError> {
@@ -687,101 +449,6 @@ impl Uploader {
     }
 }
 
-/// One part of a multipart upload, owned so it can run on its own task.
-struct PartJob {
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: String,
-    path: PathBuf,
-    number: i32,
-    offset: u64,
-    len: u64,
-    md5: [u8; 16],
-    permits: Arc<Semaphore>,
-    policy: RetryPolicy,
-    retries: Arc<AtomicU32>,
-}
-
-impl PartJob {
-    async fn run(self) -> Result<CompletedPart, UploadError> {
-        let md5_b64 = b64(&self.md5);
-        let what = format!("PUT part {}", self.number);
-        let out = retry(self.policy, &what, &self.key, &self.retries, || async {
-            let body = file_body(&self.path, self.offset, self.len).await?;
-            let _permit = self
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| UploadError::Config("upload semaphore closed".to_string()))?;
-            self.client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(&self.upload_id)
-                .part_number(self.number)
-                .content_length(self.len as i64)
-                .content_md5(&md5_b64)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| UploadError::s3("UploadPart", &self.bucket, &self.key, &e))
-        })
-        .await?;
-        Ok(CompletedPart::builder()
-            .part_number(self.number)
-            .set_e_tag(out.e_tag().map(str::to_string))
-            .build())
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct RetryPolicy {
-    max_attempts: Option<u32>,
-}
-
-/// Runs `attempt` until it succeeds, fails with a non-transient error, or `max_attempts` runs out.
-async fn retry<T, F, Fut>(
-    policy: RetryPolicy,
-    what: &str,
-    key: &str,
-    retries: &AtomicU32,
-    mut attempt: F,
-) -> Result<T, UploadError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, UploadError>>,
-{
-    let mut n = 1u32;
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.class() == ErrorClass::Transient => {
-                if policy.max_attempts.is_some_and(|max| n >= max) {
-                    return Err(UploadError::GaveUp {
-                        attempts: n,
-                        last: Box::new(e),
-                    });
-                }
-                let delay = backoff(n);
-                tracing::warn!(
-                    op = what,
-                    key,
-                    attempt = n,
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = %e,
-                    "S3 request failed; retrying"
-                );
-                metrics::S3_RETRIES.inc();
-                retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
-                n = n.saturating_add(1);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// `len` bytes of the file from `offset`, streamed as they are sent.
 async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, UploadError> {
     ByteStream::read_from()
@@ -797,73 +464,6 @@ async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, Upl
         })
 }
 
-/// MD5 of a file and, with `part_size`, of each part, in one streaming pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileDigest {
-    size: u64,
-    md5: [u8; 16],
-    /// Empty for a single put.
-    parts: Vec<[u8; 16]>,
-}
-
-fn digest_file(path: &Path, part_size: Option<u64>) -> std::io::Result<FileDigest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; IO_BUFFER];
-    let mut whole = Md5::new();
-    let mut part = Md5::new();
-    let mut in_part = 0u64;
-    let mut parts = Vec::new();
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        whole.update(chunk);
-        size += n as u64;
-        if let Some(part_size) = part_size {
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                let take = ((part_size - in_part) as usize).min(rest.len());
-                part.update(&rest[..take]);
-                in_part += take as u64;
-                rest = &rest[take..];
-                if in_part == part_size {
-                    parts.push(part.finalize_reset().into());
-                    in_part = 0;
-                }
-            }
-        }
-    }
-    if part_size.is_some() && (in_part > 0 || parts.is_empty()) {
-        parts.push(part.finalize().into());
-    }
-    Ok(FileDigest {
-        size,
-        md5: whole.finalize().into(),
-        parts,
-    })
-}
-
-/// S3's ETag for a multipart object: MD5 of the parts' MD5s, `-`, number of parts.
-fn multipart_etag(parts: &[[u8; 16]]) -> String {
-    let mut h = Md5::new();
-    for p in parts {
-        h.update(p);
-    }
-    format!("{}-{}", hex(&h.finalize()), parts.len())
-}
-
-/// The configured part size, raised to S3's minimum and to fit in 10,000 parts.
-fn effective_part_size(configured: u64, file_size: u64) -> u64 {
-    const MIB: u64 = 1024 * 1024;
-    let needed = file_size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
-    configured.max(MIN_PART_SIZE).max(needed)
-}
-
 /// `re_dms` -> `re_dms/`; `/a/b/` -> `a/b/`; empty stays empty.
 fn normalize_prefix(prefix: &str) -> String {
     let p = prefix.trim_start_matches('/');
@@ -874,28 +474,9 @@ fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn unquote(etag: &str) -> String {
-    etag.trim_matches('"').to_string()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn prefixes() {
@@ -903,52 +484,6 @@ mod tests {
         assert_eq!(normalize_prefix("re_dms"), "re_dms/");
         assert_eq!(normalize_prefix("/a/b"), "a/b/");
         assert_eq!(normalize_prefix(""), "");
-    }
-
-    #[test]
-    fn part_sizes() {
-        assert_eq!(effective_part_size(PART_SIZE, 100 << 20), PART_SIZE);
-        assert_eq!(effective_part_size(1 << 20, 100 << 20), MIN_PART_SIZE);
-        // 1 TiB in 16 MiB parts would be 65,536 parts: grown to fit 10,000.
-        let big = 1u64 << 40;
-        let p = effective_part_size(PART_SIZE, big);
-        assert!(big.div_ceil(p) <= MAX_PARTS);
-        assert_eq!(p % (1 << 20), 0);
-    }
-
-    #[test]
-    fn digests_match_whole_and_parts() -> std::io::Result<()> {
-        let mut f = tempfile::NamedTempFile::new()?;
-        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
-        f.write_all(&data)?;
-        f.flush()?;
-        let d = digest_file(f.path(), None)?;
-        assert_eq!(d.size, data.len() as u64);
-        assert_eq!(d.md5, <[u8; 16]>::from(Md5::digest(&data)));
-        assert!(d.parts.is_empty());
-        // Part size not a multiple of the read buffer.
-        let ps = 1_300_001u64;
-        let d = digest_file(f.path(), Some(ps))?;
-        let want: Vec<[u8; 16]> = data
-            .chunks(ps as usize)
-            .map(|c| Md5::digest(c).into())
-            .collect();
-        assert_eq!(d.parts, want);
-        assert_eq!(d.parts.len(), 3);
-        // Exact multiple: no empty trailing part.
-        let d = digest_file(f.path(), Some(1_750_000))?;
-        assert_eq!(d.parts.len(), 2);
-        Ok(())
-    }
-
-    #[test]
-    fn hex_and_etag() {
-        assert_eq!(hex(&[0, 1, 0xab, 0xff]), "0001abff");
-        // Known value: MD5("") = d41d8cd98f00b204e9800998ecf8427e
-        assert_eq!(hex(&Md5::digest(b"")), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(b64(&Md5::digest(b"")), "1B2M2Y8AsgTpgAmY7PhCfg==");
-        let e = multipart_etag(&[[0u8; 16], [1u8; 16]]);
-        assert!(e.ends_with("-2") && e.len() == 34, "{e}");
     }
 
     #[tokio::test]
@@ -970,37 +505,5 @@ mod tests {
         assert!(!u.key_for(1, "x.csv.gz").starts_with(&u.segment_prefix(10)));
         assert!(!u.segment_prefix(10).starts_with(&u.segment_prefix(1)));
         Ok(())
-    }
-
-    #[tokio::test]
-    async fn retry_gives_up_and_counts() {
-        let retries = AtomicU32::new(0);
-        let calls = AtomicU32::new(0);
-        let policy = RetryPolicy {
-            max_attempts: Some(2),
-        };
-        let r: Result<(), _> = retry(policy, "TEST", "k", &retries, || async {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Err(UploadError::S3 {
-                op: "Test",
-                bucket: "b".into(),
-                key: "k".into(),
-                class: ErrorClass::Transient,
-                status: Some(503),
-                code: Some("SlowDown".into()),
-                detail: "slow down".into(),
-            })
-        })
-        .await;
-        assert!(matches!(r, Err(UploadError::GaveUp { attempts: 2, .. })));
-        assert_eq!(calls.load(Ordering::Relaxed), 2);
-        assert_eq!(retries.load(Ordering::Relaxed), 1);
-        // Non-transient errors are not retried.
-        let r: Result<(), _> = retry(policy, "TEST", "k", &retries, || async {
-            Err(UploadError::Config("nope".into()))
-        })
-        .await;
-        assert!(matches!(r, Err(UploadError::Config(_))));
-        assert_eq!(retries.load(Ordering::Relaxed), 1);
     }
 }
