@@ -2,7 +2,9 @@
 //!
 //! The mapping is the table in README.md ("Type mapping"). test_decoding prints types without
 //! their typmod, so without the source catalog `varchar(n)` is `character varying` and maps to
-//! VARCHAR(65535), and `numeric(p,s)` to NUMERIC(38,10).
+//! VARCHAR(65535), and `numeric(p,s)` to NUMERIC(38,10) ([`redshift_type`]). With the catalog
+//! (`format_type` with the typmod, see `catalog`), [`redshift_type_with_typmod`] keeps the
+//! declared sizes: VARCHAR(min(4n, 65535)) for varchar(n) / char(n), NUMERIC(p,s) for p <= 38.
 //!
 //! CSV dialect (what `COPY ... CSV GZIP NULL AS '\N'` reads back exactly): comma separated, NULL
 //! is an unquoted `\N`; every string-like value is double-quoted with `"` doubled, so an empty
@@ -77,6 +79,101 @@ pub fn redshift_type(pg_type: &str) -> String {
         _ => "VARCHAR(65535)",
     };
     t.to_string()
+}
+
+/// The Redshift column type for a column as the source catalog's `format_type(atttypid,
+/// atttypmod)` shows it: `character varying(n)` and `character(n)` -> `VARCHAR(min(4n, 65535))`
+/// (Redshift counts bytes, Postgres characters; UTF-8 needs at most 4 per character);
+/// `numeric(p,s)` with `0 <= s <= p <= 38` -> `NUMERIC(p,s)`. Anything else is the typmod-less
+/// [`redshift_type`] of the name without its typmod (`timestamp(3) with time zone` ->
+/// TIMESTAMPTZ, `numeric(40,2)` -> NUMERIC(38,10)); arrays (`character varying(20)[]`) are
+/// VARCHAR(65535) like every array.
+pub fn redshift_type_with_typmod(format_type: &str) -> String {
+    let ty = format_type.trim();
+    if ty.ends_with("[]") {
+        return format!("VARCHAR({VARCHAR_MAX_BYTES})");
+    }
+    let Some((base, args)) = split_typmod(ty) else {
+        return redshift_type(ty);
+    };
+    let sized = match base.as_str() {
+        "character varying" | "character" => {
+            args.trim().parse::<u64>().ok().filter(|&n| n > 0).map(|n| {
+                format!(
+                    "VARCHAR({})",
+                    n.saturating_mul(4).min(VARCHAR_MAX_BYTES as u64)
+                )
+            })
+        }
+        "numeric" => numeric_typmod(&args).map(|(p, s)| format!("NUMERIC({p},{s})")),
+        _ => None,
+    };
+    sized.unwrap_or_else(|| redshift_type(&base))
+}
+
+/// The type name of a catalog `format_type` as test_decoding prints it: without the typmod
+/// (`character varying(20)[]` -> `character varying[]`, `numeric(12,4)` -> `numeric`,
+/// `timestamp(3) with time zone` -> `timestamp with time zone`); `bpchar` (char without a
+/// length) -> `character`.
+pub fn typmodless_name(format_type: &str) -> String {
+    let ty = format_type.trim();
+    let name = split_typmod(ty).map_or_else(|| ty.to_string(), |(base, _)| base);
+    if name == "bpchar" {
+        "character".to_string()
+    } else {
+        name
+    }
+}
+
+/// `(p, s)` of a numeric typmod `p,s` (or `p`) that Redshift can hold as `NUMERIC(p,s)`.
+fn numeric_typmod(args: &str) -> Option<(u32, u32)> {
+    let (p, s) = match args.split_once(',') {
+        Some((p, s)) => (p.trim().parse::<i64>().ok()?, s.trim().parse::<i64>().ok()?),
+        None => (args.trim().parse::<i64>().ok()?, 0),
+    };
+    // PostgreSQL 15+ allows a negative scale and a scale above the precision; Redshift does not.
+    if !(1..=38).contains(&p) || !(0..=p).contains(&s) {
+        return None;
+    }
+    Some((u32::try_from(p).ok()?, u32::try_from(s).ok()?))
+}
+
+/// Splits `name(args) rest` into (`name rest`, `args`): the first parenthesised group outside
+/// double quotes (a quoted type name may hold parentheses). `None` when there is none.
+fn split_typmod(ty: &str) -> Option<(String, String)> {
+    let mut quoted = false;
+    let mut open = None;
+    for (i, b) in ty.bytes().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'(' if !quoted => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let open = open?;
+    let Some(close) = ty[open..].find(')').map(|i| open + i) else {
+        // Unbalanced: keep the name, with no usable typmod.
+        return Some((ty[..open].trim().to_string(), String::new()));
+    };
+    let base = format!("{}{}", ty[..open].trim_end(), &ty[close + 1..]);
+    Some((base.trim().to_string(), ty[open + 1..close].to_string()))
+}
+
+/// `n` of a Redshift `VARCHAR(n)` / `CHARACTER VARYING(n)` type; `None` for anything else.
+pub fn varchar_width(redshift_type: &str) -> Option<u32> {
+    let t = redshift_type.trim().to_ascii_uppercase();
+    let rest = t
+        .strip_prefix("VARCHAR")
+        .or_else(|| t.strip_prefix("CHARACTER VARYING"))?;
+    rest.trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Appends one field (no separator) to `out`.
@@ -262,5 +359,68 @@ mod tests {
         );
         assert_eq!(redshift_type("boolean"), "BOOLEAN");
         assert_eq!(redshift_type("public.colour"), "VARCHAR(65535)");
+    }
+
+    #[test]
+    fn typmods_from_the_catalog() {
+        let t = redshift_type_with_typmod;
+        assert_eq!(t("character varying(20)"), "VARCHAR(80)");
+        assert_eq!(t("character(3)"), "VARCHAR(12)");
+        assert_eq!(t("character varying(16383)"), "VARCHAR(65532)");
+        assert_eq!(t("character varying(16384)"), "VARCHAR(65535)");
+        assert_eq!(t("character varying(10485760)"), "VARCHAR(65535)");
+        assert_eq!(t("character varying"), "VARCHAR(65535)");
+        assert_eq!(t("bpchar"), "VARCHAR(65535)");
+        assert_eq!(t("numeric(12,4)"), "NUMERIC(12,4)");
+        assert_eq!(t("numeric(38,0)"), "NUMERIC(38,0)");
+        assert_eq!(t("numeric(5)"), "NUMERIC(5,0)");
+        assert_eq!(t("numeric"), "NUMERIC(38,10)");
+        assert_eq!(t("numeric(39,2)"), "NUMERIC(38,10)");
+        assert_eq!(t("numeric(3,5)"), "NUMERIC(38,10)");
+        assert_eq!(t("numeric(5,-2)"), "NUMERIC(38,10)");
+        // Arrays stay text, whatever their element's typmod.
+        assert_eq!(t("character varying(20)[]"), "VARCHAR(65535)");
+        assert_eq!(t("numeric(12,4)[]"), "VARCHAR(65535)");
+        // Other typmods are dropped before the typmod-less mapping.
+        assert_eq!(t("timestamp(3) without time zone"), "TIMESTAMP");
+        assert_eq!(t("timestamp(0) with time zone"), "TIMESTAMPTZ");
+        assert_eq!(t("time(6) with time zone"), "TIMETZ");
+        assert_eq!(t("bit(5)"), "VARCHAR(65535)");
+        assert_eq!(t("integer"), "INTEGER");
+        assert_eq!(t(" boolean "), "BOOLEAN");
+        // Bad input never panics; a quoted user type may hold parentheses.
+        assert_eq!(t("public.\"we(ird\""), "VARCHAR(65535)");
+        assert_eq!(t("character varying(x)"), "VARCHAR(65535)");
+        assert_eq!(t("character varying(0)"), "VARCHAR(65535)");
+        assert_eq!(t("numeric(12,"), "NUMERIC(38,10)");
+        assert_eq!(t("character varying(20"), "VARCHAR(65535)");
+        assert_eq!(t(""), "VARCHAR(65535)");
+        assert_eq!(t("("), "VARCHAR(65535)");
+        assert_eq!(t(")("), "VARCHAR(65535)");
+    }
+
+    #[test]
+    fn typmodless_names() {
+        assert_eq!(
+            typmodless_name("character varying(20)[]"),
+            "character varying[]"
+        );
+        assert_eq!(typmodless_name("numeric(12,4)"), "numeric");
+        assert_eq!(typmodless_name("character(3)"), "character");
+        assert_eq!(typmodless_name("bpchar"), "character");
+        assert_eq!(
+            typmodless_name("timestamp(3) with time zone"),
+            "timestamp with time zone"
+        );
+        assert_eq!(typmodless_name("integer"), "integer");
+        assert_eq!(typmodless_name("public.\"we(ird\""), "public.\"we(ird\"");
+    }
+
+    #[test]
+    fn varchar_widths() {
+        assert_eq!(varchar_width("VARCHAR(256)"), Some(256));
+        assert_eq!(varchar_width("character varying ( 12 )"), Some(12));
+        assert_eq!(varchar_width("VARCHAR"), None);
+        assert_eq!(varchar_width("BIGINT"), None);
     }
 }
