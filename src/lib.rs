@@ -8,6 +8,7 @@
 //! `pipeline` is the one place that wires the stages together.
 
 pub mod batch;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod csv_out;

@@ -1,0 +1,242 @@
+//! The source catalog: what test_decoding does not print, read from the source's `pg_catalog`.
+//!
+//! test_decoding names types without their typmod (`character varying`, `numeric`, `character`)
+//! and names the leaf partition a row went to, never its partitioned parent. This module owns
+//! reading, in one query, for every ordinary or partitioned table (`relkind` `r` / `p`) outside
+//! the system schemas:
+//! - its exact schema and name (raw, never quoted: `My.Schema` / `Mixed "Q".t` as created);
+//! - for a partition, its partition root (`pg_partition_root`, PostgreSQL 12 or later), which
+//!   is where its rows belong in the target;
+//! - its primary key columns in index order, resolved by name through the table's own
+//!   attribute numbers (a partition attached with another column order has other `indkey`s);
+//! - for partitioned tables and partitions, the plain columns of every partition key from the
+//!   root down (see [`Catalog::key_for`]);
+//! - every live column with `format_type(atttypid, atttypmod)`, e.g. `character varying(20)`,
+//!   `numeric(12,4)` (mapped by [`crate::typemap::redshift_type_with_typmod`]).
+//!
+//! Leaf partitions: a primary key declared on the partitioned root is inherited by every
+//! partition (PostgreSQL creates the partition's own `..._pkey` index, `indisprimary`), with the
+//! same column names; so a leaf reports the root's key. A partition may also have a key of its
+//! own when the root has none; it is unique within that partition only, and rows of all
+//! partitions meet in the root's target table, so [`Catalog::key_for`] extends it with the
+//! partition key columns (two rows of different partitions differ in one of them). Partition
+//! keys on expressions cannot be added that way: such a key stays unique per partition only.
+//!
+//! Pure data after [`load`]: no connection is kept.
+
+use std::collections::BTreeMap;
+
+use crate::target::redshift::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Parsing the connection string or connecting failed (the password is never shown).
+    #[error("source catalog: {0}")]
+    Connect(#[source] TlsError),
+    /// The catalog query failed (e.g. PostgreSQL older than 12 lacks `pg_partition_root`).
+    #[error("source catalog: reading pg_catalog: {0}")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+/// One table of the source catalog. Names are raw (exact, unquoted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogTable {
+    /// For a partition (at any depth): its partition root `(schema, table)`.
+    pub parent: Option<(String, String)>,
+    /// The table's own primary key, in index order; empty when it has none.
+    pub primary_key: Vec<String>,
+    /// Columns of the partition keys of this table and its ancestors, root first, without
+    /// repeats (expression parts are left out); empty for a table outside any partitioning.
+    pub partition_columns: Vec<String>,
+    /// Live columns: name -> `format_type(atttypid, atttypmod)`.
+    pub columns: BTreeMap<String, String>,
+}
+
+/// The source catalog, keyed by exact `(schema, table)` (names holding dots stay unambiguous).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub tables: BTreeMap<(String, String), CatalogTable>,
+}
+
+impl Catalog {
+    pub fn table(&self, schema: &str, name: &str) -> Option<&CatalogTable> {
+        self.tables.get(&(schema.to_string(), name.to_string()))
+    }
+
+    /// The partition root of `schema.name`, when it is a partition.
+    pub fn parent_of(&self, schema: &str, name: &str) -> Option<(&str, &str)> {
+        self.table(schema, name)?
+            .parent
+            .as_ref()
+            .map(|(s, t)| (s.as_str(), t.as_str()))
+    }
+
+    /// Live columns of `schema.name` with their `format_type` (for typed target columns).
+    pub fn column_types(&self, schema: &str, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.table(schema, name).map(|t| &t.columns)
+    }
+
+    /// The key `schema.name`'s rows are merged on in the target (`None`: the catalog has none):
+    /// - a partition whose root has a primary key: the root's key (the partition inherits it);
+    /// - a partition with a key of its own only: that key, then the partition key columns it
+    ///   lacks (see the module docs);
+    /// - any other table: its primary key.
+    pub fn key_for(&self, schema: &str, name: &str) -> Option<Vec<String>> {
+        let t = self.table(schema, name)?;
+        let root = t.parent.as_ref().and_then(|(s, n)| self.table(s, n));
+        let key = match root {
+            Some(root) if !root.primary_key.is_empty() => root.primary_key.clone(),
+            Some(_) if !t.primary_key.is_empty() => {
+                let mut key = t.primary_key.clone();
+                for c in &t.partition_columns {
+                    if !key.contains(c) {
+                        key.push(c.clone());
+                    }
+                }
+                key
+            }
+            _ => t.primary_key.clone(),
+        };
+        (!key.is_empty()).then_some(key)
+    }
+
+    /// [`Catalog::key_for`] of every table that has one, keyed by `schema.table` as the config's
+    /// `[tables."s.t"]` and the manifests name tables.
+    pub fn primary_keys(&self) -> BTreeMap<String, Vec<String>> {
+        self.tables
+            .keys()
+            .filter_map(|(s, n)| Some((format!("{s}.{n}"), self.key_for(s, n)?)))
+            .collect()
+    }
+}
+
+/// One row per table. Array subqueries keep their order with `ORDER BY` (index key position,
+/// column number, ancestor depth). User schemas cannot start with `pg_` (reserved), so that
+/// pattern excludes exactly `pg_catalog`, `pg_toast*` and `pg_temp_*`.
+pub const CATALOG_SQL: &str = "\
+SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text,
+  ARRAY(SELECT a.attname::text
+        FROM pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE i.indrelid = c.oid AND i.indisprimary
+        ORDER BY k.ord),
+  ARRAY(SELECT a.attname::text
+        FROM pg_partition_ancestors(c.oid) WITH ORDINALITY AS anc(relid, depth)
+        JOIN pg_partitioned_table pt ON pt.partrelid = anc.relid
+        CROSS JOIN LATERAL unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = anc.relid AND a.attnum = k.attnum
+        ORDER BY anc.depth DESC, k.ord),
+  ARRAY(SELECT a.attname::text FROM pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+  ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'";
+
+/// Connects to the source (`conninfo`: libpq key=value or URL, `sslmode` honoured as for
+/// Redshift), reads the catalog in one query, and disconnects.
+pub async fn load(conninfo: &str) -> Result<Catalog, CatalogError> {
+    let client = tls::connect(conninfo)
+        .await
+        .map_err(CatalogError::Connect)?;
+    let rows = client
+        .query(CATALOG_SQL, &[])
+        .await
+        .map_err(CatalogError::Query)?;
+    let mut catalog = Catalog::default();
+    for row in rows {
+        let (key, table) = table_of(&row).map_err(CatalogError::Query)?;
+        catalog.tables.insert(key, table);
+    }
+    Ok(catalog)
+}
+
+/// One row of [`CATALOG_SQL`].
+fn table_of(
+    row: &tokio_postgres::Row,
+) -> Result<((String, String), CatalogTable), tokio_postgres::Error> {
+    let schema: String = row.try_get(0)?;
+    let name: String = row.try_get(1)?;
+    let root_schema: Option<String> = row.try_get(2)?;
+    let root_name: Option<String> = row.try_get(3)?;
+    let primary_key: Vec<String> = row.try_get(4)?;
+    let mut partition_columns: Vec<String> = Vec::new();
+    for c in row.try_get::<_, Vec<String>>(5)? {
+        if !partition_columns.contains(&c) {
+            partition_columns.push(c);
+        }
+    }
+    let names: Vec<String> = row.try_get(6)?;
+    let types: Vec<String> = row.try_get(7)?;
+    let table = CatalogTable {
+        parent: root_schema.zip(root_name),
+        primary_key,
+        partition_columns,
+        columns: names.into_iter().zip(types).collect(),
+    };
+    Ok(((schema, name), table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(parent: Option<(&str, &str)>, key: &[&str], part: &[&str]) -> CatalogTable {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        CatalogTable {
+            parent: parent.map(|(s, t)| (s.to_string(), t.to_string())),
+            primary_key: strings(key),
+            partition_columns: strings(part),
+            columns: BTreeMap::new(),
+        }
+    }
+
+    fn catalog(tables: Vec<((&str, &str), CatalogTable)>) -> Catalog {
+        Catalog {
+            tables: tables
+                .into_iter()
+                .map(|((s, n), t)| ((s.to_string(), n.to_string()), t))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn keys_of_partitions_and_plain_tables() {
+        let c = catalog(vec![
+            (("s", "ev"), table(None, &["region", "id"], &["region"])),
+            (
+                ("s", "ev_eu"),
+                table(Some(("s", "ev")), &["region", "id"], &["region", "at"]),
+            ),
+            // The root has no key; the partition's own is extended by the partition columns.
+            (("s", "p"), table(None, &[], &["a"])),
+            (("s", "p_1"), table(Some(("s", "p")), &["b"], &["a", "c"])),
+            (("s", "p_2"), table(Some(("s", "p")), &["a"], &["a"])),
+            (("s", "p_3"), table(Some(("s", "p")), &[], &["a"])),
+            (("a.b", "c"), table(None, &["x"], &[])),
+            (("a", "b.c"), table(None, &[], &[])),
+        ]);
+        assert_eq!(c.key_for("s", "ev_eu").unwrap(), ["region", "id"]);
+        assert_eq!(c.key_for("s", "p_1").unwrap(), ["b", "a", "c"]);
+        assert_eq!(c.key_for("s", "p_2").unwrap(), ["a"]);
+        assert_eq!(c.key_for("s", "p_3"), None);
+        assert_eq!(c.key_for("s", "p"), None);
+        assert_eq!(c.key_for("s", "missing"), None);
+        assert_eq!(c.parent_of("s", "p_1"), Some(("s", "p")));
+        assert_eq!(c.parent_of("s", "p"), None);
+        // Exact lookups, even with dots in names.
+        assert!(c.table("a.b", "c").is_some() && c.table("a", "b.c").is_some());
+        assert_eq!(c.key_for("a", "b.c"), None);
+        let keys = c.primary_keys();
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            ["a.b.c", "s.ev", "s.ev_eu", "s.p_1", "s.p_2"]
+        );
+        assert_eq!(keys["a.b.c"], ["x"]);
+    }
+}
