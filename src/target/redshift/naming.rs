@@ -10,7 +10,8 @@
 //!
 //! Two source names folding to one target name (columns `Id` and `id`; tables `s.Users` and
 //! `s.users`, or `a.t` mapped by `schema_map` onto an existing `b.t`) would silently merge data, so
-//! they are errors naming both, except tables sent to one target on purpose with `load_into`.
+//! they are errors naming both, except tables sent to one target on purpose: with `load_into`, or
+//! partitions sent to their partition root by the source catalog.
 //!
 //! String literals: Redshift descends from PostgreSQL 8.0 and treats a backslash in a string
 //! literal as an escape (its LIKE docs write the default escape as `'\\'`), while PostgreSQL (the
@@ -110,7 +111,8 @@ impl fmt::Display for TargetTable {
     }
 }
 
-/// Source table -> target table, from `redshift.schema_map` and `[tables."s.t"] load_into`.
+/// Source table -> target table, from `redshift.schema_map`, `[tables."s.t"] load_into` and
+/// (passed in by the caller) the partition parent the source catalog names.
 #[derive(Debug, Clone, Default)]
 pub struct Naming {
     schema_map: BTreeMap<String, String>,
@@ -137,17 +139,29 @@ impl Naming {
         }
     }
 
+    /// Where source table `schema.table` goes, not knowing its partition parent:
+    /// [`Naming::target_table_with_parent`] with `None`.
+    pub fn target_table(&self, schema: &str, table: &str) -> TargetTable {
+        self.target_table_with_parent(schema, table, None)
+    }
+
     /// Where source table `schema.table` goes: `load_into` first (its value is in source
     /// namespace, `schema.table`; without a `.` it names a table in the same schema), then
-    /// `schema_map` on the schema, then folding to lower case. Lengths are checked by
-    /// [`TargetTable::check`] (the planner does).
-    pub fn target_table(&self, schema: &str, table: &str) -> TargetTable {
+    /// `parent` (the partition root the source catalog names for a partition, `(schema,
+    /// table)`), then the table itself; then `schema_map` on the schema, then folding to lower
+    /// case. Lengths are checked by [`TargetTable::check`] (the planner does).
+    pub fn target_table_with_parent(
+        &self,
+        schema: &str,
+        table: &str,
+        parent: Option<(&str, &str)>,
+    ) -> TargetTable {
         let (s, t) = match self.load_into.get(&format!("{schema}.{table}")) {
             Some(into) => match into.split_once('.') {
                 Some((s, t)) => (s, t),
                 None => (schema, into.as_str()),
             },
-            None => (schema, table),
+            None => parent.unwrap_or((schema, table)),
         };
         let s = self.schema_map.get(s).map(String::as_str).unwrap_or(s);
         TargetTable {
@@ -161,18 +175,19 @@ impl Naming {
         self.load_into.contains_key(&format!("{schema}.{table}"))
     }
 
-    /// Given every source table seen (`(schema, table)`), reports two that map to one target
-    /// table without `load_into` asking for it. Tables with `load_into` may share a target with
-    /// each other and with (at most) one table that maps there by its own name.
+    /// Given every source table seen (`(schema, table, catalog parent)`), reports two that map
+    /// to one target table without asking for it. Tables with `load_into`, and partitions sent
+    /// to their parent by the catalog, may share a target with each other and with (at most)
+    /// one table that maps there by its own name (the parent itself).
     pub fn check_table_collision<'a, I>(&self, tables: I) -> Result<(), SqlError>
     where
-        I: IntoIterator<Item = (&'a str, &'a str)>,
+        I: IntoIterator<Item = (&'a str, &'a str, Option<(&'a str, &'a str)>)>,
     {
         let mut by_name: BTreeMap<TargetTable, String> = BTreeMap::new();
-        for (schema, table) in tables {
-            let target = self.target_table(schema, table);
+        for (schema, table, parent) in tables {
+            let target = self.target_table_with_parent(schema, table, parent);
             target.check()?;
-            if self.has_load_into(schema, table) {
+            if parent.is_some() || self.has_load_into(schema, table) {
                 continue;
             }
             let source = format!("{schema}.{table}");

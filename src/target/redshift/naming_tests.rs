@@ -212,16 +212,16 @@ fn table_collisions() {
     let n = naming();
     // Partitions with load_into share their parent's target with the parent itself.
     n.check_table_collision([
-        ("Sales", "orders_2024"),
-        ("Sales", "Orders"),
-        ("public", "part1"),
-        ("public", "parent"),
-        ("public", "plain"),
-        ("public", "plain"),
+        ("Sales", "orders_2024", None),
+        ("Sales", "Orders", None),
+        ("public", "part1", None),
+        ("public", "parent", None),
+        ("public", "plain", None),
+        ("public", "plain", None),
     ])
     .unwrap();
     let err = n
-        .check_table_collision([("public", "Users"), ("public", "users")])
+        .check_table_collision([("public", "Users", None), ("public", "users", None)])
         .unwrap_err();
     assert_eq!(
         err,
@@ -233,8 +233,58 @@ fn table_collisions() {
     );
     // schema_map onto a schema that also exists in the source.
     let err = n
-        .check_table_collision([("Sales", "x"), ("analytics", "x")])
+        .check_table_collision([("Sales", "x", None), ("analytics", "x", None)])
         .unwrap_err();
     assert!(err.to_string().contains("Sales.x"), "{err}");
     assert!(err.to_string().contains("analytics.x"), "{err}");
+}
+
+#[test]
+fn partitions_go_to_their_catalog_parent() {
+    let n = naming();
+    let t = |s, t, p| n.target_table_with_parent(s, t, p).to_string();
+    // The catalog parent, then schema_map and folding.
+    assert_eq!(
+        t("Sales", "Orders_EU", Some(("Sales", "Orders"))),
+        "analytics.orders"
+    );
+    assert_eq!(t("x", "ev_ap", Some(("public", "Ev"))), "public.ev");
+    // load_into wins over the catalog parent.
+    assert_eq!(
+        t("Sales", "orders_2024", Some(("Sales", "Other"))),
+        "analytics.orders"
+    );
+    assert_eq!(
+        t("public", "part1", Some(("public", "root"))),
+        "public.parent"
+    );
+    // No parent: the table itself, as target_table.
+    assert_eq!(
+        t("Sales", "Orders", None),
+        n.target_table("Sales", "Orders").to_string()
+    );
+    // Partitions share their parent's target with the parent and each other...
+    let root = Some(("public", "ev"));
+    n.check_table_collision([
+        ("public", "ev", None),
+        ("public", "ev_eu", root),
+        ("public", "EV_US", root),
+        ("public", "part1", None),
+    ])
+    .unwrap();
+    // ...but a table mapping to a target by its own name still collides with another.
+    let err = n
+        .check_table_collision([
+            ("public", "ev_eu", root),
+            ("public", "Ev", None),
+            ("public", "ev", None),
+        ])
+        .unwrap_err();
+    assert!(err.to_string().contains("public.Ev"), "{err}");
+    // The parent's target name is checked for length too.
+    let long = "p".repeat(200);
+    let err = n
+        .check_table_collision([("public", "leaf", Some(("public", long.as_str())))])
+        .unwrap_err();
+    assert!(matches!(err, SqlError::NameTooLong { .. }), "{err:?}");
 }
