@@ -283,6 +283,7 @@ impl RedshiftLoader {
             file_urls: &urls,
             auth: &self.auth,
             region: &self.region,
+            column_types: None,
         })
         .map_err(|e| Attempt {
             class: ErrorClass::Definite,

@@ -15,6 +15,11 @@
 //!   load gets a final transaction holding just that row. The caller skips a table-segment the
 //!   ledger already holds ([`LEDGER_CHECK_SQL`]), so a crash re-runs it from its start.
 //!
+//! Column types are the manifest's (typmod-less), or the source catalog's with typmods when the
+//! caller passes [`TablePlanInput::column_types`]. [`plan_widen`] (`widen.rs`) plans the
+//! `ALTER COLUMN ... TYPE VARCHAR(n)` steps for VARCHAR columns the catalog declares wider than
+//! the target holds, each guarded by a [`WidthCheck`] ([`VARCHAR_WIDTH_SQL`]).
+//!
 //! Everything inside a transaction uses literals, never bind parameters, so each statement is
 //! one simple-protocol round trip. COPY statements carry credentials: log them only through
 //! [`redact`].
@@ -46,6 +51,11 @@ pub use naming::{
 
 use crate::lsn::Lsn;
 use crate::manifest::{ColumnManifest, FileKind, FileManifest, StepManifest, TableManifest};
+use crate::typemap::{redshift_type_with_typmod, typmodless_name, varchar_width};
+
+#[path = "widen.rs"]
+mod widen;
+pub use widen::{plan_widen, widen_columns, WidenStep, WidthCheck, VARCHAR_WIDTH_SQL};
 
 /// What [`plan_table`] needs for one table in one segment.
 #[derive(Debug, Clone)]
@@ -60,6 +70,12 @@ pub struct TablePlanInput<'a> {
     pub file_urls: &'a BTreeMap<String, String>,
     pub auth: &'a CopyAuth,
     pub region: &'a str,
+    /// The source catalog's `format_type` (with typmod, e.g. `character varying(20)`) of each
+    /// column by source column name, when known: CREATE TABLE and ADD COLUMN then declare
+    /// [`redshift_type_with_typmod`] instead of the manifest's typmod-less type, for columns
+    /// whose catalog type is still the type the manifest names (otherwise the catalog is newer
+    /// than the segment and the manifest's type is kept).
+    pub column_types: Option<&'a BTreeMap<String, String>>,
 }
 
 /// A condition on one column: run the step only if the column's presence differs from
@@ -211,11 +227,20 @@ impl Planner<'_> {
         self.steps.push(PlanStep::Ddl(DdlStep { check, sql }));
     }
 
+    /// A column definition for CREATE TABLE / ADD COLUMN: the catalog's typed mapping when it
+    /// still describes this column's type (see [`TablePlanInput::column_types`]).
     fn column_def(&self, c: &ColumnManifest) -> Result<String, SqlError> {
+        let typed = self
+            .input
+            .column_types
+            .and_then(|types| types.get(&c.name))
+            .filter(|ft| typmodless_name(ft) == c.pg_type)
+            .map(|ft| redshift_type_with_typmod(ft));
+        let ty = typed.as_deref().unwrap_or(&c.redshift_type);
         Ok(format!(
             "{} {}",
             quote_ident(&target_column(&c.name)),
-            self.checked_type(&c.name, &c.redshift_type)?
+            self.checked_type(&c.name, ty)?
         ))
     }
 
@@ -309,7 +334,7 @@ impl Planner<'_> {
         check_ident(&format!("column of table {}", self.source), &col)?;
         let qcol = quote_ident(&col);
         let t = self.target.clone();
-        if let (Some(old), Some(new)) = (varchar_len(&from_rs), varchar_len(to)) {
+        if let (Some(old), Some(new)) = (varchar_width(&from_rs), varchar_width(to)) {
             if new > old {
                 self.ddl(
                     None,
@@ -531,20 +556,6 @@ impl Planner<'_> {
         }
         Ok(())
     }
-}
-
-/// `n` of `VARCHAR(n)` / `CHARACTER VARYING(n)`.
-fn varchar_len(ty: &str) -> Option<u32> {
-    let t = ty.trim().to_ascii_uppercase();
-    let rest = t
-        .strip_prefix("VARCHAR")
-        .or_else(|| t.strip_prefix("CHARACTER VARYING"))?;
-    rest.trim()
-        .strip_prefix('(')?
-        .strip_suffix(')')?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]

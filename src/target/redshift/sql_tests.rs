@@ -138,6 +138,7 @@ fn plan_with(table: &TableManifest, auth: &CopyAuth) -> Result<Vec<PlanStep>, Sq
         file_urls: &urls,
         auth,
         region: "us-east-1",
+        column_types: None,
     };
     // 2023-11-14 22:13:20 UTC
     plan_table_at(&input, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
@@ -356,9 +357,6 @@ fn alter_type_variants() {
     let drop = StepManifest::DropColumn { name: "c".into() };
     let d = one(vec![alter("C", "integer", "bigint"), drop]);
     assert_eq!(d, ["ALTER TABLE \"s\".\"t\" DROP COLUMN \"c\""]);
-    assert_eq!(varchar_len("VARCHAR(256)"), Some(256));
-    assert_eq!(varchar_len("character varying ( 12 )"), Some(12));
-    assert_eq!(varchar_len("BIGINT"), None);
 }
 
 #[test]
@@ -422,6 +420,7 @@ fn bad_inputs_are_errors_not_panics() {
         file_urls: &empty,
         auth: &auth,
         region: "",
+        column_types: None,
     };
     let err = plan_table(&input).unwrap_err().to_string();
     assert!(err.contains("u.csv.gz"), "{err}");
@@ -443,4 +442,59 @@ fn bad_inputs_are_errors_not_panics() {
         vec![StepManifest::CreateTable { columns: vec![c] }],
     );
     assert!(matches!(try_plan(&odd), Err(SqlError::BadType { .. })));
+}
+
+#[test]
+fn catalog_types_declare_typmods_in_create_and_add_column() {
+    let cols = vec![
+        col("Code", "character varying"),
+        col("cc", "character"),
+        col("amount", "numeric"),
+        col("other", "text"),
+        col("was_text", "text"),
+    ];
+    let steps = vec![
+        StepManifest::CreateTable { columns: cols },
+        StepManifest::AddColumn {
+            column: col("note", "character varying"),
+        },
+    ];
+    let t = table("s", "t", steps);
+    let types: BTreeMap<String, String> = [
+        ("Code", "character varying(20)"),
+        ("cc", "character(3)"),
+        ("amount", "numeric(12,4)"),
+        ("note", "character varying(100)"),
+        // The catalog is newer than the segment (text -> integer since): the manifest wins.
+        ("was_text", "integer"),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n.to_string(), t.to_string()))
+    .collect();
+    let (urls, auth) = (BTreeMap::new(), CopyAuth::IamRole("r".into()));
+    let input = TablePlanInput {
+        table: &t,
+        target: Naming::default().target_table("s", "t"),
+        segment: 1,
+        first_lsn: Lsn(0),
+        last_lsn: Lsn(0),
+        file_urls: &urls,
+        auth: &auth,
+        region: "",
+        column_types: Some(&types),
+    };
+    let sql: Vec<String> = ddls(&plan_table(&input).unwrap())
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(
+        sql[1],
+        "CREATE TABLE IF NOT EXISTS \"s\".\"t\" (\"code\" VARCHAR(80), \"cc\" VARCHAR(12), \
+         \"amount\" NUMERIC(12,4), \"other\" VARCHAR(65535), \"was_text\" VARCHAR(65535)) \
+         DISTSTYLE AUTO"
+    );
+    assert_eq!(
+        sql[2],
+        "ALTER TABLE \"s\".\"t\" ADD COLUMN \"note\" VARCHAR(400)"
+    );
 }
