@@ -67,6 +67,8 @@ counters! {
     TABLE_SEGMENTS_LOADED => "re_dms_redshift_table_segments_loaded_total",
     /// Retries of a table-segment or the ledger set-up after a transient Redshift/S3 error.
     REDSHIFT_RETRIES => "re_dms_redshift_retries_total",
+    /// Tables stopped by a definite error (a row the warehouse rejects); their segments stay.
+    TABLES_STOPPED => "re_dms_redshift_tables_stopped_total",
     /// Retries of an S3 request after a transient error.
     S3_RETRIES => "re_dms_s3_retries_total",
 }

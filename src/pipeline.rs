@@ -4,15 +4,19 @@
 //! input thread ──(chunks, cap 4)──> ingest thread ──(sealed segments, cap 0)──> CSV thread
 //!   (stdin)                        (WAL + batcher)                            (gzip, tables ∥)
 //!        ──(segment outputs, cap 2)──> delivery loop: gate (incomplete segments wait for the
-//!                                      next complete one) -> target -> delete WAL segment
+//!                                      next complete one) -> target (Redshift: one lane per
+//!                                      table, a few segments in flight) -> delete WAL segments
+//!                                      in order as they are loaded
 //! ```
-//! Every channel is bounded, so a slow target holds back the CSV stage, which holds back
-//! ingest, which stops reading: memory stays bounded by configuration.
+//! Every channel is bounded and the target takes a segment only when it has room, so a slow
+//! target holds back the CSV stage, which holds back ingest, which stops reading: memory stays
+//! bounded by configuration.
 //!
 //! When ingest stops on bad input (or a stop request), what was already handed on is delivered,
 //! then the WAL is recovered once more (cut at the last whole transaction) and re-delivered, so
 //! every transaction complete before the bad line is loaded and nothing after it is.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +30,6 @@ use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input};
 use crate::metrics;
 use crate::target::{Target, TargetError};
 use crate::wal::{self, WalError};
-use tracing::Instrument;
 
 /// Input is read in chunks of this size.
 pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
@@ -285,41 +288,67 @@ fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, PipelineError> {
     })
 }
 
-/// Delivers segment outputs in order; an incomplete segment waits for the next complete one.
+/// Submits segment outputs in order (an incomplete segment waits for the next complete one) while
+/// the target has room, and deletes WAL segments in order as the target reports them loaded.
 async fn deliver_loop(
     target: &mut Target,
     rx: &mut tokio::sync::mpsc::Receiver<SegmentOutput>,
     wal_dir: &Path,
     summary: &mut Summary,
 ) -> Result<(), PipelineError> {
+    // Incomplete segments waiting for the complete one that ends their transaction.
     let mut held: Vec<SegmentOutput> = Vec::new();
-    while let Some(out) = rx.recv().await {
-        let complete = out.complete;
-        held.push(out);
-        if !complete {
-            continue;
+    // Gated segments waiting for room in the target.
+    let mut ready: VecDeque<SegmentOutput> = VecDeque::new();
+    // Submitted segments in order: None while running, then whether every table loaded.
+    let mut submitted: BTreeMap<u64, Option<bool>> = BTreeMap::new();
+    let mut input_open = true;
+    loop {
+        while target.has_room() {
+            let Some(out) = ready.pop_front() else { break };
+            submitted.insert(out.segment, None);
+            target.submit(out).await?;
         }
-        for out in held.drain(..) {
-            let span = tracing::info_span!("deliver", segment = out.segment);
-            if !out.manifest.tables.is_empty() {
-                target.deliver(&out).instrument(span).await?;
+        if !input_open && ready.is_empty() && target.is_idle() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            // Finished segments first: they make room and let the WAL shrink.
+            done = target.next_done(), if !target.is_idle() => {
+                let done = done?;
+                let out = &done.out;
+                if out.dir.exists() {
+                    std::fs::remove_dir_all(&out.dir).map_err(|source| PipelineError::Io {
+                        path: out.dir.clone(),
+                        source,
+                    })?;
+                }
+                submitted.insert(out.segment, Some(done.loaded));
+                if done.loaded {
+                    tracing::info!(
+                        segment = out.segment,
+                        changes = out.manifest.changes,
+                        tables = out.manifest.tables.len(),
+                        first_lsn = %out.manifest.first_lsn,
+                        last_lsn = %out.manifest.last_lsn,
+                        "segment loaded"
+                    );
+                }
+                remove_loaded_prefix(&mut submitted, wal_dir, summary)?;
             }
-            wal::remove_segment(wal_dir, out.segment)?;
-            if out.dir.exists() {
-                std::fs::remove_dir_all(&out.dir).map_err(|source| PipelineError::Io {
-                    path: out.dir.clone(),
-                    source,
-                })?;
-            }
-            metrics::SEGMENTS_LOADED.inc();
-            summary.segments_loaded += 1;
-            tracing::info!(
-                changes = out.manifest.changes,
-                tables = out.manifest.tables.len(),
-                first_lsn = %out.manifest.first_lsn,
-                last_lsn = %out.manifest.last_lsn,
-                "segment loaded"
-            );
+            // The next segment from the CSV stage, unless some already wait for room (then the
+            // CSV stage waits too: backpressure).
+            out = rx.recv(), if input_open && ready.is_empty() => match out {
+                Some(out) => {
+                    let complete = out.complete;
+                    held.push(out);
+                    if complete {
+                        ready.extend(held.drain(..));
+                    }
+                }
+                None => input_open = false,
+            },
         }
     }
     if !held.is_empty() {
@@ -327,6 +356,36 @@ async fn deliver_loop(
             segments = held.len(),
             "segments closed inside a transaction that never completed stay in the WAL"
         );
+    }
+    if let Some(kept) = submitted.keys().next() {
+        tracing::warn!(
+            from_segment = kept,
+            segments = submitted.len(),
+            "segments kept in the WAL because a table in them did not load"
+        );
+    }
+    match target.stopped_error() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Deletes the WAL segments at the front of `submitted` that are loaded, in order: a segment
+/// goes only once it and every segment before it are in the target.
+fn remove_loaded_prefix(
+    submitted: &mut BTreeMap<u64, Option<bool>>,
+    wal_dir: &Path,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
+    while let Some(entry) = submitted.first_entry() {
+        if *entry.get() != Some(true) {
+            break;
+        }
+        let segment = *entry.key();
+        wal::remove_segment(wal_dir, segment)?;
+        entry.remove();
+        metrics::SEGMENTS_LOADED.inc();
+        summary.segments_loaded += 1;
     }
     Ok(())
 }

@@ -319,3 +319,62 @@ async fn rejected_rows_stop_their_table_keep_the_segment_and_load_the_others() {
         "the WAL still keeps the segment"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_table_does_not_hold_back_the_others_in_later_segments() {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let mut w = Workload::new(
+        32,
+        vec![
+            (
+                "public.good",
+                vec![("id", Kind::Int), ("label", Kind::Text)],
+            ),
+            ("public.narrow", vec![("id", Kind::Int), ("v", Kind::Text)]),
+        ],
+    );
+    w.generate(3_000);
+    let text = w.take_text();
+    let rs = Redshift::new("outage_lanes", "segment_max_bytes = 32768").await;
+    let c = support::connect(&rs.db.url).await;
+    c.batch_execute("CREATE TABLE public.narrow (id integer, v varchar(3))")
+        .await
+        .unwrap();
+
+    let done = rs.spawn(text.into_bytes()).wait(Duration::from_secs(120));
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("table public.narrow:"),
+        "{}",
+        done.stderr
+    );
+    // The good table went on through every segment after the narrow one stopped.
+    rs.assert_table(&w.tables[0]).await;
+    let ledger = rs.assert_ledger_unique().await;
+    let count = |t: &str| ledger.iter().filter(|(n, _)| n == t).count();
+    let (good, narrow) = (count("public.good"), count("public.narrow"));
+    assert!(good >= 3, "the workload spans several segments: {ledger:?}");
+    assert!(narrow < good, "the narrow table stopped: {ledger:?}");
+    // Every segment from the narrow table's failure on stays in the WAL, even those whose
+    // good-table part is loaded.
+    assert_eq!(
+        rs.wal_segments().len() + narrow,
+        good,
+        "segments kept: {:?}, ledger: {ledger:?}",
+        rs.wal_segments()
+    );
+
+    // Fixed by the operator: the restart loads the rest of the narrow table only.
+    c.batch_execute("ALTER TABLE public.narrow ALTER COLUMN v TYPE varchar(65535)")
+        .await
+        .unwrap();
+    let again = rs.spawn(Vec::new()).wait(Duration::from_secs(120));
+    assert!(again.status.success(), "{}", again.stderr);
+    rs.assert_workload(&w).await;
+    let ledger = rs.assert_ledger_unique().await;
+    let count = |t: &str| ledger.iter().filter(|(n, _)| n == t).count();
+    assert_eq!(count("public.narrow"), good, "{ledger:?}");
+    assert_eq!(count("public.good"), good, "{ledger:?}");
+    assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
+}

@@ -1,8 +1,9 @@
 //! Targets: where a segment's files go, and when a segment counts as loaded.
 //!
-//! A target receives [`SegmentOutput`]s in segment order and confirms each one once every table
-//! in it is durably applied; only then does the pipeline delete the WAL segment. Delivering the
-//! same segment twice must change nothing (after a crash between "applied" and "deleted").
+//! A target receives [`SegmentOutput`]s in segment order and reports each one done (in any
+//! order) with whether every table in it is durably applied; the pipeline deletes WAL segments
+//! in order, each once it and all before it are loaded. Delivering the same segment twice must
+//! change nothing (after a crash between "applied" and "deleted").
 //!
 //! - `local`: gzipped CSV files + `manifest.json` per segment under a directory, no network;
 //! - `redshift`: S3 upload + COPY into staging tables + set-based merge, per table (`redshift/`).
@@ -23,36 +24,83 @@ pub enum TargetError {
 
 /// The configured target.
 pub enum Target {
-    Local(local::LocalTarget),
-    Redshift(std::sync::Arc<redshift::load::RedshiftLoader>),
+    /// Delivers one segment at a time; finished segments wait in `done` for the caller.
+    Local {
+        target: local::LocalTarget,
+        done: std::collections::VecDeque<SegmentDone>,
+    },
+    Redshift(redshift::lanes::TableLanes),
 }
+
+pub use redshift::lanes::SegmentDone;
 
 impl Target {
     /// Opens the configured target; for Redshift this connects, checks the bucket and creates
     /// the ledger (failures there are fatal).
     pub async fn from_config(config: &Config) -> Result<Self, TargetError> {
         match config.target.kind {
-            TargetKind::Local => Ok(Target::Local(local::LocalTarget::new(
-                &config.target.directory,
-            )?)),
-            TargetKind::Redshift => Ok(Target::Redshift(
+            TargetKind::Local => Ok(Target::Local {
+                target: local::LocalTarget::new(&config.target.directory)?,
+                done: std::collections::VecDeque::new(),
+            }),
+            TargetKind::Redshift => Ok(Target::Redshift(redshift::lanes::TableLanes::new(
                 redshift::load::RedshiftLoader::connect(config).await?,
-            )),
+            ))),
         }
     }
 
-    /// Applies one segment; returns once it is durable in the target.
-    pub async fn deliver(&mut self, out: &SegmentOutput) -> Result<(), TargetError> {
+    /// Whether another segment may be submitted now.
+    pub fn has_room(&self) -> bool {
         match self {
-            Target::Local(t) => {
-                let t = t.clone();
-                let out = out.clone();
-                tokio::task::spawn_blocking(move || t.deliver(&out))
+            Target::Local { .. } => true,
+            Target::Redshift(lanes) => lanes.has_room(),
+        }
+    }
+
+    /// No submitted segment is unfinished.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Target::Local { done, .. } => done.is_empty(),
+            Target::Redshift(lanes) => lanes.is_idle(),
+        }
+    }
+
+    /// Starts applying one segment (the local target finishes it here).
+    pub async fn submit(&mut self, out: SegmentOutput) -> Result<(), TargetError> {
+        match self {
+            Target::Local { target, done } => {
+                let t = target.clone();
+                let out = std::sync::Arc::new(out);
+                let o = std::sync::Arc::clone(&out);
+                tokio::task::spawn_blocking(move || t.deliver(&o))
                     .await
                     .map_err(|e| local::LocalError::Join(e.to_string()))??;
+                done.push_back(SegmentDone { out, loaded: true });
                 Ok(())
             }
-            Target::Redshift(r) => Ok(r.deliver(out).await?),
+            Target::Redshift(lanes) => Ok(lanes.submit(out).await?),
+        }
+    }
+
+    /// The next finished segment, in any order; cancel-safe; pending forever when idle.
+    pub async fn next_done(&mut self) -> Result<SegmentDone, TargetError> {
+        match self {
+            Target::Local { done, .. } => match done.pop_front() {
+                Some(d) => Ok(d),
+                None => std::future::pending().await,
+            },
+            Target::Redshift(lanes) => Ok(lanes.next_done().await?),
+        }
+    }
+
+    /// After the last segment: the error naming every table a definite error stopped, if any.
+    pub fn stopped_error(&self) -> Option<TargetError> {
+        match self {
+            Target::Local { .. } => None,
+            Target::Redshift(lanes) if lanes.stopped().is_empty() => None,
+            Target::Redshift(lanes) => Some(TargetError::Redshift(
+                redshift::load::LoadError::Stopped(lanes.stopped().values().cloned().collect()),
+            )),
         }
     }
 }

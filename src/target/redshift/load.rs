@@ -1,4 +1,5 @@
-//! The Redshift loader: applies one segment's manifest, all tables concurrently.
+//! The Redshift loader: uploads and applies one table-segment at a time (the lanes in
+//! `lanes.rs` decide which, in what order).
 //!
 //! Per table: upload its files (S3), then on a pooled connection check the ledger
 //! (`re_dms.applied`), run the planned steps (DDL outside transactions, each load as one
@@ -15,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Semaphore};
-use tracing::Instrument;
 
 use super::classify::{self, ErrorClass};
 use super::sql::{self, CopyAuth, Naming, PlanStep, TablePlanInput};
@@ -32,6 +32,9 @@ pub enum LoadError {
     Definite { table: String, detail: String },
     #[error("{0}")]
     Fatal(String),
+    /// Tables stopped by definite errors during the run; everything else was loaded.
+    #[error("{} table(s) stopped; their segments stay in the WAL until the cause is fixed and re_dms restarted: {}", .0.len(), .0.join("; "))]
+    Stopped(Vec<String>),
 }
 
 /// Connections to Redshift, at most `max_connections`, opened on demand and reused.
@@ -185,53 +188,107 @@ impl RedshiftLoader {
         }
     }
 
-    /// Applies every table of `out`; returns when all are committed, or the first definite /
-    /// fatal error once the other tables finished.
-    pub async fn deliver(self: &Arc<Self>, out: &SegmentOutput) -> Result<(), LoadError> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for table in out.manifest.tables.clone() {
-            let this = Arc::clone(self);
-            let out = out.clone();
-            let span =
-                tracing::info_span!("load", table = %table.qualified(), segment = out.segment);
-            tasks.spawn(
-                async move { this.load_table_retrying(&out, &table).await }.instrument(span),
-            );
-        }
-        let mut first_err = None;
-        while let Some(r) = tasks.join_next().await {
-            let r = r.unwrap_or_else(|e| Err(LoadError::Fatal(format!("load task failed: {e}"))));
-            if let Err(e) = r {
-                tracing::error!(error = %e, "table load stopped");
-                let fatal = matches!(e, LoadError::Fatal(_));
-                if first_err.is_none() || fatal {
-                    first_err = Some(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+    /// The target table a source table loads into: its lane.
+    pub fn target_of(&self, table: &TableManifest) -> sql::TargetTable {
+        self.naming.target_table(&table.schema, &table.name)
     }
 
-    async fn load_table_retrying(
+    /// Uploads a table-segment's files (retrying transient errors forever); returns the S3 URL
+    /// of each file by its manifest path. Objects already confirmed are not sent again.
+    pub async fn upload_table(
         &self,
         out: &SegmentOutput,
         table: &TableManifest,
+    ) -> Result<BTreeMap<String, String>, LoadError> {
+        self.retrying(table, "upload", || async {
+            let mut urls = BTreeMap::new();
+            for file in table_files(table) {
+                let key = self.uploader.key_for(out.segment, &file);
+                self.uploader
+                    .upload_file(&out.dir.join(&file), &key)
+                    .await
+                    .map_err(|e| Attempt {
+                        class: e.class(),
+                        detail: e.to_string(),
+                    })?;
+                urls.insert(file.clone(), self.uploader.url_for(&key));
+            }
+            Ok(urls)
+        })
+        .await
+    }
+
+    /// Applies one uploaded table-segment (retrying transient errors forever): ledger check,
+    /// schema steps, then the load transaction ending with the ledger row.
+    pub async fn apply_table(
+        &self,
+        out: &SegmentOutput,
+        table: &TableManifest,
+        urls: &BTreeMap<String, String>,
     ) -> Result<(), LoadError> {
-        let mut attempt = 0u32;
+        let source = table.qualified();
+        let target = self.target_of(table);
+        let plan = sql::plan_table(&TablePlanInput {
+            table,
+            target,
+            segment: out.segment,
+            first_lsn: out.manifest.first_lsn,
+            last_lsn: out.manifest.last_lsn,
+            file_urls: urls,
+            auth: &self.auth,
+            region: &self.region,
+            column_types: None,
+        })
+        .map_err(|e| LoadError::Definite {
+            table: source.clone(),
+            detail: e.to_string(),
+        })?;
+        self.retrying(table, "load", || async {
+            let conn = self.pool.get().await?;
+            match self
+                .run_plan(conn.client(), &source, out.segment, &plan)
+                .await
+            {
+                Ok(applied) => {
+                    if applied {
+                        metrics::TABLE_SEGMENTS_LOADED.inc();
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    // The session may be mid-transaction or broken: never reuse it.
+                    conn.discard();
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds or fails for good: transient failures are retried with
+    /// capped, jittered backoff, forever, each one logged and counted.
+    async fn retrying<T, F, Fut>(
+        &self,
+        table: &TableManifest,
+        what: &str,
+        mut attempt: F,
+    ) -> Result<T, LoadError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let mut n = 0u32;
         loop {
-            match self.load_table(out, table).await {
-                Ok(()) => return Ok(()),
+            match attempt().await {
+                Ok(v) => return Ok(v),
                 Err(Attempt {
                     class: ErrorClass::Transient,
                     detail,
                 }) => {
-                    attempt += 1;
+                    n += 1;
                     metrics::REDSHIFT_RETRIES.inc();
-                    let wait = classify::backoff(attempt);
-                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %detail, "transient failure; retrying the table-segment");
+                    let wait = classify::backoff(n);
+                    tracing::warn!(attempt = n, wait_ms = wait.as_millis() as u64, error = %detail, "transient {what} failure; retrying the table-segment");
                     tokio::time::sleep(wait).await;
                 }
                 Err(Attempt {
@@ -252,59 +309,6 @@ impl RedshiftLoader {
                         table.qualified()
                     )))
                 }
-            }
-        }
-    }
-
-    /// One attempt at one table-segment.
-    async fn load_table(&self, out: &SegmentOutput, table: &TableManifest) -> Result<(), Attempt> {
-        let source = table.qualified();
-        // Upload first: no connection is held while S3 works.
-        let mut urls = BTreeMap::new();
-        for file in table_files(table) {
-            let key = self.uploader.key_for(out.segment, &file);
-            self.uploader
-                .upload_file(&out.dir.join(&file), &key)
-                .await
-                .map_err(|e| Attempt {
-                    class: e.class(),
-                    detail: e.to_string(),
-                })?;
-            urls.insert(file.clone(), self.uploader.url_for(&key));
-            let _ = &self.region;
-        }
-        let target = self.naming.target_table(&table.schema, &table.name);
-        let plan = sql::plan_table(&TablePlanInput {
-            table,
-            target,
-            segment: out.segment,
-            first_lsn: out.manifest.first_lsn,
-            last_lsn: out.manifest.last_lsn,
-            file_urls: &urls,
-            auth: &self.auth,
-            region: &self.region,
-            column_types: None,
-        })
-        .map_err(|e| Attempt {
-            class: ErrorClass::Definite,
-            detail: e.to_string(),
-        })?;
-
-        let conn = self.pool.get().await?;
-        let result = self
-            .run_plan(conn.client(), &source, out.segment, &plan)
-            .await;
-        match result {
-            Ok(applied) => {
-                if applied {
-                    metrics::TABLE_SEGMENTS_LOADED.inc();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // The session may be mid-transaction or broken: never reuse it.
-                conn.discard();
-                Err(e)
             }
         }
     }

@@ -4,8 +4,10 @@
 //! - `sql`: names, types and the statements of one table-segment (pure);
 //! - `upload`: the S3 uploader; `tls`: Redshift connections; `classify`: every error as
 //!   transient / definite / fatal;
-//! - `load`: the loader that runs it all, tables concurrently.
+//! - `load`: uploads and applies one table-segment; `lanes`: one ordered lane per target table,
+//!   all lanes concurrent, segments pipelined.
 pub mod classify;
+pub mod lanes;
 pub mod load;
 pub mod sql;
 pub mod tls;

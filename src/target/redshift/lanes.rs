@@ -1,0 +1,276 @@
+//! Table lanes: one ordered lane per target table, all lanes concurrent.
+//!
+//! A segment is split into one job per target table (the source tables that load into it, in
+//! manifest order: a partition and its parent share a lane). Each lane is two tasks joined by a
+//! one-slot channel, so a table's next segment uploads to S3 while its current one merges:
+//!
+//! ```text
+//! submit ──job──> upload task ──(cap 1)──> apply task ──done──> TableLanes::next_done
+//! ```
+//!
+//! Invariants:
+//! - a lane applies its jobs strictly in segment order; lanes never wait for one another, so a
+//!   slow table holds back only itself (and WAL cleanup), not the other tables nor the source;
+//! - at most [`SEGMENTS_IN_FLIGHT`] segments have unfinished jobs (their CSV files are on disk,
+//!   only their manifests in memory);
+//! - a definite error stops its lane for the rest of the run: the lane reports its later jobs as
+//!   not applied without touching S3 or Redshift, so their segments stay in the WAL, and the
+//!   other lanes go on; a fatal error ends the run;
+//! - a segment counts as loaded only when every one of its jobs was applied (or found in the
+//!   ledger); the caller deletes WAL segments in order, so one stopped table keeps every later
+//!   segment on disk until it is fixed and the daemon restarted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::load::{LoadError, RedshiftLoader};
+use crate::csv_out::SegmentOutput;
+use crate::manifest::TableManifest;
+use crate::metrics;
+
+/// Segments whose jobs may be unfinished at once. Four lets the lanes of fast tables run a few
+/// segments ahead of a slow one and keeps uploads overlapping merges, while bounding the spool
+/// on disk to a few segments' CSV files.
+pub const SEGMENTS_IN_FLIGHT: usize = 4;
+
+/// Finished jobs waiting for the scheduler; it drains them first in its loop.
+const DONE_CHANNEL: usize = 1024;
+
+/// A segment whose jobs have all finished.
+#[derive(Debug)]
+pub struct SegmentDone {
+    pub out: Arc<SegmentOutput>,
+    /// Every table of the segment is in the warehouse: its WAL segment may go (in order).
+    pub loaded: bool,
+}
+
+/// One lane's share of one segment.
+struct Job {
+    out: Arc<SegmentOutput>,
+    tables: Vec<TableManifest>,
+}
+
+/// A job after its upload: the S3 URL of each file, per table (same order as `job.tables`).
+struct Uploaded {
+    job: Job,
+    urls: Result<Vec<BTreeMap<String, String>>, LoadError>,
+}
+
+enum Outcome {
+    Applied,
+    /// The lane stopped earlier; the job was not attempted.
+    Skipped,
+}
+
+struct Done {
+    segment: u64,
+    lane: String,
+    result: Result<Outcome, LoadError>,
+}
+
+struct Pending {
+    out: Arc<SegmentOutput>,
+    remaining: usize,
+    loaded: bool,
+}
+
+/// The Redshift target's scheduler: hands jobs to lanes, collects their results.
+pub struct TableLanes {
+    loader: Arc<RedshiftLoader>,
+    lanes: HashMap<String, mpsc::Sender<Job>>,
+    pending: BTreeMap<u64, Pending>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    /// Stopped lanes (target table) and the error that stopped each.
+    stopped: BTreeMap<String, String>,
+}
+
+impl TableLanes {
+    pub fn new(loader: Arc<RedshiftLoader>) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(DONE_CHANNEL);
+        Self {
+            loader,
+            lanes: HashMap::new(),
+            pending: BTreeMap::new(),
+            done_tx,
+            done_rx,
+            stopped: BTreeMap::new(),
+        }
+    }
+
+    /// Whether another segment may be submitted.
+    pub fn has_room(&self) -> bool {
+        self.pending.len() < SEGMENTS_IN_FLIGHT
+    }
+
+    /// No segment has unfinished jobs.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Splits `out` into per-lane jobs and queues them. Call only when [`Self::has_room`].
+    pub async fn submit(&mut self, out: SegmentOutput) -> Result<(), LoadError> {
+        let out = Arc::new(out);
+        let mut jobs: BTreeMap<String, Vec<TableManifest>> = BTreeMap::new();
+        for table in &out.manifest.tables {
+            let lane = self.loader.target_of(table).to_string();
+            jobs.entry(lane).or_default().push(table.clone());
+        }
+        self.pending.insert(
+            out.segment,
+            Pending {
+                out: Arc::clone(&out),
+                remaining: jobs.len(),
+                loaded: true,
+            },
+        );
+        for (lane, tables) in jobs {
+            let tx = match self.lanes.get(&lane) {
+                Some(tx) => tx.clone(),
+                None => {
+                    let tx = spawn_lane(Arc::clone(&self.loader), &lane, self.done_tx.clone());
+                    self.lanes.insert(lane.clone(), tx.clone());
+                    tx
+                }
+            };
+            let job = Job {
+                out: Arc::clone(&out),
+                tables,
+            };
+            tx.send(job)
+                .await
+                .map_err(|_| LoadError::Fatal(format!("the lane of table {lane} ended")))?;
+        }
+        Ok(())
+    }
+
+    /// The next segment whose jobs have all finished (any order). Cancel-safe. Pending forever
+    /// when [`Self::is_idle`]. A fatal error of any lane is returned as the error.
+    pub async fn next_done(&mut self) -> Result<SegmentDone, LoadError> {
+        loop {
+            let finished = self
+                .pending
+                .iter()
+                .find(|(_, p)| p.remaining == 0)
+                .map(|(s, _)| *s);
+            if let Some(segment) = finished {
+                let p = self.pending.remove(&segment).expect("found above");
+                return Ok(SegmentDone {
+                    out: p.out,
+                    loaded: p.loaded,
+                });
+            }
+            let Some(done) = self.done_rx.recv().await else {
+                return Err(LoadError::Fatal("every table lane ended".into()));
+            };
+            let pending = self.pending.get_mut(&done.segment).ok_or_else(|| {
+                LoadError::Fatal(format!("a lane finished unknown segment {}", done.segment))
+            })?;
+            pending.remaining -= 1;
+            match done.result {
+                Ok(Outcome::Applied) => {}
+                Ok(Outcome::Skipped) => pending.loaded = false,
+                Err(e @ LoadError::Definite { .. }) => {
+                    pending.loaded = false;
+                    metrics::TABLES_STOPPED.inc();
+                    tracing::error!(
+                        table = %done.lane,
+                        segment = done.segment,
+                        error = %e,
+                        "table stopped: its segments stay in the WAL; the other tables go on"
+                    );
+                    self.stopped.insert(done.lane, e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Lanes stopped by a definite error, with the error, by target table.
+    pub fn stopped(&self) -> &BTreeMap<String, String> {
+        &self.stopped
+    }
+}
+
+/// Starts a lane's two tasks; returns where its jobs go.
+fn spawn_lane(
+    loader: Arc<RedshiftLoader>,
+    lane: &str,
+    done_tx: mpsc::Sender<Done>,
+) -> mpsc::Sender<Job> {
+    let (job_tx, mut job_rx) = mpsc::channel::<Job>(SEGMENTS_IN_FLIGHT + 1);
+    let (up_tx, mut up_rx) = mpsc::channel::<Uploaded>(1);
+    // Set by the apply task when the lane stops, so the upload task stops uploading.
+    let stopped = Arc::new(AtomicBool::new(false));
+
+    let up_loader = Arc::clone(&loader);
+    let up_stopped = Arc::clone(&stopped);
+    let span = tracing::info_span!("upload", table = %lane);
+    tokio::spawn(
+        async move {
+            while let Some(job) = job_rx.recv().await {
+                let urls = if up_stopped.load(Ordering::Acquire) {
+                    Ok(Vec::new())
+                } else {
+                    upload_job(&up_loader, &job).await
+                };
+                if up_tx.send(Uploaded { job, urls }).await.is_err() {
+                    return;
+                }
+            }
+        }
+        .instrument(span),
+    );
+
+    let lane_name = lane.to_string();
+    tokio::spawn(async move {
+        while let Some(Uploaded { job, urls }) = up_rx.recv().await {
+            let segment = job.out.segment;
+            let span = tracing::info_span!("load", table = %lane_name, segment);
+            let result = if stopped.load(Ordering::Acquire) {
+                Ok(Outcome::Skipped)
+            } else {
+                apply_job(&loader, job, urls).instrument(span).await
+            };
+            if matches!(result, Err(LoadError::Definite { .. })) {
+                stopped.store(true, Ordering::Release);
+            }
+            let done = Done {
+                segment,
+                lane: lane_name.clone(),
+                result,
+            };
+            if done_tx.send(done).await.is_err() {
+                return;
+            }
+        }
+    });
+    job_tx
+}
+
+async fn upload_job(
+    loader: &RedshiftLoader,
+    job: &Job,
+) -> Result<Vec<BTreeMap<String, String>>, LoadError> {
+    let mut all = Vec::with_capacity(job.tables.len());
+    for table in &job.tables {
+        all.push(loader.upload_table(&job.out, table).await?);
+    }
+    Ok(all)
+}
+
+async fn apply_job(
+    loader: &RedshiftLoader,
+    job: Job,
+    urls: Result<Vec<BTreeMap<String, String>>, LoadError>,
+) -> Result<Outcome, LoadError> {
+    let urls = urls?;
+    for (table, urls) in job.tables.iter().zip(&urls) {
+        loader.apply_table(&job.out, table, urls).await?;
+    }
+    Ok(Outcome::Applied)
+}
