@@ -1,0 +1,445 @@
+//! `tls::connect` against a real TLS endpoint: a throwaway PostgreSQL 15 with `ssl=on`, a server
+//! certificate signed by a CA made here, and a pg_hba.conf that accepts TCP only over TLS
+//! (`hostssl`), so every connection that succeeds was encrypted and `sslmode=disable` is refused.
+//!
+//! The server certificate names `DNS:localhost` only (no IP address): `host=localhost` passes
+//! `verify-full`, `host=127.0.0.1` passes `verify-ca` (chain only) and fails `verify-full` (name).
+//!
+//! The server runs in a temporary directory under `CARGO_TARGET_TMPDIR` on a free loopback port.
+//! It is stopped by a drop guard (also when an assertion fails) and, should this process die
+//! without unwinding, by a watchdog shell that waits for this process to exit. If PostgreSQL
+//! cannot be started the test fails: there is no skip. `RE_DMS_PG_BIN` overrides
+//! `/usr/lib/postgresql/15/bin`, as for `tests/stack.sh`.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use re_dms::target::redshift::classify::{error_chain, ErrorClass};
+use re_dms::target::redshift::tls::{self, TlsError};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio_postgres::error::SqlState;
+
+/// How long PostgreSQL may take to initialise and accept a TLS connection.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn pg_bin(name: &str) -> PathBuf {
+    std::env::var_os("RE_DMS_PG_BIN")
+        .map_or_else(
+            || PathBuf::from("/usr/lib/postgresql/15/bin"),
+            PathBuf::from,
+        )
+        .join(name)
+}
+
+fn is_root() -> bool {
+    // /proc/self belongs to this process's effective user.
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A PostgreSQL server binary, run as the `postgres` user when we are root (initdb, pg_ctl and
+/// postgres refuse root), as `tests/stack.sh` does.
+fn as_pg(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Single-quoted for postgresql.conf and for sh.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "''"))
+}
+
+// ------------------------------------------------------------------------------- certificates
+
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA cert")
+}
+
+/// A CA, a server certificate for `DNS:localhost` signed by it, and an unrelated CA (another
+/// name, another key).
+fn make_pki(dir: &Path) -> Pki {
+    let ca = new_ca("re_dms test CA");
+    let other_ca = new_ca("re_dms unrelated CA");
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("parameters");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().expect("server key");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+
+    let pki = Pki {
+        ca: dir.join("ca.crt"),
+        other_ca: dir.join("other_ca.crt"),
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    };
+    fs::write(&pki.ca, ca.pem()).expect("write ca.crt");
+    fs::write(&pki.other_ca, other_ca.pem()).expect("write other_ca.crt");
+    fs::write(&pki.cert, cert.pem()).expect("write server.crt");
+    // PostgreSQL refuses a key file that group or others can read.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pki.key)
+        .and_then(|mut f| f.write_all(key.serialize_pem().as_bytes()))
+        .expect("write server.key");
+    pki
+}
+
+// ------------------------------------------------------------------------------------ server
+
+/// A running server; dropping it stops the server, then removes its directory.
+struct Postgres {
+    data: PathBuf,
+    log: PathBuf,
+    port: u16,
+    /// Dropped after `drop` has stopped the server.
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    fn start(dir: tempfile::TempDir, pki: &Pki) -> Result<Postgres, String> {
+        let data = dir.path().join("data");
+        let log = dir.path().join("postgres.log");
+        // Unix socket paths are limited to 107 bytes; without a socket dir only TCP is used.
+        let sock = if dir.path().as_os_str().len() <= 80 {
+            quoted(dir.path())
+        } else {
+            "''".to_string()
+        };
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.arg("-R").arg("postgres:postgres").arg(dir.path());
+            run(chown, "chown the test directory to postgres")?;
+        }
+        let mut initdb = as_pg(&pg_bin("initdb"));
+        initdb.arg("-D").arg(&data);
+        initdb.args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        run(initdb, "initdb")?;
+        let conf = format!(
+            "\n# --- redshift_tls test ---\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = {sock}\nssl = on\nssl_cert_file = {}\n\
+             ssl_key_file = {}\nfsync = off\nmax_connections = 20\n",
+            quoted(&pki.cert),
+            quoted(&pki.key)
+        );
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .map_err(|e| format!("postgresql.conf: {e}"))?;
+        file.write_all(conf.as_bytes())
+            .map_err(|e| format!("postgresql.conf: {e}"))?;
+        // TCP only with TLS: a plain connection finds no matching line and is refused.
+        fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .map_err(|e| format!("pg_hba.conf: {e}"))?;
+
+        // The free port may be taken by someone else before the server binds it: try again.
+        for attempt in 1..=3 {
+            let port = free_port()?;
+            let mut pg_ctl = as_pg(&pg_bin("pg_ctl"));
+            pg_ctl.arg("-D").arg(&data).arg("-l").arg(&log);
+            pg_ctl.args(["-w", "-t", &STARTUP_TIMEOUT.as_secs().to_string()]);
+            pg_ctl.args(["-o", &format!("-p {port}"), "start"]);
+            match run(pg_ctl, "pg_ctl start") {
+                Ok(()) => {
+                    let server = Postgres {
+                        data,
+                        log,
+                        port,
+                        _dir: dir,
+                    };
+                    server.watchdog()?;
+                    return Ok(server);
+                }
+                Err(e) => {
+                    let log_text = fs::read_to_string(&log).unwrap_or_default();
+                    if attempt < 3 && log_text.contains("could not bind") {
+                        continue;
+                    }
+                    return Err(format!("{e}\n--- {} ---\n{log_text}", log.display()));
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Stops the server once this process has exited, in case it dies without unwinding
+    /// (SIGKILL, abort). A detached shell: `sh` returns at once, its subshell outlives us.
+    fn watchdog(&self) -> Result<(), String> {
+        let mut stop = String::new();
+        if is_root() {
+            stop.push_str("runuser -u postgres -- ");
+        }
+        stop.push_str(&format!(
+            "{} -D {} -m immediate stop",
+            quoted(&pg_bin("pg_ctl")),
+            quoted(&self.data)
+        ));
+        let script = format!(
+            "(while kill -0 {} 2>/dev/null; do sleep 1; done; {stop}) \
+             </dev/null >/dev/null 2>&1 &",
+            std::process::id()
+        );
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(script);
+        run(sh, "start the watchdog")
+    }
+
+    fn conninfo(&self, rest: &str) -> String {
+        format!(
+            "port={} user=postgres dbname=postgres connect_timeout=10 {rest}",
+            self.port
+        )
+    }
+
+    /// Polls until a TLS connection runs a query (pg_ctl -w already waited for the postmaster).
+    async fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let conn = self.conninfo("host=127.0.0.1 sslmode=require");
+        loop {
+            let err = match tls::connect(&conn).await {
+                Ok(client) => match client.simple_query("SELECT 1").await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => error_chain(&e),
+                },
+                Err(e) => error_chain(&e),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "not ready after {STARTUP_TIMEOUT:?}: {err}\n{}",
+                    self.log_text()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("--- {} (tail) ---\n{}", self.log.display(), tail.join("\n"))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut pg_ctl = as_pg(&pg_bin("pg_ctl"));
+        pg_ctl.arg("-D").arg(&self.data);
+        pg_ctl.args(["-m", "immediate", "-w", "stop"]);
+        if let Err(e) = run(pg_ctl, "pg_ctl stop") {
+            eprintln!("redshift_tls: {e}");
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| format!("addr: {e}"))?
+        .port())
+}
+
+// ------------------------------------------------------------------------------------- checks
+
+/// Connects and reports whether the session is encrypted (pg_stat_ssl).
+async fn connect_ssl(conn: &str) -> Result<bool, String> {
+    let client = tls::connect(conn).await.map_err(|e| error_chain(&e))?;
+    let row = client
+        .query_one(
+            "SELECT 1::int4, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("query: {}", error_chain(&e)))?;
+    if row.get::<_, i32>(0) != 1 {
+        return Err("SELECT 1 did not return 1".to_string());
+    }
+    Ok(row.get::<_, bool>(1))
+}
+
+#[tokio::test]
+async fn tls_modes_against_postgres_with_ssl() {
+    let dir = tempfile::Builder::new()
+        .prefix("redshift_tls.")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temporary directory");
+    let pki = make_pki(dir.path());
+    let (ca, other) = (pki.ca.display(), pki.other_ca.display());
+    let pg = Postgres::start(dir, &pki).unwrap_or_else(|e| panic!("PostgreSQL 15: {e}"));
+    if let Err(e) = pg.wait_ready().await {
+        panic!("PostgreSQL 15: {e}");
+    }
+    let port = pg.port;
+    let mut failures = Vec::new();
+
+    let succeed = [
+        (
+            "require, nothing verified",
+            pg.conninfo("host=127.0.0.1 sslmode=require"),
+        ),
+        (
+            "prefer takes the TLS offered",
+            pg.conninfo("host=127.0.0.1 sslmode=prefer"),
+        ),
+        (
+            "verify-full, our CA, host=localhost",
+            pg.conninfo(&format!(
+                "host=localhost sslmode=verify-full sslrootcert={ca}"
+            )),
+        ),
+        (
+            "verify-ca, our CA, host=127.0.0.1 (name not checked)",
+            pg.conninfo(&format!(
+                "host=127.0.0.1 sslmode=verify-ca sslrootcert={ca}"
+            )),
+        ),
+        (
+            "verify-full, our CA, URL form",
+            format!(
+                "postgres://postgres@localhost:{port}/postgres?connect_timeout=10\
+                 &sslmode=verify-full&sslrootcert={ca}"
+            ),
+        ),
+    ];
+    for (case, conn) in &succeed {
+        match connect_ssl(conn).await {
+            Ok(true) => {}
+            Ok(false) => failures.push(format!("{case}: connected without TLS")),
+            Err(e) => failures.push(format!("{case}: {e}")),
+        }
+    }
+
+    // `hostaddr` pins the address: with `localhost` resolving to ::1 too, the error reported
+    // would otherwise be that of the last address tried.
+    let certificate_failures = [
+        (
+            "verify-full, unrelated CA",
+            pg.conninfo(&format!(
+                "host=localhost hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={other}"
+            )),
+            "unknownissuer",
+        ),
+        (
+            "verify-ca, unrelated CA",
+            pg.conninfo(&format!(
+                "host=127.0.0.1 sslmode=verify-ca sslrootcert={other}"
+            )),
+            "unknownissuer",
+        ),
+        (
+            "require with an unrelated sslrootcert (libpq: verify-ca)",
+            pg.conninfo(&format!(
+                "host=127.0.0.1 sslmode=require sslrootcert={other}"
+            )),
+            "unknownissuer",
+        ),
+        (
+            "verify-full, our CA, host=127.0.0.1 not in the certificate",
+            pg.conninfo(&format!(
+                "host=127.0.0.1 sslmode=verify-full sslrootcert={ca}"
+            )),
+            "not valid for name",
+        ),
+    ];
+    for (case, conn, want) in &certificate_failures {
+        let err = match tls::connect(conn).await {
+            Ok(_) => {
+                failures.push(format!("{case}: connected, should have been rejected"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let text = error_chain(&err).to_ascii_lowercase();
+        if !text.contains("certificate") || !text.contains(want) {
+            failures.push(format!(
+                "{case}: want a certificate error ({want}), got: {text}"
+            ));
+        }
+        // A certificate the client rejects will be rejected again: stop, do not retry.
+        if err.class() != ErrorClass::Fatal {
+            failures.push(format!("{case}: class {} for: {text}", err.class()));
+        }
+    }
+
+    // Plain TCP is refused by pg_hba (hostssl only): the successes above were over TLS.
+    let conn = pg.conninfo("host=127.0.0.1 sslmode=disable");
+    match tls::connect(&conn).await {
+        Ok(_) => failures.push("disable: connected without TLS, pg_hba not in force".to_string()),
+        Err(err) => {
+            let db = match &err {
+                TlsError::Connect { source, .. } => source.as_db_error(),
+                _ => None,
+            };
+            let refused = db.is_some_and(|db| {
+                db.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                    && db.message().contains("no encryption")
+            });
+            if !refused || err.class() != ErrorClass::Fatal {
+                let class = err.class();
+                failures.push(format!(
+                    "disable: want a pg_hba refusal (28000, fatal), got {class}: {}",
+                    error_chain(&err)
+                ));
+            }
+        }
+    }
+
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}\n{}",
+        failures.len(),
+        succeed.len() + certificate_failures.len() + 1,
+        failures.join("\n"),
+        pg.log_text()
+    );
+}
