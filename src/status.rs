@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::{Config, Mode, TargetKind};
+use crate::target::redshift::classify::error_chain;
 use crate::wal::load_state;
 use crate::wal::segment::parse_segment_file_name;
 
@@ -112,8 +113,8 @@ fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, S
         let s3 = async {
             let up = Uploader::from_config(&config.s3, 1)
                 .await
-                .map_err(|e| e.to_string())?;
-            up.check().await.map_err(|e| e.to_string())?;
+                .map_err(|e| error_chain(&e))?;
+            up.check().await.map_err(|e| error_chain(&e))?;
             Ok(format!(
                 "bucket {:?} writable under {:?}",
                 config.s3.bucket,
@@ -123,7 +124,7 @@ fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, S
         let rs = async {
             let c = tls::connect(&config.redshift.connection)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| error_chain(&e))?;
             let row = c
                 .query_one("SELECT version()", &[])
                 .await
