@@ -156,6 +156,60 @@ pub async fn load(conninfo: &str) -> Result<Catalog, CatalogError> {
     Ok(catalog)
 }
 
+/// How long one catalog read may take before it counts as failed.
+pub const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The catalog as last read, refreshed by whoever needs it current (the Redshift target, once
+/// per segment). Without `source.connection` it stays empty and every lookup says "unknown".
+#[derive(Debug, Default)]
+pub struct SourceCatalog {
+    conninfo: Option<String>,
+    current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
+}
+
+impl SourceCatalog {
+    /// Reads the catalog once when `conninfo` is set; a failure is logged and leaves it empty
+    /// (the typmod-less defaults apply until a refresh succeeds).
+    pub async fn open(conninfo: &str) -> Self {
+        let this = Self {
+            conninfo: (!conninfo.trim().is_empty()).then(|| conninfo.to_string()),
+            current: Default::default(),
+        };
+        this.refresh().await;
+        this
+    }
+
+    /// Reads the catalog again; on failure keeps the last one read (and says so).
+    pub async fn refresh(&self) {
+        let Some(conninfo) = &self.conninfo else {
+            return;
+        };
+        let err = match tokio::time::timeout(CATALOG_TIMEOUT, load(conninfo)).await {
+            Ok(Ok(catalog)) => {
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::sync::Arc::new(catalog));
+                return;
+            }
+            Ok(Err(e)) => crate::target::redshift::classify::error_chain(&e),
+            Err(_) => format!("no answer within {CATALOG_TIMEOUT:?}"),
+        };
+        crate::metrics::CATALOG_ERRORS.inc();
+        if self.get().is_some() {
+            tracing::warn!(error = %err, "source catalog refresh failed; keeping the last one read");
+        } else {
+            tracing::warn!(error = %err, "source catalog unreachable: typmod-less defaults (VARCHAR(65535), NUMERIC(38,10)), partitions into tables of their own, keys from the stream");
+        }
+    }
+
+    /// The catalog as last read, if any.
+    pub fn get(&self) -> Option<std::sync::Arc<Catalog>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// One row of [`CATALOG_SQL`].
 fn table_of(
     row: &tokio_postgres::Row,

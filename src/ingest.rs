@@ -152,20 +152,17 @@ impl RecordSource for SealedSource {
 }
 
 impl Ingest {
-    /// `recovery` comes from [`Wal::open`]; `config_keys` are `[tables."s.t"] primary_key`s.
+    /// `recovery` comes from [`Wal::open`]; `known_keys` are the keys known before the stream
+    /// shows any (`[tables."s.t"] primary_key`, the source catalog's), by `schema.table`.
     pub fn new(
         wal: Wal,
         recovery: &Recovery,
-        config_keys: std::collections::BTreeMap<String, Vec<String>>,
+        known_keys: std::collections::BTreeMap<String, (Vec<String>, crate::schema::KeySource)>,
         limits: IngestLimits,
         out: SyncSender<SealedSegment>,
         stop: Arc<AtomicBool>,
     ) -> Self {
-        let batcher = Batcher::new(
-            recovery.schema.clone(),
-            config_keys,
-            limits.batch_max_memory,
-        );
+        let batcher = Batcher::new(recovery.schema.clone(), known_keys, limits.batch_max_memory);
         Self {
             wal,
             batcher,

@@ -69,6 +69,8 @@ counters! {
     REDSHIFT_RETRIES => "re_dms_redshift_retries_total",
     /// Tables stopped by a definite error (a row the warehouse rejects); their segments stay.
     TABLES_STOPPED => "re_dms_redshift_tables_stopped_total",
+    /// Source catalog reads that failed (unreachable source, timeout, query error).
+    CATALOG_ERRORS => "re_dms_source_catalog_errors_total",
     /// Retries of an S3 request after a transient error.
     S3_RETRIES => "re_dms_s3_retries_total",
 }

@@ -24,10 +24,12 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::SourceCatalog;
 use crate::config::Config;
 use crate::csv_out::{self, CsvError, SegmentOutput};
 use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input};
 use crate::metrics;
+use crate::schema::KeySource;
 use crate::target::{Target, TargetError};
 use crate::wal::{self, WalError};
 
@@ -108,13 +110,25 @@ fn limits(config: &Config) -> IngestLimits {
     }
 }
 
-fn config_keys(config: &Config) -> std::collections::BTreeMap<String, Vec<String>> {
-    config
-        .tables
-        .iter()
-        .filter(|(_, t)| !t.primary_key.is_empty())
-        .map(|(k, t)| (k.clone(), t.primary_key.clone()))
-        .collect()
+/// Keys known before the stream shows any: the source catalog's, overridden by
+/// `[tables."s.t"] primary_key` (interface.md: config, then catalog, then the stream).
+fn known_keys(
+    config: &Config,
+    catalog: &SourceCatalog,
+) -> BTreeMap<String, (Vec<String>, KeySource)> {
+    let mut keys: BTreeMap<String, (Vec<String>, KeySource)> = catalog
+        .get()
+        .map(|c| c.primary_keys())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(table, key)| (table, (key, KeySource::Catalog)))
+        .collect();
+    for (table, t) in &config.tables {
+        if !t.primary_key.is_empty() {
+            keys.insert(table.clone(), (t.primary_key.clone(), KeySource::Config));
+        }
+    }
+    keys
 }
 
 /// `re_dms --stdin`: replay test_decoding text from `input` into the target, then return.
@@ -124,7 +138,8 @@ pub async fn run_replay<R: Read + Send + 'static>(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, PipelineError> {
     let _lock = lock_wal_dir(&config.wal.directory)?;
-    let mut target = Target::from_config(config).await?;
+    let catalog = Arc::new(SourceCatalog::open(&config.source.connection).await);
+    let mut target = Target::from_config(config, Arc::clone(&catalog)).await?;
     let (input_tx, input_rx) = sync_channel::<Input>(4);
     let reader_stop = stop.clone();
     std::thread::Builder::new()
@@ -135,6 +150,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
     let mut summary = Summary::default();
     let first = run_stages(
         config,
+        &catalog,
         &mut target,
         Some(input_rx),
         stop.clone(),
@@ -147,7 +163,8 @@ pub async fn run_replay<R: Read + Send + 'static>(
             // Deliver what is complete on disk before reporting the error.
             if matches!(e, PipelineError::Ingest(_)) {
                 tracing::error!(error = %e, "ingest stopped: loading every complete transaction before it");
-                if let Err(again) = run_stages(config, &mut target, None, stop, &mut summary).await
+                if let Err(again) =
+                    run_stages(config, &catalog, &mut target, None, stop, &mut summary).await
                 {
                     tracing::error!(error = %again, "re-delivering the WAL after the error failed too");
                 }
@@ -202,6 +219,7 @@ fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>, st
 /// are done.
 async fn run_stages(
     config: &Config,
+    catalog: &SourceCatalog,
     target: &mut Target,
     input: Option<Receiver<Input>>,
     stop: Arc<AtomicBool>,
@@ -228,7 +246,7 @@ async fn run_stages(
     let mut ingest = Ingest::new(
         wal,
         &recovery,
-        config_keys(config),
+        known_keys(config, catalog),
         limits(config),
         sealed_tx,
         stop,

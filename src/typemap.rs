@@ -135,6 +135,12 @@ fn numeric_typmod(args: &str) -> Option<(u32, u32)> {
     if !(1..=38).contains(&p) || !(0..=p).contains(&s) {
         return None;
     }
+    // The CSV stage saturates values with more than NUMERIC_INT_DIGITS integer digits (the
+    // NUMERIC(38,10) fallback's range); a wider integer part would saturate values that are
+    // legal in the source, so such columns keep the fallback (and its documented saturation).
+    if usize::try_from(p - s).ok()? > NUMERIC_INT_DIGITS {
+        return None;
+    }
     Some((u32::try_from(p).ok()?, u32::try_from(s).ok()?))
 }
 
@@ -372,7 +378,12 @@ mod tests {
         assert_eq!(t("character varying"), "VARCHAR(65535)");
         assert_eq!(t("bpchar"), "VARCHAR(65535)");
         assert_eq!(t("numeric(12,4)"), "NUMERIC(12,4)");
-        assert_eq!(t("numeric(38,0)"), "NUMERIC(38,0)");
+        assert_eq!(t("numeric(38,10)"), "NUMERIC(38,10)");
+        assert_eq!(t("numeric(30,12)"), "NUMERIC(30,12)");
+        assert_eq!(t("numeric(28,0)"), "NUMERIC(28,0)");
+        // More than 28 integer digits: the CSV stage's saturation range, so the fallback type.
+        assert_eq!(t("numeric(38,0)"), "NUMERIC(38,10)");
+        assert_eq!(t("numeric(29,0)"), "NUMERIC(38,10)");
         assert_eq!(t("numeric(5)"), "NUMERIC(5,0)");
         assert_eq!(t("numeric"), "NUMERIC(38,10)");
         assert_eq!(t("numeric(39,2)"), "NUMERIC(38,10)");

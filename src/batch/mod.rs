@@ -134,7 +134,9 @@ const UNKEYED_COST: usize = std::mem::size_of::<RecPos>();
 
 pub struct Batcher {
     registry: SchemaRegistry,
-    config_keys: BTreeMap<String, Vec<String>>,
+    /// Keys known before the stream shows any: `[tables."s.t"] primary_key` (source `Config`),
+    /// then the source catalog's (`Catalog`), by `schema.table`.
+    known_keys: BTreeMap<String, (Vec<String>, KeySource)>,
     tables: BTreeMap<String, TableBatch>,
     /// The budget for one batch's index: [`Batcher::memory_full`] once reached.
     max_mem: usize,
@@ -155,20 +157,20 @@ fn qualified_into(buf: &mut String, t: &TableName<'_>) {
 impl Batcher {
     pub fn new(
         mut registry: SchemaRegistry,
-        config_keys: BTreeMap<String, Vec<String>>,
+        known_keys: BTreeMap<String, (Vec<String>, KeySource)>,
         max_mem: usize,
     ) -> Self {
-        // The config wins over whatever was learned before (it may have been added to fix a
-        // table whose key could not be found).
-        for (name, key) in &config_keys {
+        // Known keys win over whatever was learned from the stream before (the config key may
+        // have been added to fix a table whose key could not be found).
+        for (name, (key, source)) in &known_keys {
             if let Some(t) = registry.tables.get_mut(name) {
                 t.key = Some(key.clone());
-                t.key_source = Some(KeySource::Config);
+                t.key_source = Some(*source);
             }
         }
         Self {
             registry,
-            config_keys,
+            known_keys,
             tables: BTreeMap::new(),
             max_mem,
             mem: 0,
@@ -248,13 +250,16 @@ impl Batcher {
             .expect("inserted above")
     }
 
-    /// The registry entry for `t`, created (with the config key, if any) on first sight.
+    /// The registry entry for `t`, created (with its known key, if any) on first sight.
     fn table_schema(&mut self, t: &TableName<'_>) -> (&mut TableSchema, bool) {
         qualified_into(&mut self.qualified_buf, t);
         let created = !self.registry.tables.contains_key(&self.qualified_buf);
         if created {
-            let key = self.config_keys.get(&self.qualified_buf).cloned();
-            let key_source = key.as_ref().map(|_| KeySource::Config);
+            let known = self.known_keys.get(&self.qualified_buf).cloned();
+            let (key, key_source) = match known {
+                Some((key, source)) => (Some(key), Some(source)),
+                None => (None, None),
+            };
             self.registry.tables.insert(
                 self.qualified_buf.clone(),
                 TableSchema {

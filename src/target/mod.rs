@@ -36,15 +36,18 @@ pub use redshift::lanes::SegmentDone;
 
 impl Target {
     /// Opens the configured target; for Redshift this connects, checks the bucket and creates
-    /// the ledger (failures there are fatal).
-    pub async fn from_config(config: &Config) -> Result<Self, TargetError> {
+    /// the ledger (failures there are fatal). The local target ignores the source catalog.
+    pub async fn from_config(
+        config: &Config,
+        catalog: std::sync::Arc<crate::catalog::SourceCatalog>,
+    ) -> Result<Self, TargetError> {
         match config.target.kind {
             TargetKind::Local => Ok(Target::Local {
                 target: local::LocalTarget::new(&config.target.directory)?,
                 done: std::collections::VecDeque::new(),
             }),
             TargetKind::Redshift => Ok(Target::Redshift(redshift::lanes::TableLanes::new(
-                redshift::load::RedshiftLoader::connect(config).await?,
+                redshift::load::RedshiftLoader::connect(config, catalog).await?,
             ))),
         }
     }

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::load::{LoadError, RedshiftLoader};
+use super::sql::TargetTable;
 use crate::csv_out::SegmentOutput;
 use crate::manifest::TableManifest;
 use crate::metrics;
@@ -51,6 +52,7 @@ pub struct SegmentDone {
 /// One lane's share of one segment.
 struct Job {
     out: Arc<SegmentOutput>,
+    target: TargetTable,
     tables: Vec<TableManifest>,
 }
 
@@ -87,6 +89,8 @@ pub struct TableLanes {
     done_rx: mpsc::Receiver<Done>,
     /// Stopped lanes (target table) and the error that stopped each.
     stopped: BTreeMap<String, String>,
+    /// Every source table seen this run, with its catalog parent: checked for collisions.
+    sources: BTreeMap<(String, String), Option<(String, String)>>,
 }
 
 impl TableLanes {
@@ -99,6 +103,7 @@ impl TableLanes {
             done_tx,
             done_rx,
             stopped: BTreeMap::new(),
+            sources: BTreeMap::new(),
         }
     }
 
@@ -115,10 +120,33 @@ impl TableLanes {
     /// Splits `out` into per-lane jobs and queues them. Call only when [`Self::has_room`].
     pub async fn submit(&mut self, out: SegmentOutput) -> Result<(), LoadError> {
         let out = Arc::new(out);
-        let mut jobs: BTreeMap<String, Vec<TableManifest>> = BTreeMap::new();
+        if !out.manifest.tables.is_empty() {
+            self.loader.refresh_catalog().await;
+        }
+        let mut jobs: BTreeMap<String, (TargetTable, Vec<TableManifest>)> = BTreeMap::new();
+        let mut new_source = false;
         for table in &out.manifest.tables {
-            let lane = self.loader.target_of(table).to_string();
-            jobs.entry(lane).or_default().push(table.clone());
+            let (target, parent) = self.loader.target_of(table);
+            let source = (table.schema.clone(), table.name.clone());
+            if self.sources.get(&source) != Some(&parent) {
+                self.sources.insert(source, parent);
+                new_source = true;
+            }
+            jobs.entry(target.to_string())
+                .or_insert_with(|| (target, Vec::new()))
+                .1
+                .push(table.clone());
+        }
+        if new_source {
+            // Two source names folding to one target table would merge two tables' rows.
+            self.loader
+                .check_collisions(self.sources.iter().map(|((s, t), p)| {
+                    (
+                        s.as_str(),
+                        t.as_str(),
+                        p.as_ref().map(|(ps, pt)| (ps.as_str(), pt.as_str())),
+                    )
+                }))?;
         }
         self.pending.insert(
             out.segment,
@@ -128,7 +156,7 @@ impl TableLanes {
                 loaded: true,
             },
         );
-        for (lane, tables) in jobs {
+        for (lane, (target, tables)) in jobs {
             let tx = match self.lanes.get(&lane) {
                 Some(tx) => tx.clone(),
                 None => {
@@ -139,6 +167,7 @@ impl TableLanes {
             };
             let job = Job {
                 out: Arc::clone(&out),
+                target,
                 tables,
             };
             tx.send(job)
@@ -270,7 +299,9 @@ async fn apply_job(
 ) -> Result<Outcome, LoadError> {
     let urls = urls?;
     for (table, urls) in job.tables.iter().zip(&urls) {
-        loader.apply_table(&job.out, table, urls).await?;
+        loader
+            .apply_table(&job.out, table, &job.target, urls)
+            .await?;
     }
     Ok(Outcome::Applied)
 }

@@ -11,16 +11,17 @@
 //! Statement count per table per segment: a small constant plus one per update file and schema
 //! operation (see `sql.rs`); never proportional to rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Semaphore};
 
 use super::classify::{self, ErrorClass};
-use super::sql::{self, CopyAuth, Naming, PlanStep, TablePlanInput};
+use super::sql::{self, CopyAuth, Naming, PlanStep, TablePlanInput, TargetTable, WidenStep};
 use super::tls;
 use super::upload::Uploader;
+use crate::catalog::SourceCatalog;
 use crate::config::Config;
 use crate::csv_out::SegmentOutput;
 use crate::manifest::TableManifest;
@@ -57,7 +58,7 @@ impl Pool {
             None => {
                 let c = tls::connect(&self.conn).await.map_err(|e| Attempt {
                     class: e.class(),
-                    detail: e.to_string(),
+                    detail: classify::error_chain(&e),
                 })?;
                 // Timestamps round-trip exactly only in UTC / ISO.
                 c.batch_execute("SET timezone TO 'UTC'")
@@ -113,6 +114,10 @@ pub struct RedshiftLoader {
     naming: Naming,
     auth: CopyAuth,
     region: String,
+    catalog: Arc<SourceCatalog>,
+    /// VARCHAR widths known to be in the warehouse, by (target table, column): a widening check
+    /// runs once per column per process, not per segment.
+    widths: std::sync::Mutex<HashMap<(String, String), u32>>,
 }
 
 /// A failure of one attempt at a table-segment, classified.
@@ -132,7 +137,10 @@ impl<E: std::fmt::Display> From<(ErrorClass, E)> for Attempt {
 
 impl RedshiftLoader {
     /// Connects, checks the bucket and creates the ledger. Failures here are fatal.
-    pub async fn connect(config: &Config) -> Result<Arc<Self>, LoadError> {
+    pub async fn connect(
+        config: &Config,
+        catalog: Arc<SourceCatalog>,
+    ) -> Result<Arc<Self>, LoadError> {
         let max = config.redshift.max_connections as usize;
         let uploader = Uploader::from_config(&config.s3, max * 2)
             .await
@@ -156,6 +164,8 @@ impl RedshiftLoader {
             naming: Naming::from_config(config),
             auth,
             region: config.s3.region.clone(),
+            catalog,
+            widths: Default::default(),
         };
         loader.ensure_ledger().await?;
         Ok(Arc::new(loader))
@@ -188,9 +198,33 @@ impl RedshiftLoader {
         }
     }
 
-    /// The target table a source table loads into: its lane.
-    pub fn target_of(&self, table: &TableManifest) -> sql::TargetTable {
-        self.naming.target_table(&table.schema, &table.name)
+    /// The target table a source table loads into (its lane): `load_into`, else its partition
+    /// root by the source catalog, else itself; with the source table's catalog parent.
+    pub fn target_of(&self, table: &TableManifest) -> (TargetTable, Option<(String, String)>) {
+        let catalog = self.catalog.get();
+        let parent = catalog
+            .as_ref()
+            .and_then(|c| c.parent_of(&table.schema, &table.name));
+        let target = self
+            .naming
+            .target_table_with_parent(&table.schema, &table.name, parent);
+        (target, parent.map(|(s, t)| (s.to_string(), t.to_string())))
+    }
+
+    /// Reads the source catalog again (once per segment, after the segment is sealed, so it is
+    /// at least as new as every change in it: a widened column is seen before its wide values).
+    pub async fn refresh_catalog(&self) {
+        self.catalog.refresh().await;
+    }
+
+    /// Checks that no two source tables seen map to one target table by accident.
+    pub fn check_collisions<'a, I>(&self, tables: I) -> Result<(), LoadError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str, Option<(&'a str, &'a str)>)>,
+    {
+        self.naming
+            .check_table_collision(tables)
+            .map_err(|e| LoadError::Fatal(e.to_string()))
     }
 
     /// Uploads a table-segment's files (retrying transient errors forever); returns the S3 URL
@@ -209,7 +243,7 @@ impl RedshiftLoader {
                     .await
                     .map_err(|e| Attempt {
                         class: e.class(),
-                        detail: e.to_string(),
+                        detail: classify::error_chain(&e),
                     })?;
                 urls.insert(file.clone(), self.uploader.url_for(&key));
             }
@@ -224,29 +258,40 @@ impl RedshiftLoader {
         &self,
         out: &SegmentOutput,
         table: &TableManifest,
+        target: &TargetTable,
         urls: &BTreeMap<String, String>,
     ) -> Result<(), LoadError> {
         let source = table.qualified();
-        let target = self.target_of(table);
+        let catalog = self.catalog.get();
+        let column_types = catalog
+            .as_ref()
+            .and_then(|c| c.column_types(&table.schema, &table.name));
+        let definite = |e: sql::SqlError| LoadError::Definite {
+            table: source.clone(),
+            detail: e.to_string(),
+        };
+        let widen = match column_types {
+            Some(types) => {
+                sql::plan_widen(&source, target, &sql::widen_columns(types)).map_err(definite)?
+            }
+            None => Vec::new(),
+        };
         let plan = sql::plan_table(&TablePlanInput {
             table,
-            target,
+            target: target.clone(),
             segment: out.segment,
             first_lsn: out.manifest.first_lsn,
             last_lsn: out.manifest.last_lsn,
             file_urls: urls,
             auth: &self.auth,
             region: &self.region,
-            column_types: None,
+            column_types,
         })
-        .map_err(|e| LoadError::Definite {
-            table: source.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(definite)?;
         self.retrying(table, "load", || async {
             let conn = self.pool.get().await?;
             match self
-                .run_plan(conn.client(), &source, out.segment, &plan)
+                .run_plan(conn.client(), &source, out.segment, &widen, &plan)
                 .await
             {
                 Ok(applied) => {
@@ -313,12 +358,56 @@ impl RedshiftLoader {
         }
     }
 
+    /// Widens target VARCHAR columns the source catalog says are wider now, each outside any
+    /// transaction and only when the warehouse's column is narrower; widths already seen in the
+    /// warehouse are remembered, so steady state costs no statement.
+    async fn widen(&self, c: &tokio_postgres::Client, steps: &[WidenStep]) -> Result<(), Attempt> {
+        let pg = |e: tokio_postgres::Error| Attempt {
+            class: classify::classify_pg(&e),
+            detail: pg_detail(&e),
+        };
+        for step in steps {
+            let key = (
+                format!("{}.{}", step.check.schema, step.check.table),
+                step.check.column.clone(),
+            );
+            let known = self.widths_lock().get(&key).copied();
+            if known.is_some_and(|w| w >= step.check.width) {
+                continue;
+            }
+            let current: Option<i32> = c
+                .query_opt(
+                    sql::VARCHAR_WIDTH_SQL,
+                    &[&step.check.schema, &step.check.table, &step.check.column],
+                )
+                .await
+                .map_err(pg)?
+                .and_then(|r| r.get::<_, Option<i32>>(0));
+            let Some(current) = current else {
+                // No such VARCHAR column (yet): the plan creates it with the catalog's width.
+                continue;
+            };
+            if step.should_run(Some(current)) {
+                tracing::info!(column = %step.check.column, from = current, to = step.check.width, "widening a VARCHAR column (the source column is wider now)");
+                c.batch_execute(&step.sql).await.map_err(pg)?;
+            }
+            let now = u32::try_from(current).unwrap_or(0).max(step.check.width);
+            self.widths_lock().insert(key, now);
+        }
+        Ok(())
+    }
+
+    fn widths_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        self.widths.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Returns false when the ledger says this table-segment was already applied.
     async fn run_plan(
         &self,
         c: &tokio_postgres::Client,
         source: &str,
         segment: u64,
+        widen: &[WidenStep],
         plan: &[PlanStep],
     ) -> Result<bool, Attempt> {
         let pg = |e: tokio_postgres::Error| Attempt {
@@ -335,6 +424,7 @@ impl RedshiftLoader {
             tracing::info!("already applied (ledger); skipping");
             return Ok(false);
         }
+        self.widen(c, widen).await?;
         for step in plan {
             match step {
                 PlanStep::Ddl(ddl) => {
@@ -419,11 +509,12 @@ async fn load_error_detail(c: &tokio_postgres::Client) -> String {
     }
 }
 
-/// The server's message with its SQLSTATE, or the client error.
+/// The server's message with its SQLSTATE, or the client error with its causes.
 pub fn pg_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // The client's own message leaves out the cause (e.g. the TLS handshake's reason).
+        None => classify::error_chain(e),
     }
 }
 
