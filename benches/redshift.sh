@@ -9,8 +9,11 @@ RUNS=${RUNS:-3}
 CAPTURE=target/bench/capture_1m.txt
 [ -f "$CAPTURE" ] || { echo "redshift.sh: run benches/run.sh first (it makes $CAPTURE)" >&2; exit 2; }
 cargo build --release --bin re_dms
+# The sim stands in for Redshift: built optimized, so that its own CSV conversion (a debug build
+# spends seconds per million rows there) does not hide what re_dms does.
+cargo build --release -p redshift-sim
 export RE_DMS_STACK_DIR=${RE_DMS_STACK_DIR:-$PWD/target/bench/stack}
-tests/stack.sh up
+RE_DMS_SIM_BIN=$PWD/target/release/redshift-sim tests/stack.sh up
 trap 'tests/stack.sh down >/dev/null 2>&1 || true' EXIT
 eval "$(tests/stack.sh env)"
 DIR=target/bench/redshift
