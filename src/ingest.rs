@@ -1,8 +1,10 @@
 //! The ingest stage: input -> local WAL -> batcher; closes segments and hands them on.
 //!
 //! Owns the WAL writer and the batcher. Runs on its own thread: parsing, appending and indexing
-//! are one tight loop per message, with bounded channels on both sides (input chunks in, sealed
-//! segments out), so a slow target blocks this loop instead of growing memory.
+//! are one tight loop per message, with a bounded channel in (input chunks) and the
+//! [`crate::sealed_queue`] out: a sealed batch goes to the CSV stage when it takes it, or, when
+//! the CSV stage is stuck behind a slow target, is dropped and its segment spilled (rebuilt from
+//! disk later), so a slow target neither blocks reading nor grows memory.
 //!
 //! Invariants:
 //! - every message is appended to the WAL before the batcher sees it;
@@ -16,7 +18,7 @@
 //! - on start, segments left by a previous run are re-batched and re-delivered first.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,8 @@ use crate::csv_out::SealedSegment;
 use crate::decoding::{parse_message, Message, MessageStream, ParseError};
 use crate::lsn::Lsn;
 use crate::metrics;
+use crate::schema::KeySource;
+use crate::sealed_queue::{SealedQueue, Spilled, SPILL_AFTER};
 use crate::wal::segment::{Next, RecordKind, SegmentReader, SegmentScanner};
 use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
@@ -103,7 +107,7 @@ pub struct Ingest {
     wal: Wal,
     batcher: Batcher,
     limits: IngestLimits,
-    out: SyncSender<SealedSegment>,
+    out: Arc<SealedQueue>,
     next_local_lsn: u64,
     in_txn: bool,
     txn_line: u64,
@@ -157,9 +161,9 @@ impl Ingest {
     pub fn new(
         wal: Wal,
         recovery: &Recovery,
-        known_keys: std::collections::BTreeMap<String, (Vec<String>, crate::schema::KeySource)>,
+        known_keys: KnownKeys,
         limits: IngestLimits,
-        out: SyncSender<SealedSegment>,
+        out: Arc<SealedQueue>,
         stop: Arc<AtomicBool>,
     ) -> Self {
         let batcher = Batcher::new(recovery.schema.clone(), known_keys, limits.batch_max_memory);
@@ -230,8 +234,9 @@ impl Ingest {
                 complete: !self.in_txn,
                 batch,
             };
+            // Recovered segments wait for the CSV stage: nothing new is read before them.
             self.out
-                .send(sealed)
+                .offer(sealed, None)
                 .map_err(|_| IngestError::DownstreamClosed)?;
         }
         Ok(())
@@ -430,9 +435,68 @@ impl Ingest {
             batch,
         };
         self.out
-            .send(sealed)
+            .offer(sealed, Some(SPILL_AFTER))
             .map_err(|_| IngestError::DownstreamClosed)
     }
+}
+
+/// Keys known before the stream shows any, by `schema.table` (see [`Ingest::new`]).
+pub type KnownKeys = std::collections::BTreeMap<String, (Vec<String>, KeySource)>;
+
+/// Rebuilds the batch of a segment ingest spilled (see `sealed_queue`): a fresh batcher starts
+/// from the schema snapshot at the head of the segment and indexes every record again.
+pub fn rebatch_spilled(
+    spilled: Spilled,
+    known_keys: &KnownKeys,
+    max_mem: usize,
+) -> Result<SealedSegment, IngestError> {
+    let file = spilled.file;
+    let wal_err = |e| IngestError::Wal(WalError::from(e));
+    let mut scanner = SegmentScanner::open(&file.path).map_err(wal_err)?;
+    let mut src = SealedSource(SegmentReader::open(&file.path).map_err(wal_err)?);
+    let mut batcher: Option<Batcher> = None;
+    while let Next::Record(rec) = scanner.next_record().map_err(wal_err)? {
+        if rec.kind == RecordKind::Snapshot {
+            let snap: Snapshot = serde_json::from_slice(rec.payload).map_err(|e| {
+                IngestError::Wal(WalError::Snapshot {
+                    path: file.path.clone(),
+                    message: e.to_string(),
+                })
+            })?;
+            batcher = Some(Batcher::new(snap.schema, known_keys.clone(), max_mem));
+            continue;
+        }
+        let Some(b) = batcher.as_mut() else {
+            return Err(IngestError::Wal(WalError::Snapshot {
+                path: file.path.clone(),
+                message: "no snapshot record before the first message".into(),
+            }));
+        };
+        let msg = parse_message(rec.payload, 0).map_err(|source| IngestError::RecordParse {
+            segment: file.id,
+            pos: rec.pos,
+            source,
+        })?;
+        b.apply(&msg, rec.pos, &mut src)
+            .map_err(|source| IngestError::Rebatch {
+                segment: file.id,
+                source,
+            })?;
+    }
+    let batch = match batcher.as_mut() {
+        Some(b) => b.take(&mut src).map_err(|source| IngestError::Rebatch {
+            segment: file.id,
+            source,
+        })?,
+        None => Default::default(),
+    };
+    Ok(SealedSegment {
+        file,
+        first_lsn: spilled.first_lsn,
+        last_lsn: spilled.last_lsn,
+        complete: spilled.complete,
+        batch,
+    })
 }
 
 /// Opens the WAL directory (recovering it) for a run.

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod schema;
+pub mod sealed_queue;
 pub mod status;
 pub mod target;
 pub mod typemap;

@@ -51,6 +51,8 @@ counters! {
     SEGMENTS_SEALED => "re_dms_segments_sealed_total",
     /// Segments closed early because the batcher reached `batch.max_memory_bytes`.
     SEGMENTS_ROTATED_FOR_MEMORY => "re_dms_segments_rotated_for_memory_total",
+    /// Segments whose batch ingest dropped because the target was behind (rebuilt from disk).
+    SEGMENTS_SPILLED => "re_dms_segments_spilled_total",
     /// Segments the target confirmed and the WAL deleted.
     SEGMENTS_LOADED => "re_dms_segments_loaded_total",
     /// WAL records dropped at recovery because their transaction never completed.

@@ -1,7 +1,7 @@
 //! The one place the stages are wired together.
 //!
 //! ```text
-//! input thread ──(chunks, cap 4)──> ingest thread ──(sealed segments, cap 0)──> CSV thread
+//! input thread ──(chunks, cap 4)──> ingest thread ──(sealed queue)──> CSV thread
 //!   (stdin)                        (WAL + batcher)                            (gzip, tables ∥)
 //!        ──(segment outputs, cap 2)──> delivery loop: gate (incomplete segments wait for the
 //!                                      next complete one) -> target (Redshift: one lane per
@@ -9,8 +9,9 @@
 //!                                      in order as they are loaded
 //! ```
 //! Every channel is bounded and the target takes a segment only when it has room, so a slow
-//! target holds back the CSV stage, which holds back ingest, which stops reading: memory stays
-//! bounded by configuration.
+//! target holds back the CSV stage; ingest then spills sealed segments (drops their batch, keeps
+//! the WAL file) instead of waiting, so reading goes on and memory stays bounded by
+//! configuration; the CSV stage rebuilds spilled batches from disk when it gets to them.
 //!
 //! When ingest stops on bad input (or a stop request), what was already handed on is delivered,
 //! then the WAL is recovered once more (cut at the last whole transaction) and re-delivered, so
@@ -30,6 +31,7 @@ use crate::csv_out::{self, CsvError, SegmentOutput};
 use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input};
 use crate::metrics;
 use crate::schema::KeySource;
+use crate::sealed_queue::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
 use crate::target::{Target, TargetError};
 use crate::wal::{self, WalError};
 
@@ -238,23 +240,29 @@ async fn run_stages(
         _ => {}
     }
     let (wal, recovery) = ingest::open_wal(&wal_dir)?;
-    // Rendezvous: ingest hands a sealed batch over only when the CSV stage takes it, so at most
-    // two batches exist at once (one filling, one being written): the memory bound.
-    let (sealed_tx, sealed_rx) = sync_channel(0);
+    // Ingest hands a sealed batch over only when the CSV stage takes it (or spills it to disk
+    // when the CSV stage is stuck behind the target), so at most two batches exist at once (one
+    // filling, one being written): the memory bound.
+    let queue = Arc::new(SealedQueue::default());
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<SegmentOutput>(2);
 
+    let keys = known_keys(config, catalog);
+    let limits = limits(config);
+    let batch_max_memory = limits.batch_max_memory;
     let mut ingest = Ingest::new(
         wal,
         &recovery,
-        known_keys(config, catalog),
-        limits(config),
-        sealed_tx,
+        keys.clone(),
+        limits,
+        Arc::clone(&queue),
         stop,
     );
     let segments = recovery.segments;
+    let producer = Arc::clone(&queue);
     let ingest_thread = std::thread::Builder::new()
         .name("re_dms-ingest".into())
         .spawn(move || -> Result<(), IngestError> {
+            let _done = ProducerGuard(&producer);
             ingest.replay(&segments)?;
             match input {
                 Some(rx) => ingest.run(&rx),
@@ -265,8 +273,17 @@ async fn run_stages(
 
     let csv_thread = std::thread::Builder::new()
         .name("re_dms-csv".into())
-        .spawn(move || -> Result<(), CsvError> {
-            for sealed in sealed_rx {
+        .spawn(move || -> Result<(), PipelineError> {
+            let _gone = ConsumerGuard(&queue);
+            while let Some(entry) = queue.take() {
+                let sealed = match entry {
+                    Entry::Batched(sealed) => sealed,
+                    Entry::Spilled(spilled) => {
+                        let _g =
+                            tracing::info_span!("rebatch", segment = spilled.file.id).entered();
+                        ingest::rebatch_spilled(spilled, &keys, batch_max_memory)?
+                    }
+                };
                 let segment = sealed.file.id;
                 let span = tracing::info_span!("csv", segment);
                 let _g = span.enter();

@@ -378,3 +378,57 @@ async fn a_stopped_table_does_not_hold_back_the_others_in_later_segments() {
     assert_eq!(count("public.good"), good, "{ledger:?}");
     assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_goes_on_while_redshift_is_away() {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let stack = Stack::get();
+    // ~7 MB in 256 KiB segments: far more segments than the stages between ingest and the
+    // target hold, so all of it reaches the WAL only if ingest does not wait for Redshift.
+    let mut w = Workload::three_tables(41);
+    let text = w.generate(60_000).take_text();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("table "))
+        .unwrap()
+        .to_string();
+    let rs = Redshift::new("outage_spill", "segment_max_bytes = 262144").await;
+    let _off = MaintenanceOff;
+    stack.set_maintenance(true);
+    let mut run = rs.spawn(text.into_bytes());
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !rs.wal_contains(last.as_bytes()) {
+        assert!(!run.exited(), "re_dms exited while Redshift was away");
+        assert!(
+            Instant::now() < deadline,
+            "the input did not reach the WAL while Redshift was away"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let segments = rs.wal_segments().len();
+    assert!(
+        segments >= 20,
+        "only {segments} segments: make the input larger"
+    );
+    assert!(rs.ledger().await.is_empty(), "nothing loads in maintenance");
+    stack.set_maintenance(false);
+
+    let done = run.wait(Duration::from_secs(180));
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("segment spilled to disk"),
+        "{}",
+        done.stderr
+    );
+    rs.assert_workload(&w).await;
+    let ledger = rs.assert_ledger_unique().await;
+    assert_eq!(
+        ledger.len(),
+        3 * segments,
+        "every table of every segment, once"
+    );
+    assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
+}

@@ -118,6 +118,8 @@ pub struct RedshiftLoader {
     /// VARCHAR widths known to be in the warehouse, by (target table, column): a widening check
     /// runs once per column per process, not per segment.
     widths: std::sync::Mutex<HashMap<(String, String), u32>>,
+    /// The ledger exists (created by this process).
+    ledger_ready: Mutex<bool>,
 }
 
 /// A failure of one attempt at a table-segment, classified.
@@ -166,36 +168,49 @@ impl RedshiftLoader {
             region: config.s3.region.clone(),
             catalog,
             widths: Default::default(),
+            ledger_ready: Mutex::new(false),
         };
         loader.ensure_ledger().await?;
         Ok(Arc::new(loader))
     }
 
+    /// Creates the ledger if needed. At start a transient failure (Redshift rebooting, in
+    /// maintenance) is only a warning: reading the source must not wait for Redshift, and the
+    /// first load creates the ledger before it checks it. Any other failure is fatal.
     async fn ensure_ledger(&self) -> Result<(), LoadError> {
-        let mut attempt = 0u32;
-        loop {
-            let r = async {
-                let conn = self.pool.get().await.map_err(|a| (a.class, a.detail))?;
-                for stmt in sql::LEDGER_DDL {
-                    conn.client()
-                        .batch_execute(stmt)
-                        .await
-                        .map_err(|e| (classify::classify_pg(&e), pg_detail(&e)))?;
-                }
-                Ok::<(), (ErrorClass, String)>(())
-            }
-            .await;
-            match r {
-                Ok(()) => return Ok(()),
-                Err((ErrorClass::Transient, e)) => {
-                    attempt += 1;
-                    metrics::REDSHIFT_RETRIES.inc();
-                    tracing::warn!(attempt, error = %e, "Redshift not reachable while creating the ledger; retrying");
-                    tokio::time::sleep(classify::backoff(attempt)).await;
-                }
-                Err((_, e)) => return Err(LoadError::Fatal(format!("Redshift: {e}"))),
-            }
+        let r = async {
+            let conn = self.pool.get().await?;
+            self.create_ledger(conn.client()).await
         }
+        .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(Attempt {
+                class: ErrorClass::Transient,
+                detail,
+            }) => {
+                metrics::REDSHIFT_RETRIES.inc();
+                tracing::warn!(error = %detail, "Redshift not reachable at start; reading goes on, loads retry until it is back");
+                Ok(())
+            }
+            Err(a) => Err(LoadError::Fatal(format!("Redshift: {}", a.detail))),
+        }
+    }
+
+    /// Runs the ledger DDL once per process (idempotent statements, one session at a time).
+    async fn create_ledger(&self, c: &tokio_postgres::Client) -> Result<(), Attempt> {
+        let mut ready = self.ledger_ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        for stmt in sql::LEDGER_DDL {
+            c.batch_execute(stmt).await.map_err(|e| Attempt {
+                class: classify::classify_pg(&e),
+                detail: pg_detail(&e),
+            })?;
+        }
+        *ready = true;
+        Ok(())
     }
 
     /// The target table a source table loads into (its lane): `load_into`, else its partition
@@ -290,6 +305,10 @@ impl RedshiftLoader {
         .map_err(definite)?;
         self.retrying(table, "load", || async {
             let conn = self.pool.get().await?;
+            if let Err(e) = self.create_ledger(conn.client()).await {
+                conn.discard();
+                return Err(e);
+            }
             match self
                 .run_plan(conn.client(), &source, out.segment, &widen, &plan)
                 .await
