@@ -28,6 +28,9 @@ pub fn validate(config: &Config) -> ExitCode {
     }
     check("config", Ok("parsed and checked".into()));
     check("wal.directory", writable_dir(&config.wal.directory));
+    if !config.source.connection.trim().is_empty() {
+        check("source", source_check(config));
+    }
     if config.target.kind == TargetKind::Local {
         check("target.directory", writable_dir(&config.target.directory));
     } else {
@@ -40,6 +43,32 @@ pub fn validate(config: &Config) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The source answers and its catalog can be read (what the Redshift target takes typmods,
+/// partition roots and keys from).
+fn source_check(config: &Config) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let read = crate::catalog::load(&config.source.connection);
+        match tokio::time::timeout(crate::catalog::CATALOG_TIMEOUT, read).await {
+            Ok(Ok(c)) => {
+                let partitions = c.tables.values().filter(|t| t.parent.is_some()).count();
+                Ok(format!(
+                    "catalog read: {} tables ({partitions} partitions)",
+                    c.tables.len()
+                ))
+            }
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(_) => Err(format!(
+                "no answer within {:?}",
+                crate::catalog::CATALOG_TIMEOUT
+            )),
+        }
+    })
 }
 
 fn writable_dir(dir: &std::path::Path) -> Result<String, String> {

@@ -210,3 +210,47 @@ COMMIT 1\n";
     let cols = columns(&rs, "public.plain").await;
     assert_eq!(cols[1].2, Some(65535), "{cols:?}");
 }
+
+/// `re_dms validate --config ...` with the stack's environment.
+fn validate(rs: &Redshift) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_re_dms"));
+    c.arg("validate").arg("--config").arg(rs.config());
+    for (k, v) in &Stack::get().vars {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reads_the_source_catalog() {
+    let stack = Stack::get();
+    let db = stack.new_source_db("catalog_validate").await;
+    let src = support::connect(&db.url).await;
+    src.batch_execute(
+        "CREATE TABLE public.p (id integer, d date) PARTITION BY RANGE (d);
+         CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');",
+    )
+    .await
+    .unwrap();
+    let good = Redshift::new(
+        "catalog_validate",
+        &format!("[source]\nconnection = \"{}\"\n", db.conninfo),
+    )
+    .await;
+    let out = validate(&good);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("ok    source: catalog read: 2 tables (1 partitions)"),
+        "{text}{}",
+        stderr(&out)
+    );
+    let bad = Redshift::new(
+        "catalog_validate_bad",
+        "[source]\nconnection = \"host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2\"\n",
+    )
+    .await;
+    let out = validate(&bad);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  source: "), "{text}");
+}
