@@ -165,7 +165,14 @@ pub const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub struct SourceCatalog {
     conninfo: Option<String>,
     current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
+    /// When the last read failed: refreshes wait [`CATALOG_RETRY_AFTER`] after a failure, so an
+    /// unreachable source does not cost a connection attempt (up to [`CATALOG_TIMEOUT`]) per
+    /// segment.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// After a failed read, the next attempt waits this long.
+pub const CATALOG_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl SourceCatalog {
     /// Reads the catalog once when `conninfo` is set; a failure is logged and leaves it empty
@@ -174,6 +181,7 @@ impl SourceCatalog {
         let this = Self {
             conninfo: (!conninfo.trim().is_empty()).then(|| conninfo.to_string()),
             current: Default::default(),
+            failed_at: Default::default(),
         };
         this.refresh().await;
         this
@@ -184,21 +192,32 @@ impl SourceCatalog {
         let Some(conninfo) = &self.conninfo else {
             return;
         };
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if failed_at.is_some_and(|t| t.elapsed() < CATALOG_RETRY_AFTER) {
+            return;
+        }
         let err = match tokio::time::timeout(CATALOG_TIMEOUT, load(conninfo)).await {
             Ok(Ok(catalog)) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) =
                     Some(std::sync::Arc::new(catalog));
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 return;
             }
             Ok(Err(e)) => crate::target::redshift::classify::error_chain(&e),
             Err(_) => format!("no answer within {CATALOG_TIMEOUT:?}"),
         };
         crate::metrics::CATALOG_ERRORS.inc();
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         if self.get().is_some() {
             tracing::warn!(error = %err, "source catalog refresh failed; keeping the last one read");
         } else {
             tracing::warn!(error = %err, "source catalog unreachable: typmod-less defaults (VARCHAR(65535), NUMERIC(38,10)), partitions into tables of their own, keys from the stream");
         }
+    }
+
+    /// Whether the catalog as last read has `schema.name`; `None` without a catalog.
+    pub fn knows(&self, schema: &str, name: &str) -> Option<bool> {
+        self.get().map(|c| c.table(schema, name).is_some())
     }
 
     /// The catalog as last read, if any.

@@ -234,9 +234,10 @@ impl Ingest {
                 complete: !self.in_txn,
                 batch,
             };
-            // Recovered segments wait for the CSV stage: nothing new is read before them.
+            // Like live segments, spilled when the target is behind (a restart during an outage
+            // must not hold back reading either).
             self.out
-                .offer(sealed, None)
+                .offer(sealed, Some(SPILL_AFTER))
                 .map_err(|_| IngestError::DownstreamClosed)?;
         }
         Ok(())

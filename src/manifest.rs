@@ -50,6 +50,18 @@ impl TableManifest {
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
+
+    /// The table's name in the target's ledger: `schema.table` as [`Self::qualified`], unless a
+    /// part holds a `.` or `"`; then both parts are quoted (`"a.b"."c"`), so that `"a.b".c` and
+    /// `a."b.c"` never share a ledger row.
+    pub fn ledger_name(&self) -> String {
+        let plain = |p: &str| !p.contains('.') && !p.contains('"');
+        if plain(&self.schema) && plain(&self.name) {
+            return self.qualified();
+        }
+        let quote = |p: &str| format!("\"{}\"", p.replace('"', "\"\""));
+        format!("{}.{}", quote(&self.schema), quote(&self.name))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,4 +149,30 @@ pub struct FileManifest {
     pub rows: u64,
     /// Compressed size.
     pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(schema: &str, name: &str) -> TableManifest {
+        TableManifest {
+            schema: schema.into(),
+            name: name.into(),
+            key: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ledger_names_are_plain_unless_a_part_is_ambiguous() {
+        assert_eq!(table("public", "Users").ledger_name(), "public.Users");
+        assert_eq!(table("a.b", "c").ledger_name(), "\"a.b\".\"c\"");
+        assert_eq!(table("a", "b.c").ledger_name(), "\"a\".\"b.c\"");
+        assert_eq!(table("we\"ird", "t").ledger_name(), "\"we\"\"ird\".\"t\"");
+        assert_ne!(
+            table("a.b", "c").ledger_name(),
+            table("a", "b.c").ledger_name()
+        );
+    }
 }

@@ -32,6 +32,7 @@ use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input};
 use crate::metrics;
 use crate::schema::KeySource;
 use crate::sealed_queue::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
+use crate::target::redshift::load::LoadError;
 use crate::target::{Target, TargetError};
 use crate::wal::{self, WalError};
 
@@ -244,6 +245,8 @@ async fn run_stages(
     // when the CSV stage is stuck behind the target), so at most two batches exist at once (one
     // filling, one being written): the memory bound.
     let queue = Arc::new(SealedQueue::default());
+    let queue_for_errors = Arc::clone(&queue);
+    let stop_stages = Arc::clone(&stop);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<SegmentOutput>(2);
 
     let keys = known_keys(config, catalog);
@@ -298,11 +301,33 @@ async fn run_stages(
         .map_err(|e| PipelineError::Panic(e.to_string()))?;
 
     let delivered = deliver_loop(target, &mut out_rx, &wal_dir, summary).await;
+    let tables_stopped = matches!(
+        delivered,
+        Err(PipelineError::Target(TargetError::Redshift(
+            LoadError::Stopped(_)
+        )))
+    );
+    if delivered.is_err() && !tables_stopped {
+        // Delivery ended early (fatal target error): stop reading, and wake the CSV stage and
+        // ingest wherever they wait, so that the error is reported now, not at the next input.
+        stop_stages.store(true, Ordering::Relaxed);
+        queue_for_errors.consumer_gone();
+    }
     drop(out_rx);
     let csv_res = join(csv_thread)?;
     let ingest_res = join(ingest_thread)?;
-    // The first real cause wins: a target failure makes ingest see a closed channel.
-    delivered?;
+    match (delivered, &ingest_res) {
+        // Tables stopped and the input was bad: the bad line is the error to report (and its
+        // recovery pass must run); the stopped tables were logged when they stopped.
+        (Err(e), Err(ingest_err))
+            if tables_stopped && !matches!(ingest_err, IngestError::DownstreamClosed) =>
+        {
+            tracing::error!(error = %e, "tables stopped during this run");
+        }
+        // Otherwise the first real cause wins: a target failure makes ingest see a closed queue.
+        (Err(e), _) => return Err(e),
+        (Ok(()), _) => {}
+    }
     csv_res?;
     match ingest_res {
         Err(IngestError::DownstreamClosed) => Err(PipelineError::Panic(

@@ -132,7 +132,7 @@ impl SealedQueue {
     }
 
     /// The CSV stage: the next entry, waiting for one; `None` once the producer is done and the
-    /// queue is empty.
+    /// queue is empty, or once the consumer was declared gone (delivery failed).
     pub fn take(&self) -> Option<Entry> {
         let mut st = self.lock();
         loop {
@@ -140,7 +140,7 @@ impl SealedQueue {
                 st.consumer_waiting = false;
                 return Some(e);
             }
-            if st.producer_done {
+            if st.producer_done || st.consumer_gone {
                 return None;
             }
             st.consumer_waiting = true;

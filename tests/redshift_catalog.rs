@@ -149,17 +149,24 @@ async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
     rows.sort();
     assert_eq!(rows, ["2|2024-02-15|feb", "3|2024-02-20|moved"]);
 
-    // The source widens a column; the stream only shows the wider values.
+    // The source widens a column; the stream only shows the wider values: a 50-byte value
+    // would not fit the VARCHAR(40) created for varchar(10).
     src.batch_execute(
-        "ALTER TABLE public.items ALTER COLUMN code TYPE varchar(30);
-         INSERT INTO public.items (id, code) VALUES (3, 'twenty-five characters!!!');",
+        "ALTER TABLE public.items ALTER COLUMN code TYPE varchar(60);
+         INSERT INTO public.items (id, code) VALUES (3, 'fifty characters, wider than the old forty bytes!!');",
     )
     .await
     .unwrap();
-    let second = drain_slot(&src, "catalog_e2e", "twenty-five characters!!!").await;
+    let second = drain_slot(
+        &src,
+        "catalog_e2e",
+        "fifty characters, wider than the old forty bytes!!",
+    )
+    .await;
     let log_start = std::fs::metadata(&stack.statement_log).map_or(0, |m| m.len() as usize);
     assert!(
-        String::from_utf8_lossy(&second).contains("twenty-five characters!!!"),
+        String::from_utf8_lossy(&second)
+            .contains("fifty characters, wider than the old forty bytes!!"),
         "the capture holds the wide value"
     );
     let out = rs.replay(&second);
@@ -169,20 +176,20 @@ async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
         .into_iter()
         .find(|c| c.0 == "code")
         .unwrap();
-    assert_eq!(code.2, Some(120), "code widened to VARCHAR(4 * 30)");
+    assert_eq!(code.2, Some(240), "code widened to VARCHAR(4 * 60)");
     let rows = rs
         .backend_rows("public.items", &["id".into(), "code".into()])
         .await;
     assert!(
         rows.contains(&vec![
             Some("3".into()),
-            Some("twenty-five characters!!!".into())
+            Some("fifty characters, wider than the old forty bytes!!".into())
         ]),
         "{rows:?}"
     );
     let log = std::fs::read(&stack.statement_log).unwrap_or_default();
     let log = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default());
-    let widen = "ALTER TABLE \"public\".\"items\" ALTER COLUMN \"code\" TYPE VARCHAR(120)";
+    let widen = "ALTER TABLE \"public\".\"items\" ALTER COLUMN \"code\" TYPE VARCHAR(240)";
     assert_eq!(
         log.lines().filter(|l| l.contains(widen)).count(),
         1,

@@ -432,3 +432,82 @@ async fn reading_goes_on_while_redshift_is_away() {
     );
     assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let stack = Stack::get();
+    let s3 = stack.s3_client();
+    let bucket = format!("re-dms-gone-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let rs = Redshift::new("outage_fatal_idle", "segment_max_age_secs = 1").await;
+    let config = std::fs::read_to_string(rs.config()).unwrap().replace(
+        &format!("bucket = \"{}\"", stack.s3_bucket),
+        &format!("bucket = \"{bucket}\""),
+    );
+    std::fs::write(rs.config(), config).unwrap();
+
+    let mut child = rs
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    use std::io::Write;
+    stdin
+        .write_all(b"BEGIN 1\ntable public.t: INSERT: id[integer]:1\nCOMMIT 1\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    support::wait_until(
+        Duration::from_secs(30),
+        "the first segment loaded",
+        || async { !rs.ledger().await.is_empty() },
+    )
+    .await;
+
+    // The bucket disappears (a fatal error), then one more transaction arrives; stdin stays
+    // open and idle afterwards.
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    for o in listed.contents() {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(o.key().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_bucket().bucket(&bucket).send().await.unwrap();
+    stdin
+        .write_all(b"BEGIN 2\ntable public.t: INSERT: id[integer]:2\nCOMMIT 2\n")
+        .unwrap();
+    stdin.flush().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("re_dms did not exit after a fatal error while its input was idle");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    drop(stdin);
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(
+        rs.wal_contains(b"table public.t: INSERT: id[integer]:2"),
+        "the unloaded transaction stays in the WAL"
+    );
+}

@@ -20,11 +20,12 @@
 //!   ledger); the caller deletes WAL segments in order, so one stopped table keeps every later
 //!   segment on disk until it is fixed and the daemon restarted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::load::{LoadError, RedshiftLoader};
@@ -83,7 +84,9 @@ struct Pending {
 /// The Redshift target's scheduler: hands jobs to lanes, collects their results.
 pub struct TableLanes {
     loader: Arc<RedshiftLoader>,
-    lanes: HashMap<String, mpsc::Sender<Job>>,
+    lanes: BTreeMap<TargetTable, mpsc::Sender<Job>>,
+    /// Every lane task: none ends while the lanes live, so one that does has failed (panicked).
+    tasks: JoinSet<()>,
     pending: BTreeMap<u64, Pending>,
     done_tx: mpsc::Sender<Done>,
     done_rx: mpsc::Receiver<Done>,
@@ -98,7 +101,8 @@ impl TableLanes {
         let (done_tx, done_rx) = mpsc::channel(DONE_CHANNEL);
         Self {
             loader,
-            lanes: HashMap::new(),
+            lanes: BTreeMap::new(),
+            tasks: JoinSet::new(),
             pending: BTreeMap::new(),
             done_tx,
             done_rx,
@@ -123,19 +127,24 @@ impl TableLanes {
         if !out.manifest.tables.is_empty() {
             self.loader.refresh_catalog().await;
         }
-        let mut jobs: BTreeMap<String, (TargetTable, Vec<TableManifest>)> = BTreeMap::new();
+        // Keyed by the target itself, not its text: `"a.b".c` and `a."b.c"` are two lanes.
+        let mut jobs: BTreeMap<TargetTable, Vec<TableManifest>> = BTreeMap::new();
         let mut new_source = false;
         for table in &out.manifest.tables {
             let (target, parent) = self.loader.target_of(table);
             let source = (table.schema.clone(), table.name.clone());
             if self.sources.get(&source) != Some(&parent) {
+                if self.loader.catalog_knows(table) == Some(false) {
+                    tracing::warn!(
+                        table = %table.qualified(),
+                        target = %target,
+                        "table not in the source catalog (created after the last read, or dropped since): typmod-less types, and a partition loads into a table of its own"
+                    );
+                }
                 self.sources.insert(source, parent);
                 new_source = true;
             }
-            jobs.entry(target.to_string())
-                .or_insert_with(|| (target, Vec::new()))
-                .1
-                .push(table.clone());
+            jobs.entry(target).or_default().push(table.clone());
         }
         if new_source {
             // Two source names folding to one target table would merge two tables' rows.
@@ -156,12 +165,18 @@ impl TableLanes {
                 loaded: true,
             },
         );
-        for (lane, (target, tables)) in jobs {
-            let tx = match self.lanes.get(&lane) {
+        for (target, tables) in jobs {
+            let lane = target.sql();
+            let tx = match self.lanes.get(&target) {
                 Some(tx) => tx.clone(),
                 None => {
-                    let tx = spawn_lane(Arc::clone(&self.loader), &lane, self.done_tx.clone());
-                    self.lanes.insert(lane.clone(), tx.clone());
+                    let tx = spawn_lane(
+                        &mut self.tasks,
+                        Arc::clone(&self.loader),
+                        &lane,
+                        self.done_tx.clone(),
+                    );
+                    self.lanes.insert(target.clone(), tx.clone());
                     tx
                 }
             };
@@ -193,8 +208,20 @@ impl TableLanes {
                     loaded: p.loaded,
                 });
             }
-            let Some(done) = self.done_rx.recv().await else {
-                return Err(LoadError::Fatal("every table lane ended".into()));
+            let done = tokio::select! {
+                biased;
+                // A lane task ended: only a panic does that while the lanes live.
+                Some(ended) = self.tasks.join_next() => {
+                    let why = match ended {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "ended early".to_string(),
+                    };
+                    return Err(LoadError::Fatal(format!("a table lane failed: {why}")));
+                }
+                done = self.done_rx.recv() => match done {
+                    Some(done) => done,
+                    None => return Err(LoadError::Fatal("every table lane ended".into())),
+                },
             };
             let pending = self.pending.get_mut(&done.segment).ok_or_else(|| {
                 LoadError::Fatal(format!("a lane finished unknown segment {}", done.segment))
@@ -227,6 +254,7 @@ impl TableLanes {
 
 /// Starts a lane's two tasks; returns where its jobs go.
 fn spawn_lane(
+    tasks: &mut JoinSet<()>,
     loader: Arc<RedshiftLoader>,
     lane: &str,
     done_tx: mpsc::Sender<Done>,
@@ -239,7 +267,7 @@ fn spawn_lane(
     let up_loader = Arc::clone(&loader);
     let up_stopped = Arc::clone(&stopped);
     let span = tracing::info_span!("upload", table = %lane);
-    tokio::spawn(
+    tasks.spawn(
         async move {
             while let Some(job) = job_rx.recv().await {
                 let urls = if up_stopped.load(Ordering::Acquire) {
@@ -256,7 +284,7 @@ fn spawn_lane(
     );
 
     let lane_name = lane.to_string();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         while let Some(Uploaded { job, urls }) = up_rx.recv().await {
             let segment = job.out.segment;
             let span = tracing::info_span!("load", table = %lane_name, segment);
@@ -298,6 +326,14 @@ async fn apply_job(
     urls: Result<Vec<BTreeMap<String, String>>, LoadError>,
 ) -> Result<Outcome, LoadError> {
     let urls = urls?;
+    if urls.len() != job.tables.len() {
+        return Err(LoadError::Fatal(format!(
+            "lane {}: {} tables but {} upload results",
+            job.target,
+            job.tables.len(),
+            urls.len()
+        )));
+    }
     for (table, urls) in job.tables.iter().zip(&urls) {
         loader
             .apply_table(&job.out, table, &job.target, urls)

@@ -226,6 +226,11 @@ impl RedshiftLoader {
         (target, parent.map(|(s, t)| (s.to_string(), t.to_string())))
     }
 
+    /// Whether the source catalog (when one was read) has this table.
+    pub fn catalog_knows(&self, table: &TableManifest) -> Option<bool> {
+        self.catalog.knows(&table.schema, &table.name)
+    }
+
     /// Reads the source catalog again (once per segment, after the segment is sealed, so it is
     /// at least as new as every change in it: a widened column is seen before its wide values).
     pub async fn refresh_catalog(&self) {
@@ -277,6 +282,7 @@ impl RedshiftLoader {
         urls: &BTreeMap<String, String>,
     ) -> Result<(), LoadError> {
         let source = table.qualified();
+        let ledger_name = table.ledger_name();
         let catalog = self.catalog.get();
         let column_types = catalog
             .as_ref()
@@ -305,12 +311,17 @@ impl RedshiftLoader {
         .map_err(definite)?;
         self.retrying(table, "load", || async {
             let conn = self.pool.get().await?;
-            if let Err(e) = self.create_ledger(conn.client()).await {
+            if let Err(mut e) = self.create_ledger(conn.client()).await {
                 conn.discard();
+                // Not one table's problem: without a ledger nothing can load.
+                if e.class != ErrorClass::Transient {
+                    e.class = ErrorClass::Fatal;
+                    e.detail = format!("creating the ledger re_dms.applied: {}", e.detail);
+                }
                 return Err(e);
             }
             match self
-                .run_plan(conn.client(), &source, out.segment, &widen, &plan)
+                .run_plan(conn.client(), &ledger_name, out.segment, &widen, &plan)
                 .await
             {
                 Ok(applied) => {
@@ -424,7 +435,7 @@ impl RedshiftLoader {
     async fn run_plan(
         &self,
         c: &tokio_postgres::Client,
-        source: &str,
+        ledger_name: &str,
         segment: u64,
         widen: &[WidenStep],
         plan: &[PlanStep],
@@ -435,7 +446,7 @@ impl RedshiftLoader {
         };
         let seg = i64::try_from(segment).unwrap_or(i64::MAX);
         if !c
-            .query(sql::LEDGER_CHECK_SQL, &[&source, &seg])
+            .query(sql::LEDGER_CHECK_SQL, &[&ledger_name, &seg])
             .await
             .map_err(pg)?
             .is_empty()

@@ -176,8 +176,9 @@ pub fn plan_table_at(
             } => p.load(columns, key, files, &dropped_later)?,
         }
     }
+    let ledger_name = table.ledger_name();
     let ledger = ledger_insert(&LedgerRow {
-        source_table: &source,
+        source_table: &ledger_name,
         target: &input.target,
         segment: input.segment,
         first_lsn: input.first_lsn,
