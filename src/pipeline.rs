@@ -43,6 +43,10 @@ pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
 /// the rest is left for I/O buffers (input chunks, WAL and CSV buffers, gzip state) and allocator
 /// slack, so the whole process stays within `max_memory_bytes`.
 pub const BATCH_SHARE: u64 = 5;
+/// After a stop request, how long delivery waits for the segments in flight.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How often delivery looks at the stop flag while it waits.
+const STOP_POLL: Duration = Duration::from_millis(200);
 /// Name of the lock file that keeps two processes off one WAL directory.
 pub const LOCK_FILE: &str = "lock";
 
@@ -300,14 +304,15 @@ async fn run_stages(
         })
         .map_err(|e| PipelineError::Panic(e.to_string()))?;
 
-    let delivered = deliver_loop(target, &mut out_rx, &wal_dir, summary).await;
+    let delivered = deliver_loop(target, &mut out_rx, &wal_dir, summary, &stop_stages).await;
+    let stopping = stop_stages.load(Ordering::Relaxed);
     let tables_stopped = matches!(
         delivered,
         Err(PipelineError::Target(TargetError::Redshift(
             LoadError::Stopped(_)
         )))
     );
-    if delivered.is_err() && !tables_stopped {
+    if (delivered.is_err() && !tables_stopped) || stopping {
         // Delivery ended early (fatal target error): stop reading, and wake the CSV stage and
         // ingest wherever they wait, so that the error is reported now, not at the next input.
         stop_stages.store(true, Ordering::Relaxed);
@@ -330,6 +335,8 @@ async fn run_stages(
     }
     csv_res?;
     match ingest_res {
+        // On a stop request delivery ends first; ingest then finds the queue closed.
+        Err(IngestError::DownstreamClosed) if stopping => Ok(()),
         Err(IngestError::DownstreamClosed) => Err(PipelineError::Panic(
             "the CSV stage stopped unexpectedly".into(),
         )),
@@ -350,12 +357,19 @@ fn join<T>(h: std::thread::JoinHandle<T>) -> Result<T, PipelineError> {
 
 /// Submits segment outputs in order (an incomplete segment waits for the next complete one) while
 /// the target has room, and deletes WAL segments in order as the target reports them loaded.
+///
+/// On a stop request it submits nothing more and waits at most [`STOP_GRACE`] for the segments
+/// in flight (a target in an outage would otherwise hold the shutdown forever); whatever is not
+/// loaded stays in the WAL for the next start (an abandoned load rolls back; the ledger keeps
+/// exactly-once).
 async fn deliver_loop(
     target: &mut Target,
     rx: &mut tokio::sync::mpsc::Receiver<SegmentOutput>,
     wal_dir: &Path,
     summary: &mut Summary,
+    stop: &AtomicBool,
 ) -> Result<(), PipelineError> {
+    let mut stop_deadline: Option<tokio::time::Instant> = None;
     // Incomplete segments waiting for the complete one that ends their transaction.
     let mut held: Vec<SegmentOutput> = Vec::new();
     // Gated segments waiting for room in the target.
@@ -364,6 +378,29 @@ async fn deliver_loop(
     let mut submitted: BTreeMap<u64, Option<bool>> = BTreeMap::new();
     let mut input_open = true;
     loop {
+        if stop_deadline.is_none() && stop.load(Ordering::Relaxed) {
+            stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+            let waiting = ready.len() + held.len();
+            ready.clear();
+            held.clear();
+            input_open = false;
+            tracing::info!(
+                not_submitted = waiting,
+                grace_secs = STOP_GRACE.as_secs(),
+                "stop requested: waiting for the segments in flight; the rest stays in the WAL"
+            );
+        }
+        if let Some(deadline) = stop_deadline {
+            if target.is_idle() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "stop: segments still in flight after the grace period are abandoned (rolled back); they stay in the WAL"
+                );
+                break;
+            }
+        }
         while target.has_room() {
             let Some(out) = ready.pop_front() else { break };
             submitted.insert(out.segment, None);
@@ -409,6 +446,8 @@ async fn deliver_loop(
                 }
                 None => input_open = false,
             },
+            // A stop request is noticed within this tick.
+            _ = tokio::time::sleep(STOP_POLL) => {}
         }
     }
     if !held.is_empty() {
@@ -421,7 +460,7 @@ async fn deliver_loop(
         tracing::warn!(
             from_segment = kept,
             segments = submitted.len(),
-            "segments kept in the WAL because a table in them did not load"
+            "segments kept in the WAL (a table in them did not load, or the run stopped first)"
         );
     }
     match target.stopped_error() {

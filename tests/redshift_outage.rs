@@ -511,3 +511,78 @@ async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
         "the unloaded transaction stays in the WAL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_outage_stops_within_the_grace_period_and_keeps_the_wal() {
+    let _serial = SERIAL.lock().await;
+    let _timer = Timer::start();
+    let stack = Stack::get();
+    let rs = Redshift::new("outage_sigterm", "segment_max_age_secs = 1").await;
+    let _off = MaintenanceOff;
+    stack.set_maintenance(true);
+    let mut child = rs
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    use std::io::Write;
+    let line = b"table public.t: INSERT: id[integer]:1";
+    stdin.write_all(b"BEGIN 1\n").unwrap();
+    stdin.write_all(line).unwrap();
+    stdin.write_all(b"\nCOMMIT 1\n").unwrap();
+    stdin.flush().unwrap();
+    support::wait_until(Duration::from_secs(30), "the change in the WAL", || async {
+        rs.wal_contains(line)
+    })
+    .await;
+    // Let the segment age out and reach the (unreachable) target.
+    support::wait_until(
+        Duration::from_secs(30),
+        "the segment handed to the target",
+        || async {
+            std::fs::read_dir(rs.wal_dir().join("spool")).is_ok_and(|mut d| d.next().is_some())
+        },
+    )
+    .await;
+
+    let term = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(60),
+            "re_dms did not stop within the grace period while Redshift was away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    drop(stdin);
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(
+        rs.wal_contains(line),
+        "the unloaded change stays in the WAL"
+    );
+
+    // Back from maintenance: the next start loads it.
+    stack.set_maintenance(false);
+    let done = rs.spawn(Vec::new()).wait(Duration::from_secs(120));
+    assert!(done.status.success(), "{}", done.stderr);
+    let rows = rs.backend_rows("public.t", &["id".into()]).await;
+    assert_eq!(rows, vec![vec![Some("1".to_string())]]);
+    assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
+}
