@@ -28,7 +28,7 @@ use crate::decoding::{parse_message, Message, MessageStream, ParseError};
 use crate::lsn::Lsn;
 use crate::metrics;
 use crate::schema::KeySource;
-use crate::sealed_queue::{SealedQueue, Spilled, SPILL_AFTER};
+use crate::sealed_queue::{SealedQueue, Spilled};
 use crate::wal::segment::{Next, RecordKind, SegmentReader, SegmentScanner};
 use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
@@ -93,6 +93,9 @@ pub struct IngestLimits {
     /// Index budget of one batch: a fifth of `batch.max_memory_bytes` (see
     /// [`crate::pipeline::BATCH_SHARE`]).
     pub batch_max_memory: usize,
+    /// How long a sealed batch waits for the CSV stage before its segment is spilled
+    /// ([`crate::sealed_queue::SPILL_AFTER`] in the daemon).
+    pub spill_after: Duration,
 }
 
 /// The open segment's bookkeeping.
@@ -237,7 +240,7 @@ impl Ingest {
             // Like live segments, spilled when the target is behind (a restart during an outage
             // must not hold back reading either).
             self.out
-                .offer(sealed, Some(SPILL_AFTER))
+                .offer(sealed, Some(self.limits.spill_after))
                 .map_err(|_| IngestError::DownstreamClosed)?;
         }
         Ok(())
@@ -436,7 +439,7 @@ impl Ingest {
             batch,
         };
         self.out
-            .offer(sealed, Some(SPILL_AFTER))
+            .offer(sealed, Some(self.limits.spill_after))
             .map_err(|_| IngestError::DownstreamClosed)
     }
 }

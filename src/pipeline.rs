@@ -114,6 +114,7 @@ fn limits(config: &Config) -> IngestLimits {
         segment_max_age: Duration::from_secs(config.wal.segment_max_age_secs),
         batch_max_memory: usize::try_from(config.batch.max_memory_bytes / BATCH_SHARE)
             .unwrap_or(usize::MAX),
+        spill_after: crate::sealed_queue::SPILL_AFTER,
     }
 }
 
