@@ -7,7 +7,7 @@ mod model;
 mod redshift_support;
 mod support;
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -448,21 +448,7 @@ async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
     );
     std::fs::write(rs.config(), config).unwrap();
 
-    let mut child = rs
-        .command()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    use std::io::Write;
+    let (run, mut stdin) = rs.spawn_open();
     stdin
         .write_all(b"BEGIN 1\ntable public.t: INSERT: id[integer]:1\nCOMMIT 1\n")
         .unwrap();
@@ -491,21 +477,11 @@ async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
         .unwrap();
     stdin.flush().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("re_dms did not exit after a fatal error while its input was idle");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Exits by itself (stdin still open); `wait` kills and fails the test after 60 s.
+    let done = run.wait(Duration::from_secs(60));
     drop(stdin);
-    let stderr = stderr.join().unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(done.stderr.contains("NoSuchBucket"), "{}", done.stderr);
     assert!(
         rs.wal_contains(b"table public.t: INSERT: id[integer]:2"),
         "the unloaded transaction stays in the WAL"
@@ -520,21 +496,7 @@ async fn sigterm_during_an_outage_stops_within_the_grace_period_and_keeps_the_wa
     let rs = Redshift::new("outage_sigterm", "segment_max_age_secs = 1").await;
     let _off = MaintenanceOff;
     stack.set_maintenance(true);
-    let mut child = rs
-        .command()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    use std::io::Write;
+    let (run, mut stdin) = rs.spawn_open();
     let line = b"table public.t: INSERT: id[integer]:1";
     stdin.write_all(b"BEGIN 1\n").unwrap();
     stdin.write_all(line).unwrap();
@@ -554,25 +516,15 @@ async fn sigterm_during_an_outage_stops_within_the_grace_period_and_keeps_the_wa
     )
     .await;
 
-    let term = Instant::now();
     let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &run.child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            term.elapsed() < Duration::from_secs(60),
-            "re_dms did not stop within the grace period while Redshift was away"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Stops within the grace period although Redshift is away; `wait` fails the test after 60 s.
+    let done = run.wait(Duration::from_secs(60));
     drop(stdin);
-    let stderr = stderr.join().unwrap();
-    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(done.status.success(), "{:?}: {}", done.status, done.stderr);
     assert!(
         rs.wal_contains(line),
         "the unloaded change stays in the WAL"

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,16 @@ primary_key = ["warehouse", "sku"]
 
     /// Starts re_dms on `input` (written, then stdin closed, by a thread) without waiting.
     pub fn spawn(&self, input: Vec<u8>) -> Running {
+        let (mut run, mut stdin) = self.spawn_open();
+        run.writer = Some(std::thread::spawn(move || {
+            // EPIPE when the process was killed: expected.
+            let _ = stdin.write_all(&input);
+        }));
+        run
+    }
+
+    /// Starts re_dms with its stdin left to the caller: open (and idle) until dropped.
+    pub fn spawn_open(&self) -> (Running, ChildStdin) {
         let mut child = self
             .command()
             .stdin(Stdio::piped())
@@ -111,22 +121,19 @@ primary_key = ["warehouse", "sku"]
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            // EPIPE when the process was killed: expected.
-            let _ = stdin.write_all(&input);
-        });
+        let stdin = child.stdin.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let stderr = std::thread::spawn(move || {
             let mut s = Vec::new();
             let _ = err.read_to_end(&mut s);
             String::from_utf8_lossy(&s).into_owned()
         });
-        Running {
+        let run = Running {
             child,
-            writer: Some(writer),
+            writer: None,
             stderr: Some(stderr),
-        }
+        };
+        (run, stdin)
     }
 
     /// Every row of `table` as text (NULL = None), columns in `columns` order (through the sim).
