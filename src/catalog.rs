@@ -36,6 +36,9 @@ pub enum CatalogError {
     /// The catalog query failed (e.g. PostgreSQL older than 12 lacks `pg_partition_root`).
     #[error("source catalog: reading pg_catalog: {0}")]
     Query(#[source] tokio_postgres::Error),
+    /// Connecting and reading took longer than [`CATALOG_TIMEOUT`].
+    #[error("source catalog: no answer within {CATALOG_TIMEOUT:?}")]
+    Timeout,
 }
 
 /// One table of the source catalog. Names are raw (exact, unquoted).
@@ -140,7 +143,14 @@ WHERE c.relkind IN ('r', 'p')
 
 /// Connects to the source (`conninfo`: libpq key=value or URL, `sslmode` honoured as for
 /// Redshift), reads the catalog in one query, and disconnects.
+/// Reads the catalog (connect, one query, disconnect), within [`CATALOG_TIMEOUT`].
 pub async fn load(conninfo: &str) -> Result<Catalog, CatalogError> {
+    tokio::time::timeout(CATALOG_TIMEOUT, read(conninfo))
+        .await
+        .map_err(|_| CatalogError::Timeout)?
+}
+
+async fn read(conninfo: &str) -> Result<Catalog, CatalogError> {
     let client = tls::connect(conninfo)
         .await
         .map_err(CatalogError::Connect)?;
@@ -196,15 +206,14 @@ impl SourceCatalog {
         if failed_at.is_some_and(|t| t.elapsed() < CATALOG_RETRY_AFTER) {
             return;
         }
-        let err = match tokio::time::timeout(CATALOG_TIMEOUT, load(conninfo)).await {
-            Ok(Ok(catalog)) => {
+        let err = match load(conninfo).await {
+            Ok(catalog) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) =
                     Some(std::sync::Arc::new(catalog));
                 *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 return;
             }
-            Ok(Err(e)) => crate::target::redshift::classify::error_chain(&e),
-            Err(_) => format!("no answer within {CATALOG_TIMEOUT:?}"),
+            Err(e) => crate::target::redshift::classify::error_chain(&e),
         };
         crate::metrics::CATALOG_ERRORS.inc();
         *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());

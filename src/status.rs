@@ -52,23 +52,14 @@ fn source_check(config: &Config) -> Result<String, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let read = crate::catalog::load(&config.source.connection);
-        match tokio::time::timeout(crate::catalog::CATALOG_TIMEOUT, read).await {
-            Ok(Ok(c)) => {
-                let partitions = c.tables.values().filter(|t| t.parent.is_some()).count();
-                Ok(format!(
-                    "catalog read: {} tables ({partitions} partitions)",
-                    c.tables.len()
-                ))
-            }
-            Ok(Err(e)) => Err(error_chain(&e)),
-            Err(_) => Err(format!(
-                "no answer within {:?}",
-                crate::catalog::CATALOG_TIMEOUT
-            )),
-        }
-    })
+    let c = rt
+        .block_on(crate::catalog::load(&config.source.connection))
+        .map_err(|e| error_chain(&e))?;
+    let partitions = c.tables.values().filter(|t| t.parent.is_some()).count();
+    Ok(format!(
+        "catalog read: {} tables ({partitions} partitions)",
+        c.tables.len()
+    ))
 }
 
 fn writable_dir(dir: &std::path::Path) -> Result<String, String> {
