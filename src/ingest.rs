@@ -240,7 +240,7 @@ impl Ingest {
             // Like live segments, spilled when the target is behind (a restart during an outage
             // must not hold back reading either).
             self.out
-                .offer(sealed, Some(self.limits.spill_after))
+                .offer(sealed, self.limits.spill_after)
                 .map_err(|_| IngestError::DownstreamClosed)?;
         }
         Ok(())
@@ -439,7 +439,7 @@ impl Ingest {
             batch,
         };
         self.out
-            .offer(sealed, Some(self.limits.spill_after))
+            .offer(sealed, self.limits.spill_after)
             .map_err(|_| IngestError::DownstreamClosed)
     }
 }

@@ -68,15 +68,10 @@ impl SealedQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ingest: hands `sealed` over. With `patience` it spills the segment when the consumer has
-    /// not taken everything before it and come back for more within that time; without, it waits
-    /// as long as it takes (re-delivery of recovered segments at start).
-    pub fn offer(
-        &self,
-        sealed: SealedSegment,
-        patience: Option<Duration>,
-    ) -> Result<(), ConsumerGone> {
-        let deadline = patience.map(|p| Instant::now() + p);
+    /// Ingest: hands `sealed` over; spills the segment when the consumer has not taken
+    /// everything before it and come back for more within `patience`.
+    pub fn offer(&self, sealed: SealedSegment, patience: Duration) -> Result<(), ConsumerGone> {
+        let deadline = Instant::now() + patience;
         let mut st = self.lock();
         loop {
             if st.consumer_gone {
@@ -90,12 +85,9 @@ impl SealedQueue {
                 self.changed.notify_all();
                 return Ok(());
             }
-            let spill_now = match deadline {
-                None => false,
-                // Something spilled already: later segments follow it, without waiting.
-                Some(_) if st.queue.iter().any(|e| matches!(e, Entry::Spilled(_))) => true,
-                Some(d) => Instant::now() >= d,
-            };
+            // Something spilled already: later segments follow it, without waiting.
+            let spill_now = st.queue.iter().any(|e| matches!(e, Entry::Spilled(_)))
+                || Instant::now() >= deadline;
             if spill_now {
                 metrics::SEGMENTS_SPILLED.inc();
                 tracing::warn!(
@@ -112,16 +104,12 @@ impl SealedQueue {
                 self.changed.notify_all();
                 return Ok(());
             }
-            st = match deadline {
-                Some(d) => {
-                    let wait = d.saturating_duration_since(Instant::now());
-                    self.changed
-                        .wait_timeout(st, wait)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-                None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
-            };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            st = self
+                .changed
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -214,7 +202,7 @@ mod tests {
             got
         });
         for i in 1..=3 {
-            q.offer(sealed(i), None).unwrap();
+            q.offer(sealed(i), Duration::from_secs(600)).unwrap();
         }
         q.producer_done();
         assert_eq!(consumer.join().unwrap(), [(1, true), (2, true), (3, true)]);
@@ -224,10 +212,10 @@ mod tests {
     fn a_stuck_consumer_makes_ingest_spill_in_order_without_waiting_again() {
         let q = SealedQueue::default();
         let start = Instant::now();
-        q.offer(sealed(1), Some(Duration::from_millis(50))).unwrap();
+        q.offer(sealed(1), Duration::from_millis(50)).unwrap();
         assert!(start.elapsed() >= Duration::from_millis(50));
         let again = Instant::now();
-        q.offer(sealed(2), Some(Duration::from_secs(60))).unwrap();
+        q.offer(sealed(2), Duration::from_secs(60)).unwrap();
         assert!(again.elapsed() < Duration::from_secs(1), "no second wait");
         q.producer_done();
         let got: Vec<_> = std::iter::from_fn(|| q.take()).map(|e| id(&e)).collect();
@@ -238,6 +226,6 @@ mod tests {
     fn a_gone_consumer_fails_the_offer() {
         let q = SealedQueue::default();
         drop(ConsumerGuard(&q));
-        assert!(q.offer(sealed(1), None).is_err());
+        assert!(q.offer(sealed(1), Duration::from_secs(60)).is_err());
     }
 }
