@@ -74,7 +74,13 @@ pub struct CopySpec {
     pub accept_inv_chars: Option<char>,
     pub time_format: Option<String>,
     pub date_format: Option<String>,
+    /// MAXERROR: how many records may be rejected (skipped, recorded in stl_load_errors) before
+    /// the COPY fails; 0 (default): the first rejected record fails it.
+    pub max_error: u64,
 }
+
+/// Redshift's upper limit for MAXERROR.
+pub const MAX_MAXERROR: u64 = 100_000;
 
 /// Split `s3://bucket/key`.
 pub fn parse_s3_url(url: &str) -> Option<(String, String)> {
@@ -97,6 +103,40 @@ fn word_at(st: &Stmt, k: usize) -> String {
 }
 
 fn parse_inner(st: &Stmt) -> Result<CopySpec, CopyParseError> {
+    let (mut spec, k) = parse_head(st)?;
+    let mut creds = CredParts::default();
+    let mut csv = false;
+    let mut o = Opts { st, k };
+    while let Some(t) = st.tok(o.k) {
+        let w = t.text.to_ascii_uppercase();
+        if t.kind != Kind::Word {
+            return Err(CopyParseError::Syntax(t.text.clone()));
+        }
+        o.k += 1;
+        if !o.credential_option(&w, &mut creds)? {
+            o.data_option(&w, &mut spec, &mut csv)?;
+        }
+    }
+    if !csv {
+        return Err(CopyParseError::NotCsv);
+    }
+    match (creds.key_id, creds.secret) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            spec.credentials = Credentials::Keys {
+                access_key_id,
+                secret_access_key,
+                session_token: creds.token,
+            };
+        }
+        (None, None) if creds.role => {}
+        _ => return Err(CopyParseError::NoCredentials),
+    }
+    Ok(spec)
+}
+
+/// `COPY table [(cols)] FROM 's3://...'`: the spec with default options, and the index of the
+/// first option.
+fn parse_head(st: &Stmt) -> Result<(CopySpec, usize), CopyParseError> {
     let (table, mut k) = st
         .name(1)
         .ok_or_else(|| CopyParseError::Syntax(word_at(st, 1)))?;
@@ -110,8 +150,7 @@ fn parse_inner(st: &Stmt) -> Result<CopySpec, CopyParseError> {
             .matching(k)
             .ok_or_else(|| CopyParseError::Syntax("(".into()))?;
         let mut cols = Vec::new();
-        let mut j = k + 1;
-        while j < close {
+        for j in k + 1..close {
             let t = st
                 .tok(j)
                 .ok_or_else(|| CopyParseError::Syntax("(".into()))?;
@@ -120,7 +159,6 @@ fn parse_inner(st: &Stmt) -> Result<CopySpec, CopyParseError> {
             } else if !t.is_punct(",") {
                 return Err(CopyParseError::Syntax(t.text.clone()));
             }
-            j += 1;
         }
         columns = Some(cols);
         k = close + 1;
@@ -143,9 +181,7 @@ fn parse_inner(st: &Stmt) -> Result<CopySpec, CopyParseError> {
         .ok_or_else(|| CopyParseError::Syntax(src_tok.text.clone()))?;
     let (bucket, key) =
         parse_s3_url(&src).ok_or_else(|| CopyParseError::Source(format!("'{src}'")))?;
-    k += 1;
-
-    let mut spec = CopySpec {
+    let spec = CopySpec {
         table,
         table_short,
         columns,
@@ -166,133 +202,19 @@ fn parse_inner(st: &Stmt) -> Result<CopySpec, CopyParseError> {
         accept_inv_chars: None,
         time_format: None,
         date_format: None,
+        max_error: 0,
     };
-    let mut csv = false;
-    let mut have_creds = false;
-    let (mut key_id, mut secret, mut token) = (None, None, None);
+    Ok((spec, k + 1))
+}
 
-    let mut o = Opts { st, k };
-    while let Some(t) = st.tok(o.k) {
-        let w = t.text.to_ascii_uppercase();
-        if t.kind != Kind::Word {
-            return Err(CopyParseError::Syntax(t.text.clone()));
-        }
-        o.k += 1;
-        match w.as_str() {
-            "WITH" => {}
-            "IAM_ROLE" => {
-                if !o.st.kw(o.k, "default") {
-                    o.string(&w)?;
-                } else {
-                    o.k += 1;
-                }
-                have_creds = true;
-            }
-            "ACCESS_KEY_ID" => key_id = Some(o.string(&w)?),
-            "SECRET_ACCESS_KEY" => secret = Some(o.string(&w)?),
-            "SESSION_TOKEN" => token = Some(o.string(&w)?),
-            "CREDENTIALS" => {
-                let s = o.string(&w)?;
-                for part in s.split(';') {
-                    let (name, value) = part.split_once('=').unwrap_or((part, ""));
-                    match name.trim().to_ascii_lowercase().as_str() {
-                        "aws_access_key_id" => key_id = Some(value.trim().to_string()),
-                        "aws_secret_access_key" => secret = Some(value.trim().to_string()),
-                        "token" => token = Some(value.trim().to_string()),
-                        "aws_iam_role" => have_creds = true,
-                        "" => {}
-                        other => {
-                            return Err(CopyParseError::Value(w.clone(), format!("'{other}'")))
-                        }
-                    }
-                }
-            }
-            "CSV" => {
-                csv = true;
-                if o.st.kw(o.k, "quote") {
-                    o.k += 1;
-                    spec.quote = o.single_byte("QUOTE")?;
-                }
-            }
-            "QUOTE" => spec.quote = o.single_byte(&w)?,
-            "FORMAT" => {
-                o.skip_as();
-                if o.st.kw(o.k, "csv") {
-                    o.k += 1;
-                    csv = true;
-                    if o.st.kw(o.k, "quote") {
-                        o.k += 1;
-                        spec.quote = o.single_byte("QUOTE")?;
-                    }
-                } else {
-                    return Err(CopyParseError::Option(format!(
-                        "FORMAT {}",
-                        word_at(st, o.k)
-                    )));
-                }
-            }
-            "GZIP" => spec.gzip = true,
-            "DELIMITER" => spec.delimiter = o.single_byte(&w)?,
-            "NULL" => {
-                o.skip_as();
-                spec.null_as = o.string("NULL AS")?.into_bytes();
-            }
-            "IGNOREHEADER" => {
-                o.skip_as();
-                let t = o.st.tok(o.k).filter(|t| t.kind == Kind::Number);
-                spec.ignore_header = t
-                    .and_then(|t| t.text.parse().ok())
-                    .ok_or_else(|| CopyParseError::Value(w.clone(), word_at(st, o.k)))?;
-                o.k += 1;
-            }
-            "TIMEFORMAT" => spec.time_format = Some(o.format(&w)?),
-            "DATEFORMAT" => spec.date_format = Some(o.format(&w)?),
-            "EMPTYASNULL" => spec.empty_as_null = true,
-            "BLANKSASNULL" => spec.blanks_as_null = true,
-            "TRUNCATECOLUMNS" => spec.truncate_columns = true,
-            "ROUNDEC" => spec.round_dec = true,
-            "MANIFEST" => spec.manifest = true,
-            "ACCEPTINVCHARS" => {
-                o.skip_as();
-                let mut c = '?';
-                if o.st.tok(o.k).is_some_and(|t| t.kind == Kind::Str) {
-                    let s = o.string(&w)?;
-                    let mut chars = s.chars();
-                    c = match (chars.next(), chars.next()) {
-                        (Some(c), None) if c.is_ascii() => c,
-                        _ => return Err(CopyParseError::Value(w.clone(), format!("'{s}'"))),
-                    };
-                }
-                spec.accept_inv_chars = Some(c);
-            }
-            "REGION" => spec.region = Some(o.string(&w)?),
-            "COMPUPDATE" | "STATUPDATE" => {
-                if ["on", "off", "true", "false", "preset"]
-                    .iter()
-                    .any(|v| o.st.kw(o.k, v))
-                {
-                    o.k += 1;
-                }
-            }
-            _ => return Err(CopyParseError::Option(w)),
-        }
-    }
-
-    if !csv {
-        return Err(CopyParseError::NotCsv);
-    }
-    match (key_id, secret) {
-        (Some(access_key_id), Some(secret_access_key)) => {
-            spec.credentials = Credentials::Keys {
-                access_key_id,
-                secret_access_key,
-                session_token: token,
-            };
-        }
-        (None, None) if have_creds => {}
-        _ => return Err(CopyParseError::NoCredentials),
-    }
-    Ok(spec)
+/// Credentials as the options give them.
+#[derive(Default)]
+struct CredParts {
+    key_id: Option<String>,
+    secret: Option<String>,
+    token: Option<String>,
+    /// IAM_ROLE (or `aws_iam_role=` in CREDENTIALS).
+    role: bool,
 }
 
 struct Opts<'a> {
@@ -301,6 +223,112 @@ struct Opts<'a> {
 }
 
 impl Opts<'_> {
+    /// A credentials option (the keyword `w` just read); false if `w` is not one.
+    fn credential_option(&mut self, w: &str, c: &mut CredParts) -> Result<bool, CopyParseError> {
+        match w {
+            "IAM_ROLE" => {
+                if !self.st.kw(self.k, "default") {
+                    self.string(w)?;
+                } else {
+                    self.k += 1;
+                }
+                c.role = true;
+            }
+            "ACCESS_KEY_ID" => c.key_id = Some(self.string(w)?),
+            "SECRET_ACCESS_KEY" => c.secret = Some(self.string(w)?),
+            "SESSION_TOKEN" => c.token = Some(self.string(w)?),
+            "CREDENTIALS" => {
+                let s = self.string(w)?;
+                for part in s.split(';') {
+                    let (name, value) = part.split_once('=').unwrap_or((part, ""));
+                    let value = Some(value.trim().to_string());
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "aws_access_key_id" => c.key_id = value,
+                        "aws_secret_access_key" => c.secret = value,
+                        "token" => c.token = value,
+                        "aws_iam_role" => c.role = true,
+                        "" => {}
+                        other => return Err(CopyParseError::Value(w.into(), format!("'{other}'"))),
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A format or load option (the keyword `w` just read).
+    fn data_option(
+        &mut self,
+        w: &str,
+        spec: &mut CopySpec,
+        csv: &mut bool,
+    ) -> Result<(), CopyParseError> {
+        match w {
+            "WITH" => {}
+            "CSV" => self.csv(spec, csv)?,
+            "QUOTE" => spec.quote = self.single_byte(w)?,
+            "FORMAT" => {
+                self.skip_as();
+                if !self.st.kw(self.k, "csv") {
+                    let what = word_at(self.st, self.k);
+                    return Err(CopyParseError::Option(format!("FORMAT {what}")));
+                }
+                self.k += 1;
+                self.csv(spec, csv)?;
+            }
+            "GZIP" => spec.gzip = true,
+            "DELIMITER" => spec.delimiter = self.single_byte(w)?,
+            "NULL" => {
+                self.skip_as();
+                spec.null_as = self.string("NULL AS")?.into_bytes();
+            }
+            "IGNOREHEADER" => spec.ignore_header = self.integer(w, u64::MAX)?,
+            "MAXERROR" => spec.max_error = self.integer(w, MAX_MAXERROR)?,
+            "TIMEFORMAT" => spec.time_format = Some(self.format(w)?),
+            "DATEFORMAT" => spec.date_format = Some(self.format(w)?),
+            "EMPTYASNULL" => spec.empty_as_null = true,
+            "BLANKSASNULL" => spec.blanks_as_null = true,
+            "TRUNCATECOLUMNS" => spec.truncate_columns = true,
+            "ROUNDEC" => spec.round_dec = true,
+            "MANIFEST" => spec.manifest = true,
+            "ACCEPTINVCHARS" => {
+                self.skip_as();
+                let mut c = '?';
+                if self.st.tok(self.k).is_some_and(|t| t.kind == Kind::Str) {
+                    let s = self.string(w)?;
+                    let mut chars = s.chars();
+                    c = match (chars.next(), chars.next()) {
+                        (Some(c), None) if c.is_ascii() => c,
+                        _ => return Err(CopyParseError::Value(w.into(), format!("'{s}'"))),
+                    };
+                }
+                spec.accept_inv_chars = Some(c);
+            }
+            "REGION" => spec.region = Some(self.string(w)?),
+            "COMPUPDATE" | "STATUPDATE" => {
+                if ["on", "off", "true", "false", "preset"]
+                    .iter()
+                    .any(|v| self.st.kw(self.k, v))
+                {
+                    self.k += 1;
+                }
+            }
+            _ => return Err(CopyParseError::Option(w.into())),
+        }
+        Ok(())
+    }
+
+    /// After `CSV` / `FORMAT [AS] CSV`: an optional `QUOTE [AS] 'c'`.
+    fn csv(&mut self, spec: &mut CopySpec, csv: &mut bool) -> Result<(), CopyParseError> {
+        *csv = true;
+        if self.st.kw(self.k, "quote") {
+            self.k += 1;
+            spec.quote = self.single_byte("QUOTE")?;
+        }
+        Ok(())
+    }
+
     fn skip_as(&mut self) {
         if self.st.kw(self.k, "as") {
             self.k += 1;
@@ -314,6 +342,20 @@ impl Opts<'_> {
             .st
             .tok(self.k)
             .and_then(|t| t.string_value())
+            .ok_or_else(|| CopyParseError::Value(opt.into(), word_at(self.st, self.k)))?;
+        self.k += 1;
+        Ok(v)
+    }
+
+    /// `[AS] n` for an integer in `0..=max`.
+    fn integer(&mut self, opt: &str, max: u64) -> Result<u64, CopyParseError> {
+        self.skip_as();
+        let v = self
+            .st
+            .tok(self.k)
+            .filter(|t| t.kind == Kind::Number)
+            .and_then(|t| t.text.parse::<u64>().ok())
+            .filter(|&n| n <= max)
             .ok_or_else(|| CopyParseError::Value(opt.into(), word_at(self.st, self.k)))?;
         self.k += 1;
         Ok(v)
@@ -435,10 +477,6 @@ mod tests {
     fn rejections() {
         assert!(rejected("copy t from 's3://b/k' iam_role default").contains("only CSV"));
         assert!(rejected("copy t from 's3://b/k' csv").contains("credentials"));
-        assert!(
-            rejected("copy t from 's3://b/k' iam_role default csv maxerror 10")
-                .contains("MAXERROR")
-        );
         assert!(rejected("copy t from 'dynamodb://x' iam_role default csv").contains("dynamodb"));
         assert!(
             rejected("copy t from 's3://b/k' iam_role default csv delimiter 'ab'")
@@ -449,6 +487,27 @@ mod tests {
                 .contains("TIMEFORMAT")
         );
         assert!(rejected("copy t from 's3://b/k' iam_role default json 'auto'").contains("JSON"));
+    }
+
+    #[test]
+    fn maxerror() {
+        let base = "copy t from 's3://b/k' iam_role default csv";
+        assert_eq!(spec(base).max_error, 0);
+        assert_eq!(spec(&format!("{base} maxerror 5")).max_error, 5);
+        assert_eq!(spec(&format!("{base} MAXERROR AS 5 gzip")).max_error, 5);
+        assert_eq!(spec(&format!("{base} maxerror 0")).max_error, 0);
+        assert_eq!(
+            spec(&format!("{base} maxerror as 100000")).max_error,
+            100_000
+        );
+        for bad in ["100001", "-1", "1.5", "'5'", "", "99999999999999999999999"] {
+            let r = rejected(&format!("{base} maxerror {bad}"));
+            assert!(
+                r.contains("invalid value for COPY option MAXERROR"),
+                "{bad}: {r}"
+            );
+            assert!(r.contains("'22023'"), "{bad}: {r}");
+        }
     }
 
     #[test]

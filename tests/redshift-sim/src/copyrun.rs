@@ -1,19 +1,28 @@
 //! Running a Redshift COPY on the client's backend session: read the target's columns from the
 //! catalog (through the same session, so temp tables and uncommitted DDL are visible), start
 //! `COPY ... FROM STDIN`, stream the converted S3 objects, and turn failures into Redshift's
-//! `Load into table 't' failed` with a row in `stl_load_errors`.
+//! `Load into table 't' failed` with rows in `stl_load_errors` (see `loaderr.rs`).
+//!
+//! MAXERROR n: a record the converter refuses is skipped while at most n records of this COPY
+//! have been; a record the backend refuses (SQLSTATE class 22 or 23502, placed by its
+//! `COPY t, line N` context) is left out and the whole COPY is run again, as a new implicit
+//! transaction outside a transaction block, or after `ROLLBACK TO SAVEPOINT` inside one. The
+//! (n+1)th refused record fails the COPY as without MAXERROR.
 
 use crate::copycmd::CopySpec;
-use crate::csvload::{ColKind, Column, Converter, LoadError, RecordError};
+use crate::csvload::{ColKind, Column, Converted, Converter, LoadError, RecordError, Sent};
 use crate::lexer::{quote_ident, quote_literal};
 use crate::s3;
 use crate::session::{Session, SessionError};
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
+use std::collections::HashMap;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
 const CHUNK: usize = 256 * 1024;
+/// Savepoint around a MAXERROR COPY inside a transaction block.
+const SAVEPOINT: &str = "rss_maxerror_copy";
 
 /// Why a COPY failed, as the client will see it.
 #[derive(Debug, Error)]
@@ -68,12 +77,137 @@ fn other(code: &'static str, message: impl Into<String>) -> CopyFailure {
     }
 }
 
+/// A COPY that loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyDone {
+    pub table: String,
+    pub rows: u64,
+    /// Records refused and skipped under MAXERROR.
+    pub skipped: usize,
+}
+
+impl CopyDone {
+    /// Redshift's INFO when MAXERROR let records be skipped.
+    pub fn notice(&self) -> Option<String> {
+        (self.skipped > 0).then(|| {
+            format!(
+                "Load into table '{}' completed, {} record(s) could not be loaded.  \
+                 Check 'stl_load_errors' system table for details.",
+                self.table, self.skipped
+            )
+        })
+    }
+}
+
+/// A refused record and its file, for stl_load_errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Rejected {
+    pub filename: String,
+    pub record: RecordError,
+}
+
+/// Where a record sent to the backend comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    /// Index in `Job::objects`.
+    pub file: usize,
+    pub sent: Sent,
+    /// The backend's number (1-based, over the whole stream) of the record's last line.
+    pub backend_line: u64,
+}
+
+/// One COPY: what its attempts share.
+pub(crate) struct Job<'a> {
+    pub spec: &'a CopySpec,
+    pub cols: Vec<Column>,
+    pub client: aws_sdk_s3::Client,
+    /// The files, once listed.
+    pub objects: Option<Vec<s3::Object>>,
+    /// Per file: start lines of the records the backend refused, left out of later attempts.
+    left_out: HashMap<usize, Vec<u64>>,
+    /// Records the backend refused in earlier attempts.
+    backend_rejected: Vec<Rejected>,
+    /// Records the converter refused in the current attempt.
+    conv_rejected: Vec<Rejected>,
+}
+
+impl Job<'_> {
+    fn rejected(&self) -> usize {
+        self.backend_rejected.len() + self.conv_rejected.len()
+    }
+
+    /// How many more records may be refused.
+    fn allowed(&self) -> usize {
+        let max = usize::try_from(self.spec.max_error).unwrap_or(usize::MAX);
+        max.saturating_sub(self.rejected())
+    }
+
+    /// Every record skipped so far, by file then line.
+    fn all_rejected(&self) -> Vec<Rejected> {
+        let mut all: Vec<Rejected> = self
+            .backend_rejected
+            .iter()
+            .chain(&self.conv_rejected)
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (&a.filename, a.record.line).cmp(&(&b.filename, b.record.line)));
+        all
+    }
+}
+
+/// How one attempt at the COPY ended. The backend is ready for a query in every case.
+enum Attempt {
+    Loaded(u64),
+    Failed(CopyFailure),
+    /// The backend refused the data: its error, and the records that were sent.
+    Backend(Frame, Vec<Origin>),
+}
+
 impl Session {
-    /// Returns the number of rows loaded, or why not. Leaves the backend ready for a query.
+    /// Returns what was loaded, or why not. Leaves the backend ready for a query.
     pub(crate) async fn run_copy(
         &mut self,
         spec: &CopySpec,
-    ) -> Result<Result<u64, CopyFailure>, SessionError> {
+    ) -> Result<Result<CopyDone, CopyFailure>, SessionError> {
+        let query_id = crate::loaderr::next_query_id();
+        self.last_copy_id = query_id;
+        let (cols, table_oid) = match self.copy_columns(spec).await? {
+            Ok(c) => c,
+            Err(f) => return Ok(Err(f)),
+        };
+        let mut job = Job {
+            spec,
+            cols,
+            client: s3::client(&self.shared.s3, spec),
+            objects: None,
+            left_out: HashMap::new(),
+            backend_rejected: Vec::new(),
+            conv_rejected: Vec::new(),
+        };
+        let result = self.run_attempts(&mut job).await?;
+        let mut rows = job.all_rejected();
+        if let Err(CopyFailure::Load {
+            filename, record, ..
+        }) = &result
+        {
+            rows.push(Rejected {
+                filename: filename.clone(),
+                record: (**record).clone(),
+            });
+        }
+        self.record_load_errors(&rows, table_oid, query_id).await;
+        Ok(result.map(|loaded| CopyDone {
+            table: spec.table_short.clone(),
+            rows: loaded,
+            skipped: job.rejected(),
+        }))
+    }
+
+    /// The target columns (all, or the COPY's list) and the table's oid.
+    async fn copy_columns(
+        &mut self,
+        spec: &CopySpec,
+    ) -> Result<Result<(Vec<Column>, Option<i64>), CopyFailure>, SessionError> {
         let catalog = format!(
             "SELECT a.attname, t.typname, a.atttypmod::text, t.typcategory::text, \
              format_type(a.atttypid, a.atttypmod), a.attrelid::oid::int8::text \
@@ -98,31 +232,153 @@ impl Session {
                 kind: ColKind::from_catalog(&col(1), typmod, &col(3)),
             });
         }
-        let cols = match &spec.columns {
-            None => all,
-            Some(names) => {
-                let mut cols = Vec::new();
-                for n in names {
-                    match all.iter().find(|c| &c.name == n) {
-                        Some(c) => cols.push(c.clone()),
-                        None => {
-                            return Ok(Err(other(
-                                "42703",
-                                format!(
-                                    "column \"{n}\" of relation \"{}\" does not exist",
-                                    spec.table_short
-                                ),
-                            )))
+        let Some(names) = &spec.columns else {
+            return Ok(Ok((all, table_oid)));
+        };
+        let mut cols = Vec::new();
+        for n in names {
+            match all.iter().find(|c| &c.name == n) {
+                Some(c) => cols.push(c.clone()),
+                None => {
+                    let msg = format!(
+                        "column \"{n}\" of relation \"{}\" does not exist",
+                        spec.table_short
+                    );
+                    return Ok(Err(other("42703", msg)));
+                }
+            }
+        }
+        Ok(Ok((cols, table_oid)))
+    }
+
+    /// Attempt the COPY until it loads, or fails for good. Returns the rows loaded.
+    async fn run_attempts(
+        &mut self,
+        job: &mut Job<'_>,
+    ) -> Result<Result<u64, CopyFailure>, SessionError> {
+        let savepoint = job.spec.max_error > 0 && self.status == b'T';
+        if savepoint {
+            if let Err(f) = self.hidden(&format!("SAVEPOINT {SAVEPOINT}")).await? {
+                return Ok(Err(CopyFailure::Backend(f)));
+            }
+        }
+        loop {
+            job.conv_rejected.clear();
+            let (frame, origins) = match self.copy_attempt(job).await? {
+                Attempt::Loaded(rows) => {
+                    if savepoint {
+                        let release = format!("RELEASE SAVEPOINT {SAVEPOINT}");
+                        if let Err(f) = self.hidden(&release).await? {
+                            return Ok(Err(CopyFailure::Backend(f)));
+                        }
+                    }
+                    return Ok(Ok(rows));
+                }
+                Attempt::Failed(f) => return Ok(Err(f)),
+                Attempt::Backend(frame, origins) => (frame, origins),
+            };
+            let refusal = crate::loaderr::backend_rejection(job, &frame, &origins).await;
+            let retry = match refusal.file {
+                Some(file) if refusal.skippable && job.allowed() > 0 => {
+                    let lines = job.left_out.entry(file).or_default();
+                    match lines.binary_search(&refusal.rejected.record.line) {
+                        Ok(_) => false, // already left out: the backend's line is off
+                        Err(at) => {
+                            lines.insert(at, refusal.rejected.record.line);
+                            true
                         }
                     }
                 }
-                cols
+                _ => false,
+            };
+            if !retry {
+                return Ok(Err(CopyFailure::Load {
+                    table: job.spec.table_short.clone(),
+                    filename: refusal.rejected.filename,
+                    record: Box::new(refusal.rejected.record),
+                }));
             }
+            tracing::debug!(
+                file = %refusal.rejected.filename,
+                line = refusal.rejected.record.line,
+                "MAXERROR: the backend refused a record, copying again without it"
+            );
+            job.backend_rejected.push(refusal.rejected);
+            if savepoint {
+                let rollback = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}");
+                if let Err(f) = self.hidden(&rollback).await? {
+                    return Ok(Err(CopyFailure::Backend(f)));
+                }
+            }
+        }
+    }
+
+    /// One `COPY ... FROM STDIN` of every file, leaving out what earlier attempts refused.
+    async fn copy_attempt(&mut self, job: &mut Job<'_>) -> Result<Attempt, SessionError> {
+        if let Some(f) = self.start_copy_in(&job.spec.table, &job.cols).await? {
+            return Ok(Attempt::Failed(f));
+        }
+        if job.objects.is_none() {
+            match s3::resolve(&job.client, job.spec).await {
+                Ok(o) => job.objects = Some(o),
+                Err(e) => return self.cancel(other("XX000", e.to_string())).await,
+            }
+        }
+        let conv = Converter {
+            spec: job.spec,
+            cols: &job.cols,
         };
+        let objects = job.objects.as_deref().unwrap_or(&[]);
+        let mut origins: Vec<Origin> = Vec::new();
+        let mut backend_line = 0u64;
+        for (idx, obj) in objects.iter().enumerate() {
+            let data = match s3::fetch(&job.client, obj, job.spec.gzip).await {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => return self.cancel(other("XX000", e.to_string())).await,
+            };
+            let leave_out = job.left_out.get(&idx).map_or(&[][..], Vec::as_slice);
+            let allowed = job.allowed();
+            let mut c = Converted::default();
+            let result = conv.convert(&data, leave_out, allowed, &mut c);
+            drop(data);
+            let filename = obj.url();
+            job.conv_rejected
+                .extend(c.rejected.drain(..).map(|record| Rejected {
+                    filename: filename.clone(),
+                    record,
+                }));
+            if let Err(LoadError::Record(record)) = result {
+                let table = job.spec.table_short.clone();
+                let failure = CopyFailure::Load {
+                    table,
+                    filename,
+                    record,
+                };
+                return self.cancel(failure).await;
+            }
+            for sent in c.sent {
+                backend_line += sent.backend_lines;
+                origins.push(Origin {
+                    file: idx,
+                    sent,
+                    backend_line,
+                });
+            }
+            self.send_copy_data(&c.out).await?;
+        }
+        self.finish_copy_in(origins).await
+    }
+
+    /// Send `COPY t (cols) FROM STDIN`; the failure when the backend does not start it.
+    async fn start_copy_in(
+        &mut self,
+        table: &str,
+        cols: &[Column],
+    ) -> Result<Option<CopyFailure>, SessionError> {
         let col_list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
         let copy_sql = format!(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
-            spec.table,
+            "COPY {table} ({}) FROM STDIN WITH (FORMAT csv)",
             col_list.join(", ")
         );
         let mut buf = BytesMut::new();
@@ -133,10 +389,10 @@ impl Session {
         loop {
             let f = self.next_backend().await?;
             match f.tag {
-                b'G' => break,
+                b'G' => return Ok(None),
                 b'E' if backend_err.is_none() => backend_err = Some(f),
                 b'Z' => {
-                    return Ok(Err(match backend_err {
+                    return Ok(Some(match backend_err {
                         Some(f) => CopyFailure::Backend(f),
                         None => other("XX000", "COPY did not start"),
                     }))
@@ -144,44 +400,22 @@ impl Session {
                 _ => {}
             }
         }
+    }
 
-        let client = s3::client(&self.shared.s3, spec);
-        let objects = match s3::resolve(&client, spec).await {
-            Ok(o) => o,
-            Err(e) => return self.abort(other("XX000", e.to_string())).await,
-        };
-        let conv = Converter { spec, cols: &cols };
-        // (file index, line) of every record sent, to place the backend's errors.
-        let mut origins: Vec<(usize, u64)> = Vec::new();
-        for (idx, obj) in objects.iter().enumerate() {
-            let data = match s3::fetch(&client, obj, spec.gzip).await {
-                Ok(Some(d)) => d,
-                Ok(None) => continue,
-                Err(e) => return self.abort(other("XX000", e.to_string())).await,
-            };
-            let mut out = Vec::with_capacity(data.len() + data.len() / 4);
-            let mut lines = Vec::new();
-            if let Err(LoadError::Record(record)) = conv.convert(&data, &mut out, &mut lines) {
-                let failure = CopyFailure::Load {
-                    table: spec.table_short.clone(),
-                    filename: obj.url(),
-                    record,
-                };
-                self.record_load_error(&failure, table_oid).await;
-                return self.abort(failure).await;
-            }
-            drop(data);
-            origins.extend(lines.into_iter().map(|l| (idx, l)));
-            for chunk in out.chunks(CHUNK) {
-                let mut msg = BytesMut::with_capacity(chunk.len() + 5);
-                wire::copy_data(&mut msg, chunk)?;
-                self.bw.write_all(&msg).await?;
-            }
+    async fn send_copy_data(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        for chunk in data.chunks(CHUNK) {
+            let mut msg = BytesMut::with_capacity(chunk.len() + 5);
+            wire::copy_data(&mut msg, chunk)?;
+            self.bw.write_all(&msg).await?;
         }
+        Ok(())
+    }
+
+    /// CopyDone, then the backend's row count or its error.
+    async fn finish_copy_in(&mut self, origins: Vec<Origin>) -> Result<Attempt, SessionError> {
         let mut msg = BytesMut::new();
         wire::copy_done(&mut msg);
         self.bw.write_all(&msg).await?;
-
         let mut rows = 0u64;
         let mut backend_err = None;
         loop {
@@ -201,129 +435,42 @@ impl Session {
                 _ => {}
             }
         }
-        let Some(f) = backend_err else {
-            return Ok(Ok(rows));
-        };
-        let failure = self.backend_load_error(spec, &f, &objects, &origins);
-        self.record_load_error(&failure, table_oid).await;
-        Ok(Err(failure))
+        Ok(match backend_err {
+            None => Attempt::Loaded(rows),
+            Some(f) => Attempt::Backend(f, origins),
+        })
     }
 
     /// Cancel the COPY in progress (CopyFail) and wait for the backend to be ready again.
-    async fn abort(
-        &mut self,
-        failure: CopyFailure,
-    ) -> Result<Result<u64, CopyFailure>, SessionError> {
+    async fn cancel(&mut self, failure: CopyFailure) -> Result<Attempt, SessionError> {
         let mut msg = BytesMut::new();
         wire::copy_fail(&mut msg, &failure.to_string());
         self.bw.write_all(&msg).await?;
         loop {
             if self.next_backend().await?.tag == b'Z' {
-                return Ok(Err(failure));
+                return Ok(Attempt::Failed(failure));
             }
         }
     }
+}
 
-    /// A backend error during COPY (bad integer, NOT NULL, ...) as Redshift's load error.
-    fn backend_load_error(
-        &self,
-        spec: &CopySpec,
-        f: &Frame,
-        objects: &[s3::Object],
-        origins: &[(usize, u64)],
-    ) -> CopyFailure {
-        let fields = wire::error_fields(f.body());
-        let reason = wire::error_field(&fields, b'M').unwrap_or("").to_string();
-        let context = wire::error_field(&fields, b'W').unwrap_or("");
-        // "COPY t, line 3, column c: \"value\""
-        let record_no = context
-            .split("line ")
-            .nth(1)
-            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse::<usize>().ok());
-        let colname = context
-            .split(", column ")
-            .nth(1)
-            .and_then(|s| s.split(':').next())
-            .unwrap_or("")
-            .to_string();
-        let raw_field = context
-            .split_once(": ")
-            .map(|(_, v)| v.trim_matches('"').to_string())
-            .unwrap_or_default();
-        let origin = record_no.and_then(|n| origins.get(n.checked_sub(1)?));
-        let filename = origin
-            .and_then(|(i, _)| objects.get(*i))
-            .map(|o| o.url())
-            .unwrap_or_default();
-        CopyFailure::Load {
-            table: spec.table_short.clone(),
-            filename,
-            record: Box::new(RecordError {
-                line: origin.map_or(0, |(_, l)| *l),
-                colname,
-                col_type: String::new(),
-                reason,
-                code: 1207,
-                raw_line: String::new(),
-                raw_field,
-            }),
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Insert the failure into `stl_load_errors` through a side connection, so it survives the
-    /// client's rollback as in Redshift. Best effort: a failure here is only logged.
-    async fn record_load_error(&self, failure: &CopyFailure, table_oid: Option<i64>) {
-        let CopyFailure::Load {
-            filename, record, ..
-        } = failure
-        else {
-            return;
+    #[test]
+    fn notice_only_when_records_were_skipped() {
+        let mut done = CopyDone {
+            table: "t".into(),
+            rows: 3,
+            skipped: 0,
         };
-        let mut conf = self.shared.backend_config.clone();
-        conf.dbname(&self.database).user(&self.user);
-        let pid = self.backend_pid;
-        let work = async move {
-            let (client, conn) = conf.connect(tokio_postgres::NoTls).await?;
-            let handle = tokio::spawn(conn);
-            client
-                .batch_execute(
-                    "CREATE TABLE IF NOT EXISTS public.stl_load_errors (userid int, slice int, \
-                     tbl int8, starttime timestamp DEFAULT now(), session int, query int, \
-                     filename text, line_number int8, colname text, type text, col_length text, \
-                     position int, raw_line text, raw_field_value text, err_code int, \
-                     err_reason text)",
-                )
-                .await
-                .ok();
-            let r = client
-                .execute(
-                    "INSERT INTO public.stl_load_errors (userid, slice, tbl, session, query, \
-                     filename, line_number, colname, type, col_length, position, raw_line, \
-                     raw_field_value, err_code, err_reason) \
-                     VALUES (100, 0, $1, $2, 0, $3, $4, $5, $6, '', 0, $7, $8, $9, $10)",
-                    &[
-                        &table_oid,
-                        &pid,
-                        &filename,
-                        &(record.line as i64),
-                        &record.colname,
-                        &record.col_type,
-                        &record.raw_line,
-                        &record.raw_field,
-                        &record.code,
-                        &record.reason,
-                    ],
-                )
-                .await;
-            drop(client);
-            let _ = handle.await;
-            r.map(|_| ())
-        };
-        match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("could not record stl_load_errors: {e}"),
-            Err(_) => tracing::warn!("could not record stl_load_errors: timed out"),
-        }
+        assert_eq!(done.notice(), None);
+        done.skipped = 2;
+        assert_eq!(
+            done.notice().unwrap(),
+            "Load into table 't' completed, 2 record(s) could not be loaded.  \
+             Check 'stl_load_errors' system table for details."
+        );
     }
 }

@@ -17,6 +17,8 @@
 //! - records: `"` (QUOTE AS) quotes, doubled inside quotes; quoted fields may hold the delimiter
 //!   and newlines; `\n` or `\r\n` ends a record; IGNOREHEADER n skips n records of each file; a
 //!   record with too few / too many fields fails (`Delimiter not found` / `Extra column(s) found`).
+//! - A refused record fails the load, or is skipped while the COPY's MAXERROR budget lasts (the
+//!   caller passes what is left of it); skipped records are returned for stl_load_errors.
 //! - Everything else (integers, dates, timestamps, booleans) is parsed by the backend.
 
 use crate::copycmd::CopySpec;
@@ -97,6 +99,29 @@ struct Field {
     quoted: bool,
 }
 
+/// A record sent to the backend: where it comes from in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// 1-based line of the record's start in its (decompressed) file.
+    pub line: u64,
+    /// Byte offset of the record in its file.
+    pub offset: usize,
+    /// Lines the record takes in the backend's CSV (1 + newlines inside its values): the
+    /// backend's `COPY t, line N` counts these.
+    pub backend_lines: u64,
+}
+
+/// What converting one file produced.
+#[derive(Debug, Default)]
+pub struct Converted {
+    /// CSV for the backend.
+    pub out: Vec<u8>,
+    /// One entry per record in `out`.
+    pub sent: Vec<Sent>,
+    /// Records refused and skipped (MAXERROR), in file order.
+    pub rejected: Vec<RecordError>,
+}
+
 /// Converts files of one COPY.
 pub struct Converter<'a> {
     pub spec: &'a CopySpec,
@@ -104,81 +129,116 @@ pub struct Converter<'a> {
 }
 
 impl Converter<'_> {
-    /// Convert one file's (decompressed) bytes, appending backend CSV to `out` and each record's
-    /// starting line number to `lines`.
+    /// Convert one file's (decompressed) bytes into `conv`. A refused record is skipped and
+    /// added to `conv.rejected` while fewer than `allowed` are there; past that it is the error.
+    /// Records starting at the lines in `leave_out` (sorted) are left out silently.
     pub fn convert(
         &self,
         data: &[u8],
-        out: &mut Vec<u8>,
-        lines: &mut Vec<u64>,
+        leave_out: &[u64],
+        allowed: usize,
+        conv: &mut Converted,
     ) -> Result<(), LoadError> {
         let mut pos = 0;
         let mut line = 1u64;
-        let mut skipped = 0;
+        let mut header = 0;
         while pos < data.len() {
-            let start = pos;
-            let start_line = line;
+            let (start, start_line) = (pos, line);
             let rec = self.record(data, &mut pos, &mut line);
-            let raw = || lossy(data.get(start..pos).unwrap_or(&[]), 1024);
-            let fields = rec.map_err(|(reason, code)| {
-                record_error(start_line, "", "", reason, code, raw(), String::new())
-            })?;
-            if skipped < self.spec.ignore_header {
-                skipped += 1;
-                continue;
+            let raw = || raw_line(data.get(start..pos).unwrap_or(&[]));
+            let in_header = header < self.spec.ignore_header;
+            if in_header {
+                header += 1;
             }
-            if fields.len() != self.cols.len() {
-                let (reason, code) = if fields.len() < self.cols.len() {
-                    ("Delimiter not found", 1214)
-                } else {
-                    ("Extra column(s) found", 1202)
-                };
-                let col = self
-                    .cols
-                    .get(fields.len().min(self.cols.len().saturating_sub(1)));
-                return Err(record_error(
-                    start_line,
-                    col.map_or("", |c| c.name.as_str()),
-                    col.map_or("", |c| c.type_name.as_str()),
-                    reason.into(),
-                    code,
-                    raw(),
-                    String::new(),
-                ));
-            }
-            for (i, (f, col)) in fields.iter().zip(self.cols).enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                match self.field(f, col.kind) {
-                    Ok(None) => {}
-                    Ok(Some(v)) => {
-                        out.push(b'"');
-                        for &b in &v {
-                            if b == b'"' {
-                                out.push(b'"');
-                            }
-                            out.push(b);
-                        }
-                        out.push(b'"');
+            let result = match rec {
+                Err((reason, code)) => Err(Box::new(RecordError::new(start_line, reason, code))),
+                Ok(_) if in_header => continue,
+                Ok(_) if leave_out.binary_search(&start_line).is_ok() => continue,
+                Ok(fields) => self.emit(&fields, start_line, &mut conv.out),
+            };
+            match result {
+                Ok(newlines) => conv.sent.push(Sent {
+                    line: start_line,
+                    offset: start,
+                    backend_lines: 1 + newlines,
+                }),
+                Err(mut e) => {
+                    e.raw_line = raw();
+                    if conv.rejected.len() >= allowed {
+                        return Err(LoadError::Record(e));
                     }
-                    Err((reason, code)) => {
-                        return Err(record_error(
-                            start_line,
-                            &col.name,
-                            &col.type_name,
-                            reason,
-                            code,
-                            raw(),
-                            lossy(&f.bytes, 1024),
-                        ))
-                    }
+                    conv.rejected.push(*e);
                 }
             }
-            out.push(b'\n');
-            lines.push(start_line);
         }
         Ok(())
+    }
+
+    /// The record at `offset`: its text (as stl_load_errors' raw_line shows it) and its fields'
+    /// values (quotes removed).
+    pub fn raw_record(&self, data: &[u8], offset: usize) -> (String, Vec<String>) {
+        let (mut pos, mut line) = (offset, 1);
+        let fields = self.record(data, &mut pos, &mut line).unwrap_or_default();
+        let fields = fields.iter().map(|f| lossy(&f.bytes, 1024)).collect();
+        (raw_line(data.get(offset..pos).unwrap_or(&[])), fields)
+    }
+
+    /// Append one record's backend CSV to `out` (nothing on error); returns the number of
+    /// newlines inside its values.
+    fn emit(
+        &self,
+        fields: &[Field],
+        line: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, Box<RecordError>> {
+        if fields.len() != self.cols.len() {
+            let (reason, code) = if fields.len() < self.cols.len() {
+                ("Delimiter not found", 1214)
+            } else {
+                ("Extra column(s) found", 1202)
+            };
+            let col = self
+                .cols
+                .get(fields.len().min(self.cols.len().saturating_sub(1)));
+            let mut e = Box::new(RecordError::new(line, reason.into(), code));
+            if let Some(c) = col {
+                e.colname = c.name.clone();
+                e.col_type = c.type_name.clone();
+            }
+            return Err(e);
+        }
+        let mark = out.len();
+        let mut newlines = 0;
+        for (i, (f, col)) in fields.iter().zip(self.cols).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match self.field(f, col.kind) {
+                Ok(None) => {}
+                Ok(Some(v)) => {
+                    out.push(b'"');
+                    for &b in &v {
+                        match b {
+                            b'"' => out.push(b'"'),
+                            b'\n' => newlines += 1,
+                            _ => {}
+                        }
+                        out.push(b);
+                    }
+                    out.push(b'"');
+                }
+                Err((reason, code)) => {
+                    out.truncate(mark);
+                    let mut e = Box::new(RecordError::new(line, reason, code));
+                    e.colname = col.name.clone();
+                    e.col_type = col.type_name.clone();
+                    e.raw_field = lossy(&f.bytes, 1024);
+                    return Err(e);
+                }
+            }
+        }
+        out.push(b'\n');
+        Ok(newlines)
     }
 
     /// Parse one record starting at `pos`; advances `pos` past its end of line.
@@ -225,7 +285,10 @@ impl Converter<'_> {
                 match data.get(*pos) {
                     None | Some(b'\n') | Some(b'\r') => {}
                     Some(&d) if d == delim => {}
-                    Some(_) => return Err(("Invalid quote formatting for CSV".into(), 1216)),
+                    Some(_) => {
+                        skip_line(data, pos, line);
+                        return Err(("Invalid quote formatting for CSV".into(), 1216));
+                    }
                 }
                 at_start = false;
                 continue;
@@ -312,24 +375,36 @@ impl Converter<'_> {
     }
 }
 
-fn record_error(
-    line: u64,
-    colname: &str,
-    col_type: &str,
-    reason: String,
-    code: i32,
-    raw_line: String,
-    raw_field: String,
-) -> LoadError {
-    LoadError::Record(Box::new(RecordError {
-        line,
-        colname: colname.into(),
-        col_type: col_type.into(),
-        reason,
-        code,
-        raw_line,
-        raw_field,
-    }))
+/// Move past the end of the current line (a malformed record ends with its line).
+fn skip_line(data: &[u8], pos: &mut usize, line: &mut u64) {
+    match data
+        .get(*pos..)
+        .and_then(|r| r.iter().position(|&b| b == b'\n'))
+    {
+        Some(n) => {
+            *pos += n + 1;
+            *line += 1;
+        }
+        None => *pos = data.len(),
+    }
+}
+
+impl RecordError {
+    fn new(line: u64, reason: String, code: i32) -> Self {
+        RecordError {
+            line,
+            reason,
+            code,
+            ..RecordError::default()
+        }
+    }
+}
+
+/// A record's text without its line terminator, at most 1024 characters.
+fn raw_line(b: &[u8]) -> String {
+    let b = b.strip_suffix(b"\n").unwrap_or(b);
+    let b = b.strip_suffix(b"\r").unwrap_or(b);
+    lossy(b, 1024)
 }
 
 fn lossy(b: &[u8], max: usize) -> String {
@@ -412,12 +487,23 @@ mod tests {
     };
 
     fn run(opts: &str, cols: &[Column], data: &[u8]) -> Result<(String, Vec<u64>), LoadError> {
+        let conv = convert(opts, cols, data, &[], 0)?;
+        let lines = conv.sent.iter().map(|s| s.line).collect();
+        Ok((String::from_utf8(conv.out).unwrap(), lines))
+    }
+
+    fn convert(
+        opts: &str,
+        cols: &[Column],
+        data: &[u8],
+        leave_out: &[u64],
+        allowed: usize,
+    ) -> Result<Converted, LoadError> {
         let spec = spec(opts);
         let conv = Converter { spec: &spec, cols };
-        let mut out = Vec::new();
-        let mut lines = Vec::new();
-        conv.convert(data, &mut out, &mut lines)?;
-        Ok((String::from_utf8(out).unwrap(), lines))
+        let mut out = Converted::default();
+        conv.convert(data, leave_out, allowed, &mut out)?;
+        Ok(out)
     }
 
     fn err(opts: &str, cols: &[Column], data: &[u8]) -> RecordError {
@@ -543,6 +629,65 @@ mod tests {
                 let _ = run(opts, &cols, &data[i..]);
             }
         }
+    }
+
+    #[test]
+    fn rejected_records_are_skipped_within_the_budget() {
+        let cols = [col("a", VC5), col("b", VC5)];
+        let data = b"h,h\n1,ok\n2,toolong\n\"3\nx\",ok\n4\n\"5\"x,y\r\n6,ok\n";
+        let conv = convert("ignoreheader 1", &cols, data, &[], 3).unwrap();
+        assert_eq!(
+            String::from_utf8(conv.out).unwrap(),
+            "\"1\",\"ok\"\n\"3\nx\",\"ok\"\n\"6\",\"ok\"\n"
+        );
+        let sent: Vec<(u64, usize, u64)> = conv
+            .sent
+            .iter()
+            .map(|s| (s.line, s.offset, s.backend_lines))
+            .collect();
+        assert_eq!(sent, vec![(2, 4, 1), (4, 19, 2), (8, 38, 1)]);
+        let rejected: Vec<(u64, &str, i32, &str, &str)> = conv
+            .rejected
+            .iter()
+            .map(|e| {
+                let (raw, field) = (e.raw_line.as_str(), e.raw_field.as_str());
+                (e.line, e.colname.as_str(), e.code, raw, field)
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            vec![
+                (3, "b", 1204, "2,toolong", "toolong"),
+                (6, "b", 1214, "4", ""),
+                (7, "", 1216, "\"5\"x,y", ""),
+            ]
+        );
+        // One fewer allowed: the third rejected record is the error, with the others kept.
+        let spec = spec("ignoreheader 1");
+        let c = Converter {
+            spec: &spec,
+            cols: &cols,
+        };
+        let mut conv = Converted::default();
+        let Err(LoadError::Record(e)) = c.convert(data, &[], 2, &mut conv) else {
+            panic!("loaded");
+        };
+        assert_eq!((e.line, e.code, e.raw_line.as_str()), (7, 1216, "\"5\"x,y"));
+        assert_eq!(conv.rejected.len(), 2);
+        let (raw, fields) = c.raw_record(data, 19);
+        assert_eq!(
+            (raw.as_str(), fields),
+            ("\"3\nx\",ok", vec!["3\nx".into(), "ok".into()])
+        );
+    }
+
+    #[test]
+    fn left_out_lines_are_not_sent() {
+        let cols = [col("a", VC5)];
+        let conv = convert("", &cols, b"a\nb\nc\n", &[1, 3], 0).unwrap();
+        assert_eq!(String::from_utf8(conv.out).unwrap(), "\"b\"\n");
+        assert_eq!(conv.sent.len(), 1);
+        assert!(conv.rejected.is_empty());
     }
 
     #[test]

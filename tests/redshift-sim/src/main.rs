@@ -6,6 +6,7 @@ mod copyrun;
 mod csvload;
 mod ddl;
 mod lexer;
+mod loaderr;
 mod rewrite;
 mod s3;
 mod session;

@@ -105,6 +105,62 @@ pub fn join_pass(planned: &[Planned]) -> Option<String> {
     Some(parts.join(";\n"))
 }
 
+/// Replace every call `pg_last_copy_id()` (optionally `pg_catalog.`-qualified) by `id` as an
+/// integer literal: the query id of the session's last COPY, -1 when it ran none (Redshift's
+/// leader-node function, which the backend lacks). Strings, quoted identifiers and comments are
+/// left alone; text that does not tokenize is returned unchanged.
+pub fn substitute_last_copy_id(sql: &str, id: i64) -> String {
+    const NAME: &[u8] = b"pg_last_copy_id";
+    if !sql
+        .as_bytes()
+        .windows(NAME.len())
+        .any(|w| w.eq_ignore_ascii_case(NAME))
+    {
+        return sql.to_string();
+    }
+    let Ok(toks) = lexer::tokenize(sql) else {
+        return sql.to_string();
+    };
+    let st = Stmt::new(toks);
+    let literal = if id < 0 {
+        format!("({id})")
+    } else {
+        id.to_string()
+    };
+    let mut edits = Vec::new();
+    for k in 0..st.len() {
+        if !(st.kw(k, "pg_last_copy_id") && st.punct(k + 1, "(") && st.punct(k + 2, ")")) {
+            continue;
+        }
+        // A call qualified by another schema is someone else's function.
+        let mut first = k;
+        if k >= 2 && st.punct(k - 1, ".") {
+            if !st.kw(k - 2, "pg_catalog") {
+                continue;
+            }
+            first = k - 2;
+        }
+        edits.push(Edit {
+            from: st.at(first),
+            to: st.at(k + 2) + 1,
+            text: literal.clone(),
+        });
+    }
+    if edits.is_empty() {
+        return sql.to_string();
+    }
+    // Stmt::apply trims; keep the text around the edits byte for byte instead.
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    for e in edits {
+        out.push_str(&lexer::render(st.toks.get(i..e.from).unwrap_or(&[])));
+        out.push_str(&e.text);
+        i = e.to;
+    }
+    out.push_str(&lexer::render(st.toks.get(i..).unwrap_or(&[])));
+    out
+}
+
 fn track_block(st: &Stmt, in_block: bool) -> bool {
     if st.kw(0, "begin") || st.kw(0, "start") {
         true
@@ -532,6 +588,32 @@ mod tests {
                 let _ = plan_query(&corpus[..i], in_block);
                 let _ = plan_query(&corpus[i..], in_block);
             }
+        }
+    }
+
+    #[test]
+    fn last_copy_id_is_substituted() {
+        let q = "SELECT line_number FROM stl_load_errors WHERE query = pg_last_copy_id() \
+                 ORDER BY line_number";
+        assert_eq!(
+            substitute_last_copy_id(q, 1003),
+            "SELECT line_number FROM stl_load_errors WHERE query = 1003 ORDER BY line_number"
+        );
+        assert_eq!(
+            substitute_last_copy_id("select PG_LAST_COPY_ID ( )::text, 1-pg_last_copy_id()", -1),
+            "select (-1)::text, 1-(-1)"
+        );
+        assert_eq!(
+            substitute_last_copy_id("select pg_catalog.pg_last_copy_id();", 7),
+            "select 7;"
+        );
+        for unchanged in [
+            "select 'pg_last_copy_id()', \"pg_last_copy_id\"() -- pg_last_copy_id()",
+            "select x.pg_last_copy_id(), pg_last_copy_id_2(), pg_last_copy_id(1)",
+            "select pg_last_copy_id() 'oops",
+            "select 1",
+        ] {
+            assert_eq!(substitute_last_copy_id(unchanged, 5), unchanged);
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Session {
     pub(crate) database: String,
     pub(crate) user: String,
     pub(crate) backend_pid: Option<i32>,
+    /// Query id of the last COPY this session ran (`pg_last_copy_id()`), -1 before any.
+    pub(crate) last_copy_id: i32,
     maint: watch::Receiver<bool>,
     maint_open: bool,
 }
@@ -146,6 +148,7 @@ pub async fn serve(client: TcpStream, shared: Arc<Shared>) -> Result<(), Session
         database,
         user,
         backend_pid: None,
+        last_copy_id: -1,
         maint,
         maint_open: true,
     };
@@ -323,6 +326,7 @@ impl Session {
             return self.forward(&f, true).await;
         }
         if let Some(text) = rewrite::join_pass(&planned) {
+            let text = rewrite::substitute_last_copy_id(&text, self.last_copy_id.into());
             tracing::debug!(sql = %text, "query");
             wire::query(&mut self.to_backend, &text)?;
             self.outstanding += 1;
@@ -358,10 +362,11 @@ impl Session {
             }
             None => {
                 self.stmts.remove(&name);
-                match rewrite::join_pass(&planned) {
+                let text = match rewrite::join_pass(&planned) {
                     Some(t) if !planned.is_empty() => t,
                     _ => sql.to_string(),
-                }
+                };
+                rewrite::substitute_last_copy_id(&text, self.last_copy_id.into())
             }
         };
         tracing::debug!(sql = %text, "parse");
@@ -395,7 +400,11 @@ impl Session {
         self.drain(false).await?;
         for p in planned {
             let ok = match p.plan {
-                Plan::Pass(sql) => self.sub_query(&sql).await?,
+                Plan::Pass(sql) => {
+                    let sql = rewrite::substitute_last_copy_id(&sql, self.last_copy_id.into());
+                    tracing::debug!(sql = %sql, "query");
+                    self.sub_query(&sql).await?
+                }
                 Plan::Copy(spec) => self.copy_for_client(&spec).await?,
                 Plan::Truncate(sql) => self.truncate(&sql).await?,
             };
@@ -485,7 +494,13 @@ impl Session {
         let result = self.run_copy(spec).await?;
         let ok = result.is_ok();
         match result {
-            Ok(n) => wire::command_complete(&mut self.to_client, &format!("COPY {n}")),
+            Ok(done) => {
+                if let Some(msg) = done.notice() {
+                    wire::notice_response(&mut self.to_client, "INFO", "00000", &msg);
+                }
+                let tag = format!("COPY {}", done.rows);
+                wire::command_complete(&mut self.to_client, &tag);
+            }
             Err(e) => e.write_to(&mut self.to_client),
         }
         Ok(ok)

@@ -249,6 +249,22 @@ pub fn error_response(
     message: &str,
     detail: Option<&str>,
 ) {
+    put_fields(out, b'E', severity, code, message, detail);
+}
+
+/// A NoticeResponse (`severity` INFO, NOTICE, WARNING).
+pub fn notice_response(out: &mut BytesMut, severity: &str, code: &str, message: &str) {
+    put_fields(out, b'N', severity, code, message, None);
+}
+
+fn put_fields(
+    out: &mut BytesMut,
+    tag: u8,
+    severity: &str,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+) {
     let mut body = BytesMut::new();
     for (f, v) in [
         (b'S', severity),
@@ -264,7 +280,7 @@ pub fn error_response(
         put_cstr(&mut body, d.as_bytes());
     }
     body.put_u8(0);
-    put_message(out, b'E', &body);
+    put_message(out, tag, &body);
 }
 
 /// Fields of an ErrorResponse/NoticeResponse body.
@@ -353,6 +369,12 @@ mod tests {
         let f = error_fields(&b[5..]);
         assert_eq!(error_field(&f, b'M'), Some("boom"));
         assert_eq!(error_field(&f, b'D'), Some("why"));
+        let mut n = BytesMut::new();
+        notice_response(&mut n, "INFO", "00000", "note");
+        assert_eq!(n[0], b'N');
+        let f = error_fields(&n[5..]);
+        assert_eq!(error_field(&f, b'S'), Some("INFO"));
+        assert_eq!(error_field(&f, b'M'), Some("note"));
         let row = [0u8, 2, 0, 0, 0, 1, b'x', 0xff, 0xff, 0xff, 0xff];
         assert_eq!(data_row(&row).unwrap(), vec![Some("x".into()), None]);
         assert!(data_row(&[0, 1, 0, 0, 0, 9]).is_err());

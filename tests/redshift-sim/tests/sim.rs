@@ -385,13 +385,14 @@ impl Drop for OwnSim {
     }
 }
 
-fn own_sim(stack: &Stack) -> OwnSim {
+/// `name` keeps the maintenance files of concurrent tests apart.
+fn own_sim(stack: &Stack, name: &str) -> OwnSim {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
     let (host, bport) = support::host_port(&stack.warehouse_backend_url);
-    let maintenance = std::env::temp_dir().join(format!("rss-maint-{}", std::process::id()));
+    let maintenance = std::env::temp_dir().join(format!("rss-maint-{}-{name}", std::process::id()));
     let _ = std::fs::remove_file(&maintenance);
     let child = Command::new(env!("CARGO_BIN_EXE_redshift-sim"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -418,7 +419,7 @@ fn own_sim(stack: &Stack) -> OwnSim {
 async fn maintenance_drops_connections_and_refuses_new_ones() {
     let stack = Stack::get();
     let wh = stack.new_warehouse_db("sim_maint").await;
-    let sim = own_sim(stack);
+    let sim = own_sim(stack, "maint");
     let url = format!("postgres://postgres@127.0.0.1:{}/{}", sim.port, wh.name);
     let c = support::wait_for(WAIT, "own redshift-sim to accept", || {
         let url = url.clone();
@@ -448,4 +449,245 @@ async fn maintenance_drops_connections_and_refuses_new_ones() {
     .await;
     // The transaction open at the "reboot" was rolled back.
     assert_eq!(count(&c2, "x").await, 0);
+}
+
+/// A warehouse database of its own behind a redshift-sim of its own (this build, whichever sim
+/// the stack runs), and a client connected through it.
+async fn own_sim_db(stack: &Stack, name: &str) -> (OwnSim, tokio_postgres::Client) {
+    let wh = stack.new_warehouse_db(name).await;
+    let sim = own_sim(stack, name);
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", sim.port, wh.name);
+    let c = support::wait_for(WAIT, "own redshift-sim to accept", || {
+        let url = url.clone();
+        async move { try_connect(&url).await.ok() }
+    })
+    .await;
+    (sim, c)
+}
+
+type LoadErrorRow = (i64, String, String, String, String);
+
+/// This session's last COPY's stl_load_errors rows, through `pg_last_copy_id()`.
+async fn last_copy_errors(c: &impl tokio_postgres::GenericClient) -> Vec<LoadErrorRow> {
+    c.query(
+        "SELECT line_number, colname, err_reason, raw_line, raw_field_value FROM stl_load_errors \
+         WHERE query = pg_last_copy_id() ORDER BY line_number",
+        &[],
+    )
+    .await
+    .expect("stl_load_errors")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+fn load_error(line: i64, col: &str, reason: &str, raw: &str, field: &str) -> LoadErrorRow {
+    (line, col.into(), reason.into(), raw.into(), field.into())
+}
+
+async fn last_copy_id(c: &impl tokio_postgres::GenericClient) -> i32 {
+    c.query_one("SELECT pg_last_copy_id()", &[])
+        .await
+        .expect("pg_last_copy_id()")
+        .get(0)
+}
+
+async fn ids(c: &impl tokio_postgres::GenericClient, table: &str) -> Vec<i32> {
+    c.query(&format!("SELECT id FROM {table} ORDER BY id"), &[])
+        .await
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxerror_skips_refused_records_and_records_them() {
+    let stack = Stack::get();
+    let (_sim, c) = own_sim_db(stack, "sim_maxerror").await;
+    assert_eq!(last_copy_id(&c).await, -1, "no COPY yet");
+    c.batch_execute("CREATE TABLE me (id int, s varchar(5))")
+        .await
+        .unwrap();
+    // Line 3 is too long for varchar(5), line 6 has a field too few; line 4-5 is one record.
+    let csv = "1,a\n2,b\n3,toolong\n4,\"x\ny\"\n5\n6,f\n";
+    stack.put_object("sim_maxerror/d.csv", csv.into()).await;
+    let url = s3_url(stack, "sim_maxerror/d.csv");
+    c.batch_execute(&copy_sql("me", &url, "MAXERROR 2"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&c, "me").await, vec![1, 2, 4, 6]);
+    let expected = vec![
+        load_error(
+            3,
+            "s",
+            "String length exceeds DDL length",
+            "3,toolong",
+            "toolong",
+        ),
+        load_error(6, "s", "Delimiter not found", "5", ""),
+    ];
+    assert_eq!(last_copy_errors(&c).await, expected);
+    let id = last_copy_id(&c).await;
+    assert!(id >= 1000, "{id}");
+    let (n, file): (i64, String) = {
+        let r = c
+            .query_one(
+                "SELECT count(*), min(filename) FROM stl_load_errors WHERE query = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((n, file.as_str()), (2, url.as_str()));
+
+    // Extended protocol, inside a transaction block: the COPY answers its row count, the next
+    // COPY gets a new id, and pg_last_copy_id() works before the COMMIT.
+    c.batch_execute("TRUNCATE me").await.unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let n = c
+        .execute(&copy_sql("me", &url, "MAXERROR AS 2"), &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let id2 = last_copy_id(&c).await;
+    assert!(id2 > id, "{id2} after {id}");
+    assert_eq!(last_copy_errors(&c).await, expected);
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&c, "me").await, 4);
+
+    // In one simple Query string, pg_last_copy_id() sees the COPY just before it.
+    let msgs = c
+        .simple_query(&format!(
+            "{}; SELECT pg_last_copy_id()",
+            copy_sql("me", &url, "MAXERROR 2")
+        ))
+        .await
+        .unwrap();
+    let id3: i32 = msgs
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .expect("a row");
+    assert!(id3 > id2, "{id3} after {id2}");
+    assert_eq!(last_copy_id(&c).await, id3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxerror_skips_records_the_backend_refuses() {
+    let stack = Stack::get();
+    let (_sim, mut c) = own_sim_db(stack, "sim_maxerror_be").await;
+    c.batch_execute("CREATE TABLE be (id int, d date, n int NOT NULL, s varchar(10))")
+        .await
+        .unwrap();
+    // File a: a two-line record (lines 2-3), a bad date (line 4), a bad integer (line 5).
+    // File b: a NULL for the NOT NULL column (line 2).
+    let a = "1,2024-01-01,1,a\n2,2024-01-02,2,\"two\nlines\"\n3,2024-02-30,3,c\n\
+             4,2024-01-04,x,d\n";
+    stack.put_object("sim_maxerror_be/a", a.into()).await;
+    let b = "5,2024-01-05,5,e\n6,2024-01-06,,f\n";
+    stack.put_object("sim_maxerror_be/b", b.into()).await;
+    let url = s3_url(stack, "sim_maxerror_be/");
+    // Inside a transaction block: the work before the COPY stays.
+    let tx = c.transaction().await.unwrap();
+    tx.execute("INSERT INTO be VALUES (0, NULL, 0, 'z')", &[])
+        .await
+        .unwrap();
+    let n = tx
+        .execute(&copy_sql("be", &url, "MAXERROR 3"), &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let errors = last_copy_errors(&tx).await;
+    tx.commit().await.unwrap();
+    assert_eq!(ids(&c, "be").await, vec![0, 1, 2, 5]);
+    let got: Vec<(i64, &str, &str, &str)> = errors
+        .iter()
+        .map(|(l, col, _, raw, field)| (*l, col.as_str(), raw.as_str(), field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, "n", "6,2024-01-06,,f", ""),
+            (4, "d", "3,2024-02-30,3,c", "2024-02-30"),
+            (5, "n", "4,2024-01-04,x,d", "x"),
+        ]
+    );
+    assert!(errors[1].2.contains("date"), "{errors:?}");
+    assert!(errors[0].2.contains("not-null"), "{errors:?}");
+
+    // Outside a transaction block (each attempt is its own implicit transaction).
+    c.batch_execute("TRUNCATE be").await.unwrap();
+    c.batch_execute(&copy_sql("be", &url, "MAXERROR 3"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&c, "be").await, vec![1, 2, 5]);
+    assert_eq!(last_copy_errors(&c).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_refused_records_than_maxerror_fail_the_copy() {
+    let stack = Stack::get();
+    let (_sim, c) = own_sim_db(stack, "sim_maxerror_over").await;
+    c.batch_execute("CREATE TABLE mo (id int, s varchar(3))")
+        .await
+        .unwrap();
+    stack
+        .put_object(
+            "sim_maxerror_over/d.csv",
+            b"1,a\n2,long\n3,c\n4,more\n".to_vec(),
+        )
+        .await;
+    let url = s3_url(stack, "sim_maxerror_over/d.csv");
+    let err = c
+        .batch_execute(&copy_sql("mo", &url, "MAXERROR 1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        db_message(&err),
+        "Load into table 'mo' failed. Check 'stl_load_errors' system table for details."
+    );
+    let detail = err.as_db_error().and_then(|d| d.detail()).unwrap_or("");
+    assert!(detail.contains("line 4"), "{detail}");
+    assert_eq!(count(&c, "mo").await, 0);
+    let lines: Vec<i64> = last_copy_errors(&c).await.iter().map(|e| e.0).collect();
+    assert_eq!(lines, vec![2, 4]);
+
+    // One refused by the converter, one by the backend: also two.
+    stack
+        .put_object("sim_maxerror_over/e.csv", b"1,a\n2,long\nx,c\n".to_vec())
+        .await;
+    let url = s3_url(stack, "sim_maxerror_over/e.csv");
+    let err = c
+        .batch_execute(&format!(
+            "BEGIN; {}; COMMIT",
+            copy_sql("mo", &url, "MAXERROR 1")
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        db_message(&err).starts_with("Load into table 'mo' failed"),
+        "{err}"
+    );
+    // The transaction is aborted, as after any error.
+    let err = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&c, "mo").await, 0);
+    let lines: Vec<i64> = last_copy_errors(&c).await.iter().map(|e| e.0).collect();
+    assert_eq!(lines, vec![2, 3]);
+    // Without MAXERROR the first refused record fails the COPY, as before.
+    let err = c
+        .batch_execute(&copy_sql("mo", &url, ""))
+        .await
+        .unwrap_err();
+    assert!(
+        db_message(&err).starts_with("Load into table 'mo' failed"),
+        "{err}"
+    );
+    let lines: Vec<i64> = last_copy_errors(&c).await.iter().map(|e| e.0).collect();
+    assert_eq!(lines, vec![2]);
 }
