@@ -24,6 +24,9 @@ pub const DEFAULT_TARGET_DIRECTORY: &str = "./re_dms_out";
 pub const DEFAULT_S3_PREFIX: &str = "re_dms/";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_REDSHIFT_MAX_CONNECTIONS: u32 = 8;
+/// 30 minutes: Redshift cancels a statement running longer (`SET statement_timeout`), and
+/// re_dms stops waiting for any answer 30 s after that; both retry the table-segment.
+pub const DEFAULT_REDSHIFT_STATEMENT_TIMEOUT_SECS: u64 = 1800;
 
 /// Smallest segment size accepted (tests use tiny segments; production wants MiBs).
 pub const MIN_SEGMENT_MAX_BYTES: u64 = 4 * 1024;
@@ -186,6 +189,7 @@ pub struct RedshiftConfig {
     pub iam_role: String,
     pub max_connections: u32,
     pub schema_map: BTreeMap<String, String>,
+    pub statement_timeout_secs: u64,
 }
 
 impl Default for RedshiftConfig {
@@ -195,6 +199,7 @@ impl Default for RedshiftConfig {
             iam_role: String::new(),
             max_connections: DEFAULT_REDSHIFT_MAX_CONNECTIONS,
             schema_map: BTreeMap::new(),
+            statement_timeout_secs: DEFAULT_REDSHIFT_STATEMENT_TIMEOUT_SECS,
         }
     }
 }
@@ -204,6 +209,19 @@ impl Default for RedshiftConfig {
 pub struct TableConfig {
     pub primary_key: Vec<String>,
     pub load_into: Option<String>,
+    pub on_reject: OnReject,
+}
+
+/// What a row the warehouse rejects (e.g. a date it cannot parse) does to its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReject {
+    /// The table stops loading (its segments stay in the WAL) until the cause is fixed.
+    #[default]
+    Stop,
+    /// The rest of the batch loads; the rejected rows go to a dead-letter object in S3 and to
+    /// the `re_dms.rejected` table, counted and logged.
+    Quarantine,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -231,6 +249,14 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
+}
+
+/// A connection string the connection code cannot use is an error naming its key (the message
+/// never holds the password).
+fn check_connection(key: &str, conn: &str) -> Result<(), ConfigError> {
+    crate::target::redshift::tls::parse_connection(conn)
+        .map(|_| ())
+        .map_err(|e| invalid(key, e.to_string()))
 }
 
 /// What the process is about to do, so that `validate` only insists on what that needs.
@@ -301,6 +327,9 @@ impl Config {
                 ));
             }
         }
+        if !self.source.connection.trim().is_empty() {
+            check_connection("source.connection", &self.source.connection)?;
+        }
         if self.wal.directory.as_os_str().is_empty() {
             return Err(invalid("wal.directory", "must not be empty"));
         }
@@ -341,8 +370,15 @@ impl Config {
                         "required when target.kind = \"redshift\"",
                     ));
                 }
+                check_connection("redshift.connection", &self.redshift.connection)?;
                 if self.redshift.max_connections == 0 {
                     return Err(invalid("redshift.max_connections", "must be at least 1"));
+                }
+                if self.redshift.statement_timeout_secs == 0 {
+                    return Err(invalid(
+                        "redshift.statement_timeout_secs",
+                        "must be at least 1",
+                    ));
                 }
             }
         }
@@ -359,6 +395,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether rows the warehouse rejects are quarantined for `schema.table` (else they stop it).
+    pub fn quarantines(&self, qualified: &str) -> bool {
+        self.tables
+            .get(qualified)
+            .is_some_and(|t| t.on_reject == OnReject::Quarantine)
     }
 
     /// The configured primary key of `schema.table`, if any.
@@ -432,6 +475,22 @@ mod tests {
             &["order_id".to_string(), "line_no".to_string()]
         );
         assert!(c.primary_key("sales.other").is_none());
+    }
+
+    #[test]
+    fn a_bad_connection_string_names_its_key_not_its_password() {
+        let c = parse(
+            "[s3]\nbucket = \"b\"\n[redshift]\nconnection = \"host=h password=hunter2 sslmode=bogus\"\n",
+        )
+        .unwrap();
+        let err = c.validate(Mode::Replay).unwrap_err().to_string();
+        assert!(err.contains("redshift.connection"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let c =
+            parse("[target]\nkind = \"local\"\n[source]\nconnection = \"host=h port=notaport\"\n")
+                .unwrap();
+        let err = c.validate(Mode::Replay).unwrap_err().to_string();
+        assert!(err.contains("source.connection"), "{err}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::manifest::{
     FileKind, FileManifest, Manifest, StepManifest, TableManifest, MANIFEST_VERSION,
 };
 use crate::metrics;
-use crate::typemap::{value_kind, write_field, ValueKind};
+use crate::typemap::{value_kind, write_field, Adjusted, Adjustment, ValueKind};
 use crate::wal::segment::{RecordKind, SegmentError, SegmentReader};
 use crate::wal::SegmentFile;
 
@@ -134,9 +134,13 @@ pub fn write_segment(seg: SealedSegment, spool_root: &Path) -> Result<SegmentOut
         rows: Vec::new(),
         reads: Vec::new(),
         merged: std::collections::HashMap::new(),
+        tally: Tally::default(),
     };
     let planned = plan.build(&seg.batch);
     let written = planned.and_then(|()| plan.run(&seg.file));
+    if written.is_ok() {
+        report_changed_values(&seg, &plan);
+    }
     // Closing the channel lets the compressor finish every file.
     let Plan { files, tx, .. } = plan;
     drop(tx);
@@ -185,6 +189,8 @@ pub fn write_segment(seg: SealedSegment, spool_root: &Path) -> Result<SegmentOut
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         segment: seg.file.id,
+        lineage: seg.file.lineage,
+        legacy: seg.file.legacy,
         first_lsn: seg.first_lsn,
         last_lsn: seg.last_lsn,
         changes: seg.batch.changes,
@@ -196,6 +202,25 @@ pub fn write_segment(seg: SealedSegment, spool_root: &Path) -> Result<SegmentOut
         manifest,
         complete: seg.complete,
     })
+}
+
+/// Every value changed to fit Redshift is counted and logged: one warning per table, column
+/// and kind of change in the segment, with the count.
+fn report_changed_values(seg: &SealedSegment, plan: &Plan<'_>) {
+    for (&(load, column, change), &count) in &plan.tally.0 {
+        change.counter().add(count);
+        let info = &plan.loads[load as usize];
+        let table = &seg.batch.tables[info.table];
+        let column = info.columns.get(column).map_or("?", |c| c.name.as_str());
+        tracing::warn!(
+            segment = seg.file.id,
+            table = %format!("{}.{}", table.schema, table.name),
+            column = %column,
+            values = count,
+            "{count} value(s) {}",
+            change.verb()
+        );
+    }
 }
 
 /// Buffers handed to the compressor: at most this many in flight.
@@ -277,9 +302,27 @@ impl PendingFile {
 
 /// How one load step's values are written.
 struct LoadInfo<'b> {
+    /// Index of the table in the batch.
+    table: usize,
+    columns: &'b [crate::schema::ColumnDef],
     kinds: Vec<ValueKind>,
     key_kinds: Vec<ValueKind>,
+    key_idx: &'b [usize],
     subsets: &'b [Box<[bool]>],
+}
+
+/// Values changed to fit Redshift in one segment: count by (load, column index, change).
+#[derive(Default)]
+struct Tally(std::collections::BTreeMap<(u32, usize, Adjustment), u64>);
+
+impl Tally {
+    fn note(&mut self, load: u32, column: usize, adjusted: Adjusted) {
+        if !adjusted.is_empty() {
+            for a in adjusted.iter() {
+                *self.0.entry((load, column, a)).or_default() += 1;
+            }
+        }
+    }
 }
 
 /// A row whose values are read from the segment: 32 bytes, pointing into the batch's index
@@ -301,6 +344,7 @@ struct Plan<'b> {
     reads: Vec<(u64, u32)>,
     /// Values gathered so far for rows spread over several records, by row index.
     merged: std::collections::HashMap<u32, Vec<Owned>>,
+    tally: Tally,
 }
 
 impl<'b> Plan<'b> {
@@ -368,7 +412,7 @@ impl<'b> Plan<'b> {
                 let mut updates: Vec<Option<usize>> = vec![None; load.subsets.len()];
                 for (key, entry) in &load.rows {
                     let subset = match &entry.state {
-                        RowState::Deleted if entry.pre_existed => {
+                        RowState::Deleted => {
                             let f = *deletes.get_or_insert_with(|| {
                                 self.file(
                                     ti,
@@ -379,13 +423,22 @@ impl<'b> Plan<'b> {
                                     load.key.clone(),
                                 )
                             });
-                            write_key(&mut self.files[f].buf, &key_kinds, key);
+                            write_key(
+                                &mut self.files[f].buf,
+                                &key_kinds,
+                                key,
+                                &mut KeyTally {
+                                    tally: &mut self.tally,
+                                    load: load_no,
+                                    key_idx: &load.key_idx,
+                                },
+                            );
                             self.end_row(f)?;
                             continue;
                         }
                         RowState::Full(_) => None,
                         RowState::Partial { subset, .. } => Some(*subset as usize),
-                        RowState::Deleted | RowState::MovedAway => continue,
+                        RowState::MovedAway => continue,
                     };
                     let file = match subset {
                         None => *upserts.get_or_insert_with(|| {
@@ -427,6 +480,9 @@ impl<'b> Plan<'b> {
                     }
                 }
                 self.loads.push(LoadInfo {
+                    table: ti,
+                    columns: &load.columns,
+                    key_idx: &load.key_idx,
                     kinds,
                     key_kinds,
                     subsets: &load.subsets,
@@ -498,8 +554,12 @@ impl<'b> Plan<'b> {
                     match_key,
                     mask,
                     values,
-                    seg,
-                    pos,
+                    RowAt {
+                        segment: seg,
+                        pos,
+                        load: job.load,
+                    },
+                    &mut self.tally,
                 )?;
                 self.end_row(f)?;
                 continue;
@@ -523,8 +583,12 @@ impl<'b> Plan<'b> {
                     match_key,
                     mask,
                     values,
-                    seg,
-                    pos,
+                    RowAt {
+                        segment: seg,
+                        pos,
+                        load: job.load,
+                    },
+                    &mut self.tally,
                 )?;
                 self.end_row(f)?;
             }
@@ -582,12 +646,22 @@ fn key_value(kind: ValueKind, raw: Option<&[u8]>) -> Value<'_> {
     }
 }
 
-fn write_key(out: &mut Vec<u8>, kinds: &[ValueKind], key: &[u8]) {
+/// Where the changes to key values are counted.
+struct KeyTally<'t> {
+    tally: &'t mut Tally,
+    load: u32,
+    /// Column index of each key column.
+    key_idx: &'t [usize],
+}
+
+fn write_key(out: &mut Vec<u8>, kinds: &[ValueKind], key: &[u8], t: &mut KeyTally<'_>) {
     for (i, (kind, raw)) in kinds.iter().zip(decode_key(key)).enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_field(out, *kind, &key_value(*kind, raw));
+        let adjusted = write_field(out, *kind, &key_value(*kind, raw));
+        t.tally
+            .note(t.load, t.key_idx.get(i).copied().unwrap_or(i), adjusted);
     }
 }
 
@@ -598,6 +672,14 @@ fn new_tuple<'m, 'a>(msg: &'m Message<'a>) -> Option<&'m crate::decoding::Tuple<
     }
 }
 
+/// Where a row comes from: for errors, and for counting changed values.
+#[derive(Clone, Copy)]
+struct RowAt {
+    segment: u64,
+    pos: u64,
+    load: u32,
+}
+
 /// One output row: the key that finds a partial row in the target (update files), then the
 /// row's fields.
 fn write_job_row<'v>(
@@ -606,14 +688,19 @@ fn write_job_row<'v>(
     match_key: Option<&[u8]>,
     mask: Option<&[bool]>,
     values: impl Iterator<Item = Value<'v>>,
-    segment: u64,
-    pos: u64,
+    at: RowAt,
+    tally: &mut Tally,
 ) -> Result<(), CsvError> {
     if let Some(k) = match_key {
-        write_key(buf, &info.key_kinds, k);
+        let mut t = KeyTally {
+            tally: &mut *tally,
+            load: at.load,
+            key_idx: info.key_idx,
+        };
+        write_key(buf, &info.key_kinds, k, &mut t);
         buf.push(b',');
     }
-    write_row(buf, &info.kinds, mask, values, segment, pos)
+    write_row(buf, &info.kinds, mask, values, at, tally)
 }
 
 /// Writes the row's fields (all, or those in `mask`), comma separated.
@@ -622,9 +709,10 @@ fn write_row<'v>(
     kinds: &[ValueKind],
     mask: Option<&[bool]>,
     values: impl Iterator<Item = Value<'v>>,
-    segment: u64,
-    pos: u64,
+    at: RowAt,
+    tally: &mut Tally,
 ) -> Result<(), CsvError> {
+    let RowAt { segment, pos, load } = at;
     let mut first = true;
     for (i, v) in values.enumerate() {
         if mask.is_some_and(|m| !m.get(i).copied().unwrap_or(false)) {
@@ -643,7 +731,7 @@ fn write_row<'v>(
             out.push(b',');
         }
         first = false;
-        write_field(out, kinds[i], &v);
+        tally.note(load, i, write_field(out, kinds[i], &v));
     }
     Ok(())
 }

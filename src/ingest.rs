@@ -17,7 +17,7 @@
 //!   delivered only together with a later complete one;
 //! - on start, segments left by a previous run are re-batched and re-delivered first.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use crate::lsn::Lsn;
 use crate::metrics;
 use crate::schema::KeySource;
 use crate::sealed_queue::{SealedQueue, Spilled};
+use crate::shutdown::Shutdown;
 use crate::wal::segment::{Next, RecordKind, SegmentReader, SegmentScanner};
 use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
@@ -81,8 +82,33 @@ pub enum IngestError {
          (the capture is truncated)"
     )]
     IncompleteAtEof { line: u64 },
+    #[error(
+        "line {line}: a row change outside a transaction (expected BEGIN first): the input starts \
+         in the middle of a transaction, and loading its tail would load a partial transaction; \
+         start the input at a BEGIN line"
+    )]
+    OutsideTransaction { line: u64 },
     #[error("the CSV stage stopped")]
     DownstreamClosed,
+}
+
+/// How [`Ingest::run`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The whole input was read and handed on.
+    Eof,
+    /// A stop request came before the end of the input.
+    Stopped(Interrupted),
+}
+
+/// Where a run stopped before the end of its input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Interrupted {
+    /// Input lines read (up to the start of the last message read).
+    pub lines_read: u64,
+    /// The line of the last COMMIT whose transaction is durable in the WAL (0: none): the input
+    /// from the next line on is what a rerun still needs.
+    pub durable_through_line: u64,
 }
 
 /// Limits the ingest loop works with (from `[wal]` and `[batch]`).
@@ -114,12 +140,17 @@ pub struct Ingest {
     next_local_lsn: u64,
     in_txn: bool,
     txn_line: u64,
+    /// The line of the last message read, and of the last COMMIT read.
+    last_line: u64,
+    commit_line: u64,
+    /// The line of the last COMMIT covered by an fsync.
+    durable_line: u64,
     open: Option<OpenSegment>,
     synced_at_len: u64,
     last_commit_lsn: Lsn,
     /// The last COMMIT LSN known durable (for upstream confirmation).
     pub durable_lsn: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Shutdown>,
 }
 
 /// Reads messages back from the segment being written.
@@ -167,7 +198,7 @@ impl Ingest {
         known_keys: KnownKeys,
         limits: IngestLimits,
         out: Arc<SealedQueue>,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Shutdown>,
     ) -> Self {
         let batcher = Batcher::new(recovery.schema.clone(), known_keys, limits.batch_max_memory);
         Self {
@@ -178,6 +209,9 @@ impl Ingest {
             next_local_lsn: recovery.next_local_lsn.max(1),
             in_txn: false,
             txn_line: 0,
+            last_line: 0,
+            commit_line: 0,
+            durable_line: 0,
             open: None,
             synced_at_len: 0,
             last_commit_lsn: Lsn(0),
@@ -255,6 +289,7 @@ impl Ingest {
             Message::Commit { .. } => {
                 self.in_txn = false;
                 self.last_commit_lsn = lsn;
+                self.commit_line = line;
             }
             Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. } => {
                 metrics::CHANGES_READ.inc();
@@ -264,11 +299,15 @@ impl Ingest {
     }
 
     /// Reads input until EOF, an error, or a stop request; loads everything complete.
-    pub fn run(&mut self, input: &Receiver<Input>) -> Result<(), IngestError> {
+    pub fn run(&mut self, input: &Receiver<Input>) -> Result<RunEnd, IngestError> {
         let mut stream = MessageStream::new();
         let mut eof = false;
         loop {
             while let Some(frame) = stream.next_frame()? {
+                self.last_line = frame.line;
+                if !self.in_txn && is_row_change(&frame.message) {
+                    return Err(IngestError::OutsideTransaction { line: frame.line });
+                }
                 let lsn = Lsn(self.next_local_lsn);
                 self.next_local_lsn += 1;
                 metrics::MESSAGES_READ.inc();
@@ -307,11 +346,19 @@ impl Ingest {
                         line: self.txn_line,
                     });
                 }
-                return self.close_segment(true);
+                self.close_segment(true)?;
+                return Ok(RunEnd::Eof);
             }
-            if self.stop.load(Ordering::Relaxed) {
-                tracing::info!("stop requested: no more input is read");
-                return self.stop_now();
+            if self.stop.is_triggered() {
+                tracing::info!(
+                    lines_read = self.last_line,
+                    "stop requested: no more input is read"
+                );
+                self.stop_now()?;
+                return Ok(RunEnd::Stopped(Interrupted {
+                    lines_read: self.last_line,
+                    durable_through_line: self.durable_line,
+                }));
             }
             // Group commit point: nothing buffered is complete; if no input is waiting either,
             // make everything durable before blocking.
@@ -392,6 +439,8 @@ impl Ingest {
                 self.durable_lsn
                     .store(self.last_commit_lsn.0, Ordering::Release);
             }
+            // Every transaction up to the last COMMIT read is in the synced bytes.
+            self.durable_line = self.commit_line;
         }
         Ok(())
     }
@@ -423,6 +472,7 @@ impl Ingest {
         if complete {
             self.durable_lsn
                 .store(self.last_commit_lsn.0, Ordering::Release);
+            self.durable_line = self.commit_line;
         }
         tracing::debug!(
             segment = file.id,
@@ -442,6 +492,17 @@ impl Ingest {
             .offer(sealed, self.limits.spill_after)
             .map_err(|_| IngestError::DownstreamClosed)
     }
+}
+
+/// A row change: must come inside BEGIN ... COMMIT (a logical message need not).
+fn is_row_change(msg: &Message<'_>) -> bool {
+    matches!(
+        msg,
+        Message::Insert { .. }
+            | Message::Update { .. }
+            | Message::Delete { .. }
+            | Message::Truncate { .. }
+    )
 }
 
 /// Keys known before the stream shows any, by `schema.table` (see [`Ingest::new`]).

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod schema;
 pub mod sealed_queue;
+pub mod shutdown;
 pub mod status;
 pub mod target;
 pub mod typemap;

@@ -1,11 +1,11 @@
 //! `re_dms`: parse the command line, load the config, run. Everything else lives in the library.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use re_dms::cli::{self, Command};
 use re_dms::config::{Config, LogFormat, Mode};
+use re_dms::shutdown::Shutdown;
 use re_dms::{pipeline, status};
 
 fn main() -> ExitCode {
@@ -74,18 +74,34 @@ fn run_replay(config: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Shutdown::new());
     let result = runtime.block_on(async {
         let s = stop.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received: finishing what is in flight");
-            s.store(true, Ordering::Relaxed);
+            s.trigger();
         });
         pipeline::run_replay(config, std::io::stdin(), stop.clone()).await
     });
     runtime.shutdown_background();
     match result {
+        Ok(pipeline::Summary {
+            interrupted: Some(at),
+            ..
+        }) => {
+            eprintln!("re_dms: {}", interrupted_message(at));
+            ExitCode::from(1)
+        }
+        Ok(summary) if summary.segments_left > 0 => {
+            eprintln!(
+                "re_dms: stopped by a signal after reading the whole input; {} segment(s) not \
+                 loaded yet stay in the WAL and load at the next start (e.g. `re_dms --stdin \
+                 < /dev/null`)",
+                summary.segments_left
+            );
+            ExitCode::from(1)
+        }
         Ok(summary) => {
             tracing::info!(segments = summary.segments_loaded, "replay finished");
             ExitCode::SUCCESS
@@ -95,6 +111,19 @@ fn run_replay(config: &Config) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// What to tell the user when a stop request came before the end of `--stdin`.
+fn interrupted_message(at: re_dms::ingest::Interrupted) -> String {
+    let resume = at.durable_through_line + 1;
+    format!(
+        "stopped by a signal before the end of the input, after reading {} line(s); the \
+         transactions through line {} are in the WAL (loaded now, or at the next start). To \
+         resume, run again on the input from line {resume} on, e.g. `tail -n +{resume} INPUT | \
+         re_dms --stdin`; running again on the whole input is also safe (loading a transaction \
+         twice changes nothing)",
+        at.lines_read, at.durable_through_line
+    )
 }
 
 async fn wait_for_signal() {

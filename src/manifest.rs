@@ -2,7 +2,8 @@
 //!
 //! Written by the CSV stage next to the files it describes, as `manifest.json`:
 //! ```json
-//! { "version": 1, "segment": 12, "first_lsn": "0/1", "last_lsn": "0/48", "changes": 40,
+//! { "version": 1, "segment": 12, "lineage": "5f0c…(32 hex digits)", "legacy": false,
+//!   "first_lsn": "0/1", "last_lsn": "0/48", "changes": 40,
 //!   "tables": [ { "schema": "public", "name": "users", "key": ["id"],
 //!     "steps": [ { "op": "create_table", "columns": [{"name": "id", "pg_type": "bigint", "redshift_type": "BIGINT"}] },
 //!                { "op": "load", "columns": [...], "files": [
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::lsn::Lsn;
 use crate::schema::{ColumnDef, SchemaOp};
 use crate::typemap::redshift_type;
+use crate::wal::Lineage;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_VERSION: u32 = 1;
@@ -30,6 +32,12 @@ pub const MANIFEST_VERSION: u32 = 1;
 pub struct Manifest {
     pub version: u32,
     pub segment: u64,
+    /// The WAL lineage of the segment: with `segment`, the target's ledger key.
+    pub lineage: Lineage,
+    /// The segment was written before its WAL directory had a lineage: a ledger row without a
+    /// lineage may record it (see `crate::wal`).
+    #[serde(default)]
+    pub legacy: bool,
     pub first_lsn: Lsn,
     pub last_lsn: Lsn,
     /// Row changes folded into this segment.

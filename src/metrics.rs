@@ -65,10 +65,16 @@ counters! {
     VALUES_NULLED => "re_dms_values_nulled_total",
     /// Strings cut to the target column's byte length on a UTF-8 boundary.
     VALUES_TRUNCATED => "re_dms_values_truncated_total",
+    /// Strings holding bytes that are not UTF-8 (e.g. from a LATIN1 source), each such byte
+    /// sequence replaced by U+FFFD.
+    VALUES_UTF8_REPLACED => "re_dms_values_utf8_replaced_total",
     /// Redshift table-segments committed (ledger row written).
     TABLE_SEGMENTS_LOADED => "re_dms_redshift_table_segments_loaded_total",
     /// Retries of a table-segment or the ledger set-up after a transient Redshift/S3 error.
     REDSHIFT_RETRIES => "re_dms_redshift_retries_total",
+    /// Rows the warehouse rejected in tables with `on_reject = "quarantine"` (kept in a
+    /// dead-letter object and `re_dms.rejected`; the rest of their batch loaded).
+    ROWS_REJECTED => "re_dms_rows_rejected_total",
     /// Tables stopped by a definite error (a row the warehouse rejects); their segments stay.
     TABLES_STOPPED => "re_dms_redshift_tables_stopped_total",
     /// Source catalog reads that failed (unreachable source, timeout, query error).

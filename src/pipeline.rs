@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +27,11 @@ use std::time::Duration;
 use crate::catalog::SourceCatalog;
 use crate::config::Config;
 use crate::csv_out::{self, CsvError, SegmentOutput};
-use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input};
+use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input, Interrupted, RunEnd};
 use crate::metrics;
 use crate::schema::KeySource;
 use crate::sealed_queue::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
+use crate::shutdown::Shutdown;
 use crate::target::redshift::load::LoadError;
 use crate::target::{Target, TargetError};
 use crate::wal::{self, WalError};
@@ -45,8 +45,6 @@ pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
 pub const BATCH_SHARE: u64 = 5;
 /// After a stop request, how long delivery waits for the segments in flight.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
-/// How often delivery looks at the stop flag while it waits.
-const STOP_POLL: Duration = Duration::from_millis(200);
 /// Name of the lock file that keeps two processes off one WAL directory.
 pub const LOCK_FILE: &str = "lock";
 
@@ -76,6 +74,11 @@ pub enum PipelineError {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
     pub segments_loaded: u64,
+    /// A stop request came before the end of the input: where the input was left.
+    pub interrupted: Option<Interrupted>,
+    /// Segments left in the WAL after a stop request (not loaded yet: they load at the next
+    /// start).
+    pub segments_left: usize,
 }
 
 /// Holds the WAL directory's lock for the life of the run.
@@ -140,14 +143,31 @@ fn known_keys(
 }
 
 /// `re_dms --stdin`: replay test_decoding text from `input` into the target, then return.
+///
+/// A stop request while connecting to the source catalog or the target ends the run at once
+/// (nothing of the input read, [`Summary::interrupted`] set): a warehouse that accepts
+/// connections and never answers must not hold a shutdown.
 pub async fn run_replay<R: Read + Send + 'static>(
     config: &Config,
     input: R,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Shutdown>,
 ) -> Result<Summary, PipelineError> {
     let _lock = lock_wal_dir(&config.wal.directory)?;
-    let catalog = Arc::new(SourceCatalog::open(&config.source.connection).await);
-    let mut target = Target::from_config(config, Arc::clone(&catalog)).await?;
+    let stopped_at_start = Summary {
+        interrupted: Some(Interrupted::default()),
+        ..Summary::default()
+    };
+    let catalog = tokio::select! {
+        biased;
+        // A stop request wins over a connection attempt that may never end.
+        () = stop.wait() => return Ok(stopped_at_start),
+        c = SourceCatalog::open(&config.source.connection) => Arc::new(c),
+    };
+    let mut target = tokio::select! {
+        biased;
+        () = stop.wait() => return Ok(stopped_at_start),
+        t = Target::from_config(config, Arc::clone(&catalog)) => t?,
+    };
     let (input_tx, input_rx) = sync_channel::<Input>(4);
     let reader_stop = stop.clone();
     std::thread::Builder::new()
@@ -166,7 +186,12 @@ pub async fn run_replay<R: Read + Send + 'static>(
     )
     .await;
     match first {
-        Ok(()) => Ok(summary),
+        Ok(()) => {
+            if stop.is_triggered() {
+                summary.segments_left = wal::segment_ids(&config.wal.directory)?.len();
+            }
+            Ok(summary)
+        }
         Err(e) => {
             // Deliver what is complete on disk before reporting the error.
             if matches!(e, PipelineError::Ingest(_)) {
@@ -182,9 +207,9 @@ pub async fn run_replay<R: Read + Send + 'static>(
     }
 }
 
-fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>, stop: &AtomicBool) {
+fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>, stop: &Shutdown) {
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_triggered() {
             return;
         }
         let mut buf = vec![0u8; INPUT_CHUNK_BYTES];
@@ -230,7 +255,7 @@ async fn run_stages(
     catalog: &SourceCatalog,
     target: &mut Target,
     input: Option<Receiver<Input>>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Shutdown>,
     summary: &mut Summary,
 ) -> Result<(), PipelineError> {
     let wal_dir = config.wal.directory.clone();
@@ -269,12 +294,12 @@ async fn run_stages(
     let producer = Arc::clone(&queue);
     let ingest_thread = std::thread::Builder::new()
         .name("re_dms-ingest".into())
-        .spawn(move || -> Result<(), IngestError> {
+        .spawn(move || -> Result<RunEnd, IngestError> {
             let _done = ProducerGuard(&producer);
             ingest.replay(&segments)?;
             match input {
                 Some(rx) => ingest.run(&rx),
-                None => Ok(()),
+                None => Ok(RunEnd::Eof),
             }
         })
         .map_err(|e| PipelineError::Panic(e.to_string()))?;
@@ -306,7 +331,7 @@ async fn run_stages(
         .map_err(|e| PipelineError::Panic(e.to_string()))?;
 
     let delivered = deliver_loop(target, &mut out_rx, &wal_dir, summary, &stop_stages).await;
-    let stopping = stop_stages.load(Ordering::Relaxed);
+    let stopping = stop_stages.is_triggered();
     let tables_stopped = matches!(
         delivered,
         Err(PipelineError::Target(TargetError::Redshift(
@@ -316,7 +341,7 @@ async fn run_stages(
     if (delivered.is_err() && !tables_stopped) || stopping {
         // Delivery ended early (fatal target error): stop reading, and wake the CSV stage and
         // ingest wherever they wait, so that the error is reported now, not at the next input.
-        stop_stages.store(true, Ordering::Relaxed);
+        stop_stages.trigger();
         queue_for_errors.consumer_gone();
     }
     drop(out_rx);
@@ -336,12 +361,21 @@ async fn run_stages(
     }
     csv_res?;
     match ingest_res {
-        // On a stop request delivery ends first; ingest then finds the queue closed.
-        Err(IngestError::DownstreamClosed) if stopping => Ok(()),
+        // On a stop request delivery ends first; ingest then finds the queue closed while it
+        // still had input to hand on.
+        Err(IngestError::DownstreamClosed) if stopping => {
+            summary.interrupted.get_or_insert_with(Interrupted::default);
+            Ok(())
+        }
         Err(IngestError::DownstreamClosed) => Err(PipelineError::Panic(
             "the CSV stage stopped unexpectedly".into(),
         )),
-        other => Ok(other?),
+        Ok(RunEnd::Stopped(at)) => {
+            summary.interrupted = Some(at);
+            Ok(())
+        }
+        Ok(RunEnd::Eof) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -368,7 +402,7 @@ async fn deliver_loop(
     rx: &mut tokio::sync::mpsc::Receiver<SegmentOutput>,
     wal_dir: &Path,
     summary: &mut Summary,
-    stop: &AtomicBool,
+    stop: &Shutdown,
 ) -> Result<(), PipelineError> {
     let mut stop_deadline: Option<tokio::time::Instant> = None;
     // Incomplete segments waiting for the complete one that ends their transaction.
@@ -379,7 +413,7 @@ async fn deliver_loop(
     let mut submitted: BTreeMap<u64, Option<bool>> = BTreeMap::new();
     let mut input_open = true;
     loop {
-        if stop_deadline.is_none() && stop.load(Ordering::Relaxed) {
+        if stop_deadline.is_none() && stop.is_triggered() {
             stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
             let waiting = ready.len() + held.len();
             ready.clear();
@@ -447,8 +481,10 @@ async fn deliver_loop(
                 }
                 None => input_open = false,
             },
-            // A stop request is noticed within this tick.
-            _ = tokio::time::sleep(STOP_POLL) => {}
+            // A stop request starts the grace period; then its deadline is checked each tick.
+            () = stop.wait(), if stop_deadline.is_none() => {}
+            _ = tokio::time::sleep_until(stop_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if stop_deadline.is_some() => {}
         }
     }
     if !held.is_empty() {

@@ -175,6 +175,8 @@ mod tests {
                 id,
                 path: format!("/nonexistent/{id}").into(),
                 len: 0,
+                lineage: crate::wal::Lineage::from_bytes([1; 16]),
+                legacy: false,
             },
             first_lsn: Lsn(id),
             last_lsn: Lsn(id),

@@ -84,10 +84,13 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
         }
     }
     segments.sort_unstable();
-    let schema = load_state(dir).map(|s| s.schema).unwrap_or_default();
+    let state = load_state(dir).unwrap_or_default();
+    let lineage = state.lineage.map(|l| l.to_string()).unwrap_or_default();
+    let schema = state.schema;
     if json {
         let v = serde_json::json!({
             "wal_directory": dir,
+            "wal_lineage": lineage,
             "segments_waiting": segments,
             "wal_bytes": bytes,
             "tables": schema.tables.values().map(|t| serde_json::json!({
@@ -97,6 +100,7 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
         println!("{v}");
     } else {
         println!("wal directory:     {}", dir.display());
+        println!("wal lineage:       {lineage}");
         println!(
             "segments waiting:  {} ({} bytes){}",
             segments.len(),

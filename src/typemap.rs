@@ -182,34 +182,110 @@ pub fn varchar_width(redshift_type: &str) -> Option<u32> {
         .ok()
 }
 
-/// Appends one field (no separator) to `out`.
-pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) {
+/// What writing a value changed to make it fit Redshift (a set: a value may be both repaired
+/// and cut). The CSV stage counts them per table and column and logs them per segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Adjusted(u8);
+
+/// One kind of change a value may undergo, with its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Adjustment {
+    /// Cut to the column's byte length on a UTF-8 boundary.
+    Truncated,
+    /// Beyond NUMERIC's range: written as the largest value of the type.
+    Saturated,
+    /// Not representable (numeric NaN, an infinite date): written as NULL.
+    Nulled,
+    /// Bytes that are not UTF-8 (e.g. from a LATIN1 source): each replaced by U+FFFD.
+    InvalidUtf8,
+}
+
+impl Adjustment {
+    pub const ALL: [Adjustment; 4] = [
+        Adjustment::Truncated,
+        Adjustment::Saturated,
+        Adjustment::Nulled,
+        Adjustment::InvalidUtf8,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    pub fn counter(self) -> &'static metrics::Counter {
+        match self {
+            Adjustment::Truncated => &metrics::VALUES_TRUNCATED,
+            Adjustment::Saturated => &metrics::VALUES_SATURATED,
+            Adjustment::Nulled => &metrics::VALUES_NULLED,
+            Adjustment::InvalidUtf8 => &metrics::VALUES_UTF8_REPLACED,
+        }
+    }
+
+    /// How a log line says it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Adjustment::Truncated => "truncated to the column's byte length",
+            Adjustment::Saturated => "saturated to NUMERIC's largest value",
+            Adjustment::Nulled => "written as NULL (not representable)",
+            Adjustment::InvalidUtf8 => "had invalid UTF-8 replaced by U+FFFD",
+        }
+    }
+}
+
+impl Adjusted {
+    pub const NONE: Adjusted = Adjusted(0);
+
+    fn with(self, a: Adjustment) -> Self {
+        Adjusted(self.0 | a.bit())
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The adjustments in this set.
+    pub fn iter(self) -> impl Iterator<Item = Adjustment> {
+        Adjustment::ALL
+            .into_iter()
+            .filter(move |a| self.0 & a.bit() != 0)
+    }
+}
+
+/// Appends one field (no separator) to `out`; says what had to change to fit Redshift.
+pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) -> Adjusted {
     let raw = match *value {
         Value::Null | Value::UnchangedToast => {
             out.extend_from_slice(b"\\N");
-            return;
+            return Adjusted::NONE;
         }
         Value::Unquoted(b) | Value::Bits(b) | Value::Quoted(b) => b,
     };
     match kind {
-        ValueKind::Integer | ValueKind::Float => out.extend_from_slice(raw),
+        ValueKind::Integer | ValueKind::Float => {
+            out.extend_from_slice(raw);
+            Adjusted::NONE
+        }
         ValueKind::Numeric => write_numeric(out, raw),
-        ValueKind::Boolean => out.push(if raw == b"true" || raw == b"t" {
-            b't'
-        } else {
-            b'f'
-        }),
+        ValueKind::Boolean => {
+            out.push(if raw == b"true" || raw == b"t" {
+                b't'
+            } else {
+                b'f'
+            });
+            Adjusted::NONE
+        }
         ValueKind::Bytea => {
             out.push(b'"');
             out.extend_from_slice(raw.strip_prefix(b"\\x").unwrap_or(raw));
             out.push(b'"');
+            Adjusted::NONE
         }
         ValueKind::Temporal => {
             if raw.ends_with(b"infinity") {
-                metrics::VALUES_NULLED.inc();
                 out.extend_from_slice(b"\\N");
+                Adjusted::NONE.with(Adjustment::Nulled)
             } else {
-                write_quoted(out, raw, usize::MAX);
+                write_quoted(out, raw, usize::MAX)
             }
         }
         ValueKind::Text { max_bytes } => match value {
@@ -219,14 +295,21 @@ pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) {
     }
 }
 
-/// `"..."` with `"` doubled, cut to `max_bytes` on a UTF-8 boundary (counted).
-fn write_quoted(out: &mut Vec<u8>, text: &[u8], max_bytes: usize) {
-    let text = if text.len() > max_bytes {
-        metrics::VALUES_TRUNCATED.inc();
-        &text[..utf8_boundary(text, max_bytes)]
-    } else {
-        text
-    };
+/// `"..."` with `"` doubled, invalid UTF-8 replaced (U+FFFD), cut to `max_bytes` on a UTF-8
+/// boundary.
+fn write_quoted(out: &mut Vec<u8>, text: &[u8], max_bytes: usize) -> Adjusted {
+    let mut adjusted = Adjusted::NONE;
+    let repaired;
+    let mut text = text;
+    if std::str::from_utf8(text).is_err() {
+        adjusted = adjusted.with(Adjustment::InvalidUtf8);
+        repaired = String::from_utf8_lossy(text).into_owned();
+        text = repaired.as_bytes();
+    }
+    if text.len() > max_bytes {
+        adjusted = adjusted.with(Adjustment::Truncated);
+        text = &text[..utf8_boundary(text, max_bytes)];
+    }
     out.push(b'"');
     let mut rest = text;
     while let Some(i) = memchr::memchr(b'"', rest) {
@@ -236,6 +319,7 @@ fn write_quoted(out: &mut Vec<u8>, text: &[u8], max_bytes: usize) {
     }
     out.extend_from_slice(rest);
     out.push(b'"');
+    adjusted
 }
 
 /// The largest length `<= max` that does not split a UTF-8 sequence.
@@ -248,11 +332,10 @@ pub fn utf8_boundary(text: &[u8], max: usize) -> usize {
     end
 }
 
-fn write_numeric(out: &mut Vec<u8>, raw: &[u8]) {
+fn write_numeric(out: &mut Vec<u8>, raw: &[u8]) -> Adjusted {
     if raw == b"NaN" {
-        metrics::VALUES_NULLED.inc();
         out.extend_from_slice(b"\\N");
-        return;
+        return Adjusted::NONE.with(Adjustment::Nulled);
     }
     let (neg, digits) = match raw.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -270,7 +353,6 @@ fn write_numeric(out: &mut Vec<u8>, raw: &[u8]) {
         || digits.contains(&b'e')
         || digits.contains(&b'E')
     {
-        metrics::VALUES_SATURATED.inc();
         let _ = write!(
             out,
             "{}{}.{}",
@@ -278,9 +360,10 @@ fn write_numeric(out: &mut Vec<u8>, raw: &[u8]) {
             "9".repeat(NUMERIC_INT_DIGITS),
             "9".repeat(NUMERIC_SCALE)
         );
-        return;
+        return Adjusted::NONE.with(Adjustment::Saturated);
     }
     out.extend_from_slice(raw);
+    Adjusted::NONE
 }
 
 #[cfg(test)]
@@ -289,8 +372,46 @@ mod tests {
 
     fn field(kind: ValueKind, v: Value<'_>) -> String {
         let mut out = Vec::new();
-        write_field(&mut out, kind, &v);
+        let _ = write_field(&mut out, kind, &v);
         String::from_utf8(out).unwrap()
+    }
+
+    fn adjusted(kind: ValueKind, v: Value<'_>) -> Vec<Adjustment> {
+        write_field(&mut Vec::new(), kind, &v).iter().collect()
+    }
+
+    #[test]
+    fn changes_are_reported() {
+        let text = ValueKind::Text { max_bytes: 4 };
+        assert!(adjusted(text, Value::Quoted(b"abcd")).is_empty());
+        assert_eq!(
+            adjusted(text, Value::Quoted(b"abcde")),
+            [Adjustment::Truncated]
+        );
+        assert_eq!(
+            adjusted(text, Value::Quoted(b"caf\xe9 au lait")),
+            [Adjustment::Truncated, Adjustment::InvalidUtf8]
+        );
+        assert_eq!(
+            adjusted(ValueKind::Numeric, Value::Unquoted(b"NaN")),
+            [Adjustment::Nulled]
+        );
+        assert_eq!(
+            adjusted(ValueKind::Numeric, Value::Unquoted(&[b'9'; 40])),
+            [Adjustment::Saturated]
+        );
+        assert_eq!(
+            adjusted(ValueKind::Temporal, Value::Quoted(b"-infinity")),
+            [Adjustment::Nulled]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let text = ValueKind::Text {
+            max_bytes: VARCHAR_MAX_BYTES,
+        };
+        assert_eq!(field(text, Value::Quoted(b"caf\xe9")), "\"caf\u{fffd}\"");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+const LINEAGE: re_dms::wal::Lineage = re_dms::wal::Lineage::from_bytes([0x5a; 16]);
+
 /// A moto_server this test started: killed on drop.
 struct Moto {
     child: Child,
@@ -189,8 +191,10 @@ async fn single_put_with_md5_and_idempotent_reupload() {
     let up = uploader(&server, "single", bounded()).await;
     let bytes = data(300_000, 1);
     let file = temp_file(&bytes);
-    let key = up.key_for(42, "public.orders.csv.gz");
-    assert!(key.ends_with("re_dms/00000000000000000042/public.orders.csv.gz"));
+    let key = up.key_for(LINEAGE, 42, "public.orders.csv.gz");
+    assert!(key.ends_with(&format!(
+        "re_dms/{LINEAGE}/00000000000000000042/public.orders.csv.gz"
+    )));
 
     let first = up.upload_file(file.path(), &key).await.expect("upload");
     assert!(!first.already_present);
@@ -227,7 +231,7 @@ async fn single_put_with_md5_and_idempotent_reupload() {
 
     // An empty file is a valid object.
     let empty = temp_file(b"");
-    let key0 = up.key_for(42, "public.empty.csv.gz");
+    let key0 = up.key_for(LINEAGE, 42, "public.empty.csv.gz");
     let e = up.upload_file(empty.path(), &key0).await.expect("empty");
     assert_eq!(e.size, 0);
     assert!(get(&up, &key0).await.is_empty());
@@ -244,7 +248,7 @@ async fn multipart_upload_and_idempotent_reupload() {
     let up = uploader(&server, "multi", options).await;
     let bytes = data(20_000_000, 3);
     let file = temp_file(&bytes);
-    let key = up.key_for(7, "sales.order_items.csv.gz");
+    let key = up.key_for(LINEAGE, 7, "sales.order_items.csv.gz");
 
     let first = up
         .upload_file(file.path(), &key)
@@ -299,7 +303,7 @@ async fn check_and_missing_bucket() {
 
     let file = temp_file(b"1,a\n");
     let err = missing
-        .upload_file(file.path(), &missing.key_for(1, "t.csv.gz"))
+        .upload_file(file.path(), &missing.key_for(LINEAGE, 1, "t.csv.gz"))
         .await
         .expect_err("upload to a missing bucket");
     assert_eq!(err.class(), ErrorClass::Fatal, "{err}");
@@ -348,7 +352,7 @@ async fn delete_segment_deletes_only_that_segment() {
     let file = temp_file(b"1,a\n");
     let mut keys = Vec::new();
     for (seg, name) in [(5, "a.csv.gz"), (5, "b.csv.gz"), (50, "a.csv.gz")] {
-        let key = up.key_for(seg, name);
+        let key = up.key_for(LINEAGE, seg, name);
         up.upload_file(file.path(), &key).await.expect("upload");
         keys.push(key);
     }
@@ -369,11 +373,11 @@ async fn delete_segment_deletes_only_that_segment() {
         }
     };
     // Named keys; a key of another segment is refused, not deleted.
-    up.delete_segment(5, &[keys[0].clone(), keys[2].clone()])
+    up.delete_segment(LINEAGE, 5, &[keys[0].clone(), keys[2].clone()])
         .await
         .expect("delete named keys");
     assert_eq!(list(&up).await, vec![keys[1].clone(), keys[2].clone()]);
-    up.delete_segment(5, &keys[1..2])
+    up.delete_segment(LINEAGE, 5, &keys[1..2])
         .await
         .expect("delete the rest");
     assert_eq!(list(&up).await, vec![keys[2].clone()]);

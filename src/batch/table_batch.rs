@@ -9,7 +9,10 @@
 //!   re-sent; loaded as an `UPDATE` of just the known columns, grouped by the exact column subset.
 //!   `moved_from` is set when the update also changed the key: the target row is found by the
 //!   old key;
-//! - `Deleted`: gone at the end; a delete is emitted only if the row may have existed before;
+//! - `Deleted`: gone at the end; always loaded as a delete by key, even when the batch inserted
+//!   the row first: the target may hold the key already (a rerun after a crash or a stop, input
+//!   overlapping what was loaded, an initial copy overlapping the stream), so the outcome must
+//!   be the key's absolute final state, never a difference from an assumed starting point;
 //! - `MovedAway`: the row at this key was moved to another key by a `Partial` update; nothing is
 //!   emitted for this key itself.
 //!
@@ -41,8 +44,6 @@ pub enum RowState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The row may exist in the target from before this load.
-    pub pre_existed: bool,
     pub state: RowState,
 }
 
@@ -198,7 +199,6 @@ impl TableLoad {
             hashbrown::hash_map::EntryRef::Vacant(v) => {
                 self.mem += entry_cost(key.len());
                 let e = v.insert(Entry {
-                    pre_existed: false,
                     state: RowState::Deleted,
                 });
                 (e, true)
@@ -212,9 +212,6 @@ impl TableLoad {
         if !new && e.state == RowState::MovedAway {
             return Applied::Conflict;
         }
-        // A key seen before in this load may exist in the target unless all we saw was a
-        // delete of a row inserted in this load.
-        e.pre_existed = !new && (e.pre_existed || !matches!(e.state, RowState::Deleted));
         e.state = RowState::Full(SmallVec::from_slice(&[rec]));
         Applied::Done
     }
@@ -228,28 +225,23 @@ impl TableLoad {
             if !new && e.state == RowState::MovedAway {
                 return Applied::Conflict;
             }
-            e.pre_existed = new || e.pre_existed;
             e.state = RowState::Full(SmallVec::from_slice(&[rec]));
             return Applied::Done;
         }
         self.changes += 1;
-        let (pre_existed, prev) = match self.entry_mut(key) {
-            None => (true, None),
+        let prev = match self.entry_mut(key) {
+            None => None,
             Some(Entry {
                 state: RowState::MovedAway,
-                ..
             }) => return Applied::Conflict,
-            Some(e) => (
-                e.pre_existed,
-                Some(std::mem::replace(&mut e.state, RowState::Deleted)),
-            ),
+            Some(e) => Some(std::mem::replace(&mut e.state, RowState::Deleted)),
         };
         let prev = match prev {
             Some(RowState::Deleted) => None,
             p => p,
         };
         let state = self.updated(prev, rec, mask, None);
-        self.put(key, Entry { pre_existed, state });
+        self.put(key, Entry { state });
         Applied::Done
     }
 
@@ -295,13 +287,10 @@ impl TableLoad {
             return Applied::Conflict;
         }
         self.changes += 1;
-        let (old_pre, prev) = match self.rows.get_mut(old_key) {
-            None => (true, None),
-            Some(e) => (
-                e.pre_existed,
-                Some(std::mem::replace(&mut e.state, RowState::Deleted)),
-            ),
-        };
+        let prev = self
+            .rows
+            .get_mut(old_key)
+            .map(|e| std::mem::replace(&mut e.state, RowState::Deleted));
         let prev = match prev {
             Some(RowState::Deleted) => None,
             p => p,
@@ -314,21 +303,8 @@ impl TableLoad {
             } if &**m == old_key => RowState::MovedAway,
             _ => RowState::Deleted,
         };
-        self.put(
-            old_key,
-            Entry {
-                pre_existed: old_pre,
-                state: old_state,
-            },
-        );
-        let new_pre = self.rows.get(new_key).is_some_and(|e| e.pre_existed);
-        self.put(
-            new_key,
-            Entry {
-                pre_existed: new_pre,
-                state,
-            },
-        );
+        self.put(old_key, Entry { state: old_state });
+        self.put(new_key, Entry { state });
         Applied::Done
     }
 
@@ -336,23 +312,16 @@ impl TableLoad {
         self.changes += 1;
         let (e, new) = self.slot(key);
         if new {
-            e.pre_existed = true;
             return Applied::Done;
         }
         if e.state == RowState::MovedAway {
             return Applied::Conflict;
         }
-        let prev = (
-            e.pre_existed,
-            std::mem::replace(&mut e.state, RowState::Deleted),
-        );
-        if let (
-            _,
-            RowState::Partial {
-                moved_from: Some(origin),
-                ..
-            },
-        ) = &prev
+        let prev = std::mem::replace(&mut e.state, RowState::Deleted);
+        if let RowState::Partial {
+            moved_from: Some(origin),
+            ..
+        } = &prev
         {
             // The row moved here from `origin` earlier in this batch; deleting it means the
             // target row under the origin key must go.
@@ -360,7 +329,6 @@ impl TableLoad {
             self.put(
                 &origin,
                 Entry {
-                    pre_existed: true,
                     state: RowState::Deleted,
                 },
             );
@@ -433,24 +401,19 @@ mod tests {
         let mut l = load();
         assert_eq!(l.insert(&k("1"), 10), Applied::Done);
         assert_eq!(l.update(&k("1"), 20, None), Applied::Done);
-        assert_eq!(
-            state(&l, "1"),
-            Some(Entry {
-                pre_existed: false,
-                state: full(&[20])
-            })
-        );
+        assert_eq!(state(&l, "1"), Some(Entry { state: full(&[20]) }));
     }
 
     #[test]
-    fn insert_then_delete_leaves_nothing_to_emit() {
+    fn insert_then_delete_is_a_delete() {
+        // The target may hold the key already (a rerun, overlapping input): the final state,
+        // absent, is what gets applied.
         let mut l = load();
         let _ = l.insert(&k("1"), 10);
         let _ = l.delete(&k("1"));
         assert_eq!(
             state(&l, "1"),
             Some(Entry {
-                pre_existed: false,
                 state: RowState::Deleted
             })
         );
@@ -461,13 +424,7 @@ mod tests {
         let mut l = load();
         let _ = l.delete(&k("1"));
         let _ = l.insert(&k("1"), 30);
-        assert_eq!(
-            state(&l, "1"),
-            Some(Entry {
-                pre_existed: true,
-                state: full(&[30])
-            })
-        );
+        assert_eq!(state(&l, "1"), Some(Entry { state: full(&[30]) }));
     }
 
     #[test]
@@ -499,7 +456,6 @@ mod tests {
         assert_eq!(
             state(&l, "a"),
             Some(Entry {
-                pre_existed: true,
                 state: RowState::Deleted
             })
         );
@@ -524,7 +480,6 @@ mod tests {
         assert_eq!(
             state(&l, "a"),
             Some(Entry {
-                pre_existed: true,
                 state: RowState::Deleted
             })
         );

@@ -3,7 +3,9 @@
 //!
 //! Delivery moves the spool directory into place, fsyncs the files, then writes the manifest
 //! (temp file + rename + directory fsync): a segment directory with a `manifest.json` is
-//! complete. Re-delivering a segment replaces its directory, so applying twice changes nothing.
+//! complete. Re-delivering a segment replaces its directory, so applying twice changes nothing;
+//! a directory holding a segment of another WAL lineage (a new WAL directory, another instance)
+//! is never replaced: that is an error naming both lineages.
 
 use std::fs::File;
 use std::io::Write;
@@ -24,6 +26,16 @@ pub enum LocalError {
     Json(#[from] serde_json::Error),
     #[error("delivery task failed: {0}")]
     Join(String),
+    #[error(
+        "{path} holds segment {segment} of another WAL directory (lineage {found}, this one's is \
+         {ours}); it is not replaced: point target.directory elsewhere, or move that output away"
+    )]
+    OtherLineage {
+        path: PathBuf,
+        segment: u64,
+        found: String,
+        ours: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
@@ -46,8 +58,32 @@ impl LocalTarget {
         })
     }
 
+    /// A segment directory already delivered is replaced only by the same WAL lineage's
+    /// segment (a re-delivery); another WAL directory's segment of the same id would destroy
+    /// output someone may not have read yet.
+    fn check_lineage(&self, dest: &Path, out: &SegmentOutput) -> Result<(), LocalError> {
+        let Ok(bytes) = std::fs::read(dest.join(MANIFEST_FILE)) else {
+            return Ok(());
+        };
+        let found = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("lineage")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| "none".to_string());
+        let ours = out.manifest.lineage.to_string();
+        if found == ours {
+            return Ok(());
+        }
+        Err(LocalError::OtherLineage {
+            path: dest.to_path_buf(),
+            segment: out.segment,
+            found,
+            ours,
+        })
+    }
+
     pub fn deliver(&self, out: &SegmentOutput) -> Result<(), LocalError> {
         let dest = spool_dir(&self.dir, out.segment);
+        self.check_lineage(&dest, out)?;
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(io_err(&dest))?;
         }

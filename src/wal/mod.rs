@@ -1,9 +1,16 @@
 //! The local segmented WAL: every message is made durable here before anything else happens.
 //!
 //! Owns the WAL directory: segment files (`<id:020>.wal`, format in `segment.rs`) and
-//! `state.json`: the next segment id (ids are never reused, even once every segment is loaded
-//! and deleted: targets key their ledgers on them) and the table schemas as of the end of the
-//! newest sealed segment.
+//! `state.json`: the directory's [`Lineage`] (created, and fsynced, when the directory is first
+//! opened, before any segment), the next segment id, and the table schemas as of the end of the
+//! newest complete sealed segment.
+//!
+//! Segment ids are never reused within a lineage, whatever the exit: the id of a new segment is
+//! reserved in `state.json` (fsynced) before its file is created. Targets key their ledgers on
+//! (lineage, segment id, table), so a reused id would make a target skip new data as "already
+//! applied". A directory from before lineages (version 1 segments) is upgraded on open: it gets
+//! a lineage, and `legacy_below` records the first id it will issue; segments below it may have
+//! ledger rows without a lineage ([`SegmentFile::legacy`]).
 //!
 //! Invariants:
 //! - a record is appended before the batcher sees it; an LSN is confirmed upstream only after the
@@ -15,6 +22,7 @@
 //!   transaction without its COMMIT at the tail is dropped, with a loud log); what remains is
 //!   handed back for re-batching and re-delivery.
 
+pub mod lineage;
 pub mod segment;
 pub mod writer;
 
@@ -24,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lsn::Lsn;
 use crate::schema::SchemaRegistry;
+pub use lineage::Lineage;
 use segment::{Next, RecordKind, SegmentError, SegmentScanner, SegmentWriter};
 
 pub const STATE_FILE: &str = "state.json";
@@ -40,6 +49,22 @@ pub enum WalError {
     },
     #[error("WAL segment {path}: snapshot record is unreadable: {message}")]
     Snapshot { path: PathBuf, message: String },
+    #[error(
+        "WAL segment {path} belongs to another WAL directory (lineage {found}, this directory's is \
+         {expected}); a segment copied between WAL directories would be loaded under the wrong \
+         ledger key: move it back, or out of the way"
+    )]
+    ForeignSegment {
+        path: PathBuf,
+        found: String,
+        expected: Lineage,
+    },
+    #[error("WAL directory {path}: cannot create its lineage id: {source}")]
+    Lineage {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
@@ -62,6 +87,14 @@ pub struct Snapshot {
 /// `state.json`: what must survive the deletion of every segment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WalState {
+    /// The directory's lineage; absent only in a directory from before lineages (upgraded on
+    /// open).
+    #[serde(default)]
+    pub lineage: Option<Lineage>,
+    /// Segments with a lower id were written before the directory had a lineage.
+    #[serde(default)]
+    pub legacy_below: u64,
+    /// No segment id below this is ever issued again (reserved before each segment is created).
     pub next_segment_id: u64,
     pub next_local_lsn: u64,
     pub schema: SchemaRegistry,
@@ -73,6 +106,11 @@ pub struct SegmentFile {
     pub id: u64,
     pub path: PathBuf,
     pub len: u64,
+    /// The WAL directory's lineage (the ledger key's first part).
+    pub lineage: Lineage,
+    /// Written before the directory had a lineage: a ledger row without a lineage may be this
+    /// segment's.
+    pub legacy: bool,
 }
 
 /// What [`Wal::open`] found on disk.
@@ -93,6 +131,9 @@ pub struct Wal {
     dir: PathBuf,
     current: Option<SegmentWriter>,
     next_id: u64,
+    /// `state.json` as last written.
+    state: WalState,
+    lineage: Lineage,
 }
 
 /// True for a `COMMIT` message (with or without xid / timestamp).
@@ -109,29 +150,49 @@ impl Wal {
     /// Opens (creating) the WAL directory and recovers what a previous run left behind.
     pub fn open(dir: &Path) -> Result<(Self, Recovery), WalError> {
         std::fs::create_dir_all(dir).map_err(dir_err(dir))?;
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(dir_err(dir))? {
-            let entry = entry.map_err(dir_err(dir))?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(segment::parse_segment_file_name)
-            {
-                ids.push(id);
+        let ids = segment_ids(dir)?;
+        let (mut state, existed) = match load_state_file(dir)? {
+            Some(s) => (s, true),
+            None => (WalState::default(), false),
+        };
+        let next_id = ids
+            .last()
+            .map_or(1, |id| id + 1)
+            .max(state.next_segment_id)
+            .max(1);
+        let lineage = match state.lineage {
+            Some(l) => l,
+            None => {
+                let l = Lineage::generate().map_err(|source| WalError::Lineage {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                if existed || !ids.is_empty() {
+                    state.legacy_below = next_id;
+                    tracing::info!(lineage = %l, legacy_below = next_id, "WAL directory from before lineages: upgraded");
+                }
+                state.lineage = Some(l);
+                state.next_segment_id = next_id;
+                // Durable before any segment of this lineage exists.
+                save_state(dir, &state)?;
+                l
             }
-        }
-        ids.sort_unstable();
-        let state = load_state(dir)?;
-        let recovery = recover(dir, &ids, &state)?;
-        let next_id = ids.last().map_or(1, |id| id + 1).max(state.next_segment_id);
+        };
+        let recovery = recover(dir, &ids, &state, lineage)?;
         Ok((
             Self {
                 dir: dir.to_path_buf(),
                 current: None,
                 next_id,
+                state,
+                lineage,
             },
             recovery,
         ))
+    }
+
+    pub fn lineage(&self) -> Lineage {
+        self.lineage
     }
 
     pub fn dir(&self) -> &Path {
@@ -141,7 +202,14 @@ impl Wal {
     /// Starts a new segment whose first record is `snapshot`.
     pub fn begin_segment(&mut self, snapshot: &Snapshot) -> Result<(), WalError> {
         debug_assert!(self.current.is_none());
-        let mut w = SegmentWriter::create(&self.dir, self.next_id)?;
+        if self.next_id >= self.state.next_segment_id {
+            // Reserve the id before the file exists: whatever the exit, it is never issued again.
+            let mut state = self.state.clone();
+            state.next_segment_id = self.next_id + 1;
+            save_state(&self.dir, &state)?;
+            self.state = state;
+        }
+        let mut w = SegmentWriter::create(&self.dir, self.next_id, self.lineage)?;
         self.next_id += 1;
         let json = serde_json::to_vec(snapshot).map_err(|e| WalError::Snapshot {
             path: w.path.clone(),
@@ -206,8 +274,7 @@ impl Wal {
     /// a transaction boundary (`complete`), `schema` and `next_local_lsn` are saved in
     /// `state.json` for the day no segment is left. A segment closed inside a transaction does
     /// not save them: recovery may still cut that transaction away, and the saved schema must
-    /// never run ahead of what will be loaded (the ids of such cut, never delivered segments
-    /// may be reused).
+    /// never run ahead of what will be loaded (its id stays reserved all the same).
     pub fn seal(
         &mut self,
         schema: &SchemaRegistry,
@@ -220,19 +287,40 @@ impl Wal {
         w.sync()?;
         if complete {
             let state = WalState {
-                next_segment_id: self.next_id,
+                next_segment_id: self.next_id.max(self.state.next_segment_id),
                 next_local_lsn,
                 schema: schema.clone(),
+                ..self.state.clone()
             };
             save_state(&self.dir, &state)?;
+            self.state = state;
         }
         crate::metrics::SEGMENTS_SEALED.inc();
         Ok(Some(SegmentFile {
             id: w.id,
             path: w.path.clone(),
             len: w.len(),
+            lineage: self.lineage,
+            legacy: w.id < self.state.legacy_below,
         }))
     }
+}
+
+/// The ids of the segment files in `dir`, sorted.
+pub fn segment_ids(dir: &Path) -> Result<Vec<u64>, WalError> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(dir_err(dir))? {
+        let entry = entry.map_err(dir_err(dir))?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_file_name)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Deletes a segment the target has fully confirmed.
@@ -264,13 +352,20 @@ fn save_state(dir: &Path, state: &WalState) -> Result<(), WalError> {
 
 /// Reads `state.json` (defaults when absent).
 pub fn load_state(dir: &Path) -> Result<WalState, WalError> {
+    Ok(load_state_file(dir)?.unwrap_or_default())
+}
+
+/// Reads `state.json`; `None` when absent.
+fn load_state_file(dir: &Path) -> Result<Option<WalState>, WalError> {
     let path = dir.join(STATE_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| WalError::Snapshot {
-            path,
-            message: e.to_string(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(WalState::default()),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| WalError::Snapshot {
+                path,
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(WalError::Dir { path, source }),
     }
 }
@@ -284,8 +379,33 @@ struct Cut {
     messages: u64,
 }
 
+/// A segment's header must carry this directory's lineage; a version 1 header (none) is
+/// accepted only below `legacy_below`.
+fn check_lineage(
+    scanner: &SegmentScanner,
+    state: &WalState,
+    lineage: Lineage,
+) -> Result<(), WalError> {
+    let found = match scanner.lineage {
+        Some(l) if l == lineage => return Ok(()),
+        None if scanner.id < state.legacy_below => return Ok(()),
+        Some(l) => l.to_string(),
+        None => "none (a version 1 segment)".to_string(),
+    };
+    Err(WalError::ForeignSegment {
+        path: scanner.path.clone(),
+        found,
+        expected: lineage,
+    })
+}
+
 /// Scans every segment, cuts after the last whole transaction, deletes what lies beyond.
-fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalError> {
+fn recover(
+    dir: &Path,
+    ids: &[u64],
+    state: &WalState,
+    lineage: Lineage,
+) -> Result<Recovery, WalError> {
     let mut recovery = Recovery {
         schema: state.schema.clone(),
         next_local_lsn: state.next_local_lsn,
@@ -311,6 +431,7 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
             }
             Err(e) => return Err(e.into()),
         };
+        check_lineage(&scanner, state, lineage)?;
         let mut seg_messages = 0u64;
         loop {
             match scanner.next_record()? {
@@ -386,7 +507,13 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
         match cut {
             Some(c) if seg_index < c.seg_index => {
                 let len = std::fs::metadata(&path).map_err(dir_err(dir))?.len();
-                recovery.segments.push(SegmentFile { id, path, len });
+                recovery.segments.push(SegmentFile {
+                    id,
+                    path,
+                    len,
+                    lineage,
+                    legacy: id < state.legacy_below,
+                });
             }
             Some(c) if seg_index == c.seg_index && c.messages > 0 => {
                 let f = std::fs::OpenOptions::new()
@@ -401,6 +528,8 @@ fn recover(dir: &Path, ids: &[u64], state: &WalState) -> Result<Recovery, WalErr
                     id,
                     path,
                     len: c.end,
+                    lineage,
+                    legacy: id < state.legacy_below,
                 });
             }
             _ => {
@@ -492,6 +621,110 @@ mod tests {
         let (mut wal, rec) = Wal::open(dir.path()).unwrap();
         assert!(rec.segments.is_empty());
         assert_eq!(write_segment(&mut wal, false, &[]).id, s.id + 1);
+    }
+
+    #[test]
+    fn ids_are_reserved_before_use_even_when_a_segment_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let lineage = wal.lineage();
+        let a = write_segment(&mut wal, false, &["BEGIN 1", "COMMIT 1"]);
+        remove_segment(dir.path(), a.id).unwrap();
+        // A crash while a segment is open inside a transaction: it is never sealed.
+        wal.begin_segment(&Snapshot::default()).unwrap();
+        let b = wal.current_id().unwrap();
+        wal.append(Lsn(5), b"BEGIN 2").unwrap();
+        wal.append(Lsn(6), b"x").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (mut wal, rec) = Wal::open(dir.path()).unwrap();
+        assert!(rec.segments.is_empty(), "the open transaction is cut");
+        assert_eq!(wal.lineage(), lineage, "the lineage survives reopening");
+        assert_eq!(write_segment(&mut wal, false, &[]).id, b + 1);
+    }
+
+    #[test]
+    fn a_new_directory_gets_a_new_lineage_before_any_segment() {
+        let one = tempfile::tempdir().unwrap();
+        let two = tempfile::tempdir().unwrap();
+        let (wal1, _) = Wal::open(one.path()).unwrap();
+        let (wal2, _) = Wal::open(two.path()).unwrap();
+        assert_ne!(wal1.lineage(), wal2.lineage());
+        assert_eq!(
+            load_state(one.path()).unwrap().lineage,
+            Some(wal1.lineage())
+        );
+    }
+
+    #[test]
+    fn a_directory_from_before_lineages_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        // Version 1: 20-byte header, and a state.json without lineage.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(segment::MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&4u64.to_le_bytes());
+        let mut record = |lsn: u64, kind: u8, payload: &[u8]| {
+            let mut body = vec![kind];
+            body.extend_from_slice(&lsn.to_le_bytes());
+            body.extend_from_slice(payload);
+            v1.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            v1.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+            v1.extend_from_slice(&body);
+        };
+        record(
+            0,
+            2,
+            br#"{"starts_in_txn":false,"next_local_lsn":1,"schema":{"tables":{}}}"#,
+        );
+        record(1, 1, b"BEGIN 1");
+        record(2, 1, b"COMMIT 1");
+        std::fs::write(dir.path().join(segment::segment_file_name(4)), &v1).unwrap();
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            br#"{"next_segment_id":4,"next_local_lsn":1,"schema":{"tables":{}}}"#,
+        )
+        .unwrap();
+        let (mut wal, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.segments.len(), 1);
+        assert!(
+            rec.segments[0].legacy,
+            "a version 1 segment may have lineage-less ledger rows"
+        );
+        assert_eq!(rec.segments[0].lineage, wal.lineage());
+        let state = load_state(dir.path()).unwrap();
+        assert_eq!(state.legacy_below, 5);
+        let next = write_segment(&mut wal, false, &["BEGIN 2", "COMMIT 2"]);
+        assert_eq!(next.id, 5);
+        assert!(!next.legacy);
+    }
+
+    #[test]
+    fn a_segment_of_another_lineage_is_refused() {
+        let one = tempfile::tempdir().unwrap();
+        let two = tempfile::tempdir().unwrap();
+        let (mut wal1, _) = Wal::open(one.path()).unwrap();
+        let s = write_segment(&mut wal1, false, &["BEGIN 1", "COMMIT 1"]);
+        let (mut wal2, _) = Wal::open(two.path()).unwrap();
+        write_segment(&mut wal2, false, &["BEGIN 1", "COMMIT 1"]);
+        drop(wal2);
+        std::fs::copy(&s.path, two.path().join(segment::segment_file_name(9))).unwrap();
+        let err = Wal::open(two.path()).err().unwrap().to_string();
+        assert!(err.contains("another WAL directory"), "{err}");
+    }
+
+    #[test]
+    fn a_segment_of_an_unknown_version_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let s = write_segment(&mut wal, false, &["BEGIN 1", "COMMIT 1"]);
+        drop(wal);
+        let mut bytes = std::fs::read(&s.path).unwrap();
+        bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+        std::fs::write(&s.path, &bytes).unwrap();
+        let err = Wal::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("format version 9"), "{err}");
+        assert!(s.path.exists());
     }
 
     #[test]

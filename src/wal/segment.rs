@@ -2,13 +2,19 @@
 //!
 //! On-disk format (little endian):
 //! ```text
-//! header:  b"REDMSWAL" | u32 version (=1) | u64 segment id                       (20 bytes)
+//! header:  b"REDMSWAL" | u32 version (=2) | u64 segment id | 16 bytes lineage    (36 bytes)
 //! record:  u32 body length | u32 CRC32C(body) | body
 //! body:    u8 kind | u64 lsn | payload
 //! ```
 //! Kinds: 1 = a test_decoding message exactly as received (payload = message bytes without the
 //! trailing newline); 2 = a schema snapshot (JSON), always the first record of a segment, so a
 //! segment can be re-batched on its own after a crash.
+//!
+//! The lineage is the WAL directory's random id ([`Lineage`]): targets key their ledgers on
+//! (lineage, segment id), so segments of another directory never match each other's rows.
+//! Version 1 segments (20-byte header, no lineage) were written before lineages existed; they
+//! are read as such ([`SegmentScanner::lineage`] is `None`). Any other version is refused with a
+//! message naming it, never misread.
 //!
 //! A record's position is the byte offset of its header; the batcher keeps positions instead of
 //! values and the CSV writer reads the records back from the (page-cached) file.
@@ -18,11 +24,15 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::lineage::Lineage;
 use crate::lsn::Lsn;
 
 pub const MAGIC: &[u8; 8] = b"REDMSWAL";
-pub const VERSION: u32 = 1;
-pub const HEADER_LEN: u64 = 20;
+pub const VERSION: u32 = 2;
+/// Header length of the current version.
+pub const HEADER_LEN: u64 = 36;
+/// Header length of version 1 (no lineage).
+pub const HEADER_LEN_V1: u64 = 20;
 /// u32 length + u32 CRC.
 pub const RECORD_HEADER_LEN: u64 = 8;
 /// u8 kind + u64 lsn.
@@ -58,6 +68,11 @@ pub enum SegmentError {
     },
     #[error("WAL segment {path}: not a re_dms WAL segment (bad header)")]
     BadHeader { path: PathBuf },
+    #[error(
+        "WAL segment {path}: format version {version} is not one this re_dms reads (1 and \
+         {VERSION}); it was written by a newer re_dms: run that version until the WAL is empty"
+    )]
+    UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("WAL segment {path}: record at byte {pos} is damaged ({why})")]
     BadRecord {
         path: PathBuf,
@@ -126,11 +141,12 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-fn encode_header(id: u64) -> [u8; HEADER_LEN as usize] {
+fn encode_header(id: u64, lineage: Lineage) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&id.to_le_bytes());
+    h[20..36].copy_from_slice(lineage.as_bytes());
     h
 }
 
@@ -148,7 +164,7 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     /// Creates a new segment file and writes its header (not yet synced).
-    pub fn create(dir: &Path, id: u64) -> Result<Self, SegmentError> {
+    pub fn create(dir: &Path, id: u64, lineage: Lineage) -> Result<Self, SegmentError> {
         let path = dir.join(segment_file_name(id));
         let io = std::fs::OpenOptions::new()
             .write(true)
@@ -159,16 +175,17 @@ impl SegmentWriter {
                 path: path.clone(),
                 source,
             })?;
-        Self::with_io(path, id, Box::new(io))
+        Self::with_io(path, id, lineage, Box::new(io))
     }
 
     /// A writer over any [`SegmentIo`], header included.
     pub fn with_io(
         path: PathBuf,
         id: u64,
+        lineage: Lineage,
         mut io: Box<dyn SegmentIo>,
     ) -> Result<Self, SegmentError> {
-        io.write_all(&encode_header(id))
+        io.write_all(&encode_header(id, lineage))
             .map_err(|source| SegmentError::Io {
                 path: path.clone(),
                 source,
@@ -301,6 +318,8 @@ pub enum Next<'a> {
 pub struct SegmentScanner {
     pub id: u64,
     pub path: PathBuf,
+    /// The WAL lineage in the header; `None` for a version 1 segment.
+    pub lineage: Option<Lineage>,
     reader: BufReader<File>,
     pos: u64,
     buf: Vec<u8>,
@@ -314,24 +333,42 @@ impl SegmentScanner {
         };
         let file = File::open(path).map_err(io_err)?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
+        let bad = || SegmentError::BadHeader {
+            path: path.to_path_buf(),
+        };
         let mut h = [0u8; HEADER_LEN as usize];
         reader
-            .read_exact(&mut h)
-            .map_err(|_| SegmentError::BadHeader {
-                path: path.to_path_buf(),
-            })?;
-        if &h[..8] != MAGIC || h[8..12] != VERSION.to_le_bytes() {
-            return Err(SegmentError::BadHeader {
-                path: path.to_path_buf(),
-            });
+            .read_exact(&mut h[..HEADER_LEN_V1 as usize])
+            .map_err(|_| bad())?;
+        if &h[..8] != MAGIC {
+            return Err(bad());
         }
+        let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let (len, lineage) = match version {
+            1 => (HEADER_LEN_V1, None),
+            VERSION => {
+                reader
+                    .read_exact(&mut h[HEADER_LEN_V1 as usize..])
+                    .map_err(|_| bad())?;
+                let mut l = [0u8; 16];
+                l.copy_from_slice(&h[20..36]);
+                (HEADER_LEN, Some(Lineage::from_bytes(l)))
+            }
+            version => {
+                return Err(SegmentError::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    version,
+                })
+            }
+        };
         let mut id = [0u8; 8];
         id.copy_from_slice(&h[12..20]);
         Ok(Self {
             id: u64::from_le_bytes(id),
             path: path.to_path_buf(),
+            lineage,
             reader,
-            pos: HEADER_LEN,
+            pos: len,
             buf: Vec::new(),
         })
     }
@@ -546,7 +583,7 @@ mod tests {
     #[test]
     fn write_scan_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::create(dir.path(), 7).unwrap();
+        let mut w = SegmentWriter::create(dir.path(), 7, Lineage::from_bytes([7; 16])).unwrap();
         let big = vec![b'x'; 3 * READ_WINDOW];
         let p1 = w.append(RecordKind::Snapshot, Lsn(0), b"{}").unwrap();
         let p2 = w.append(RecordKind::Message, Lsn(5), b"BEGIN 1").unwrap();
@@ -566,7 +603,7 @@ mod tests {
     #[test]
     fn torn_tail_and_bad_crc_are_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::create(dir.path(), 1).unwrap();
+        let mut w = SegmentWriter::create(dir.path(), 1, Lineage::from_bytes([1; 16])).unwrap();
         w.append(RecordKind::Message, Lsn(1), b"BEGIN").unwrap();
         let p = w.append(RecordKind::Message, Lsn(2), b"COMMIT").unwrap();
         w.sync().unwrap();
@@ -580,6 +617,28 @@ mod tests {
         bad[last] ^= 1;
         std::fs::write(&w.path, &bad).unwrap();
         assert_eq!(collect(&w.path).1, Some(p));
+    }
+
+    #[test]
+    fn headers_carry_the_lineage_and_version_1_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let lineage = Lineage::from_bytes([3; 16]);
+        let mut w = SegmentWriter::create(dir.path(), 2, lineage).unwrap();
+        w.append(RecordKind::Message, Lsn(1), b"BEGIN").unwrap();
+        w.sync().unwrap();
+        let s = SegmentScanner::open(&w.path).unwrap();
+        assert_eq!((s.id, s.lineage), (2, Some(lineage)));
+        assert_eq!(collect(&w.path).0, vec![(1, b"BEGIN".to_vec())]);
+        // The same record behind a version 1 header (no lineage).
+        let bytes = std::fs::read(&w.path).unwrap();
+        let mut v1 = bytes[..HEADER_LEN_V1 as usize].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&bytes[HEADER_LEN as usize..]);
+        let path = dir.path().join("v1.wal");
+        std::fs::write(&path, v1).unwrap();
+        let s = SegmentScanner::open(&path).unwrap();
+        assert_eq!((s.id, s.lineage), (2, None));
+        assert_eq!(collect(&path).0, vec![(1, b"BEGIN".to_vec())]);
     }
 
     #[test]

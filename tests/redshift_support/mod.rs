@@ -66,14 +66,40 @@ primary_key = ["warehouse", "sku"]
         self.dir.path().join("re_dms.toml")
     }
 
+    /// Rewrites the config file with `edit` (e.g. a `str::replace` of one line).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(self.config(), edit(text)).unwrap();
+    }
+
+    /// A second re_dms loading into the same warehouse database and S3 prefix, with its own
+    /// WAL directory (a second source, or the same one on a new host).
+    pub fn sharing_warehouse(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(self.config()).unwrap().replace(
+            &self.dir.path().display().to_string(),
+            &dir.path().display().to_string(),
+        );
+        std::fs::write(dir.path().join("re_dms.toml"), text).unwrap();
+        Self {
+            dir,
+            db: self.db.clone(),
+        }
+    }
+
     pub fn wal_dir(&self) -> PathBuf {
         self.dir.path().join("wal")
     }
 
     /// `re_dms --stdin --config ...` with the stack's environment and `RE_DMS_LOG=warn`.
+    /// `RE_DMS_TEST_BIN` names another binary to run (e.g. an older build, to see a test fail
+    /// on the code it guards against).
     pub fn command(&self) -> Command {
         let stack = Stack::get();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_re_dms"));
+        let bin = std::env::var_os("RE_DMS_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_re_dms")));
+        let mut c = Command::new(bin);
         c.args(["--stdin", "--config"])
             .arg(self.config())
             .env("RE_DMS_LOG", "warn");
@@ -297,6 +323,16 @@ impl Running {
             status,
             stderr: self.collect(),
         }
+    }
+
+    /// Sends SIGTERM (does not wait).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
     }
 
     /// SIGKILL (no clean-up of any kind), then reap.

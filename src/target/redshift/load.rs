@@ -43,9 +43,21 @@ struct Pool {
     conn: String,
     permits: Semaphore,
     idle: Mutex<Vec<tokio_postgres::Client>>,
+    /// `redshift.statement_timeout_secs`: set on each session (the server cancels a statement
+    /// running longer) and, with [`CLIENT_DEADLINE_SLACK`], the client's own deadline for every
+    /// answer (a server that never answers at all).
+    statement_timeout: Duration,
 }
 
+/// How much longer than the server-side statement timeout the client waits for an answer.
+pub const CLIENT_DEADLINE_SLACK: Duration = Duration::from_secs(30);
+
 impl Pool {
+    /// The client's deadline for one answer.
+    fn deadline(&self) -> Duration {
+        self.statement_timeout + CLIENT_DEADLINE_SLACK
+    }
+
     async fn get(&self) -> Result<Conn<'_>, Attempt> {
         let permit = self
             .permits
@@ -61,12 +73,11 @@ impl Pool {
                     detail: classify::error_chain(&e),
                 })?;
                 // Timestamps round-trip exactly only in UTC / ISO.
-                c.batch_execute("SET timezone TO 'UTC'")
-                    .await
-                    .map_err(|e| Attempt {
-                        class: classify::classify_pg(&e),
-                        detail: pg_detail(&e),
-                    })?;
+                let setup = format!(
+                    "SET timezone TO 'UTC'; SET statement_timeout TO {}",
+                    self.statement_timeout.as_millis()
+                );
+                within(self.deadline(), "session set-up", c.batch_execute(&setup)).await?;
                 c
             }
         };
@@ -120,7 +131,13 @@ pub struct RedshiftLoader {
     widths: std::sync::Mutex<HashMap<(String, String), u32>>,
     /// The ledger exists (created by this process).
     ledger_ready: Mutex<bool>,
+    /// Source tables (`schema.table`) with `on_reject = "quarantine"`.
+    quarantine: std::collections::BTreeSet<String>,
 }
+
+/// `MAXERROR` of each COPY of a quarantining table: more rejected rows than this in one file
+/// fail the load (and stop the table) as without quarantine.
+pub const MAX_REJECTED_PER_COPY: u32 = 1000;
 
 /// A failure of one attempt at a table-segment, classified.
 struct Attempt {
@@ -161,6 +178,7 @@ impl RedshiftLoader {
                 conn: config.redshift.connection.clone(),
                 permits: Semaphore::new(max),
                 idle: Mutex::new(Vec::new()),
+                statement_timeout: Duration::from_secs(config.redshift.statement_timeout_secs),
             },
             uploader,
             naming: Naming::from_config(config),
@@ -169,6 +187,12 @@ impl RedshiftLoader {
             catalog,
             widths: Default::default(),
             ledger_ready: Mutex::new(false),
+            quarantine: config
+                .tables
+                .keys()
+                .filter(|t| config.quarantines(t))
+                .cloned()
+                .collect(),
         };
         loader.ensure_ledger().await?;
         Ok(Arc::new(loader))
@@ -197,17 +221,33 @@ impl RedshiftLoader {
         }
     }
 
-    /// Runs the ledger DDL once per process (idempotent statements, one session at a time).
+    /// Runs the ledger DDL once per process (idempotent statements, one session at a time),
+    /// and upgrades a ledger from before lineages (adds the `lineage` column; its old rows keep
+    /// NULL and are matched only for legacy segments, see [`sql::LEDGER_CHECK_LEGACY_SQL`]).
     async fn create_ledger(&self, c: &tokio_postgres::Client) -> Result<(), Attempt> {
         let mut ready = self.ledger_ready.lock().await;
         if *ready {
             return Ok(());
         }
+        let deadline = self.pool.deadline();
         for stmt in sql::LEDGER_DDL {
-            c.batch_execute(stmt).await.map_err(|e| Attempt {
-                class: classify::classify_pg(&e),
-                detail: pg_detail(&e),
-            })?;
+            within(deadline, "creating the ledger", c.batch_execute(stmt)).await?;
+        }
+        let (schema, table, column) = sql::LEDGER_LINEAGE_COLUMN;
+        if !column_exists(c, deadline, schema, table, column).await? {
+            tracing::info!("upgrading the ledger re_dms.applied: adding its lineage column");
+            if let Err(e) = within(
+                deadline,
+                "upgrading the ledger",
+                c.batch_execute(sql::LEDGER_UPGRADE_SQL),
+            )
+            .await
+            {
+                // Another re_dms may have added it meanwhile.
+                if !column_exists(c, deadline, schema, table, column).await? {
+                    return Err(e);
+                }
+            }
         }
         *ready = true;
         Ok(())
@@ -257,7 +297,9 @@ impl RedshiftLoader {
         self.retrying(table, "upload", || async {
             let mut urls = BTreeMap::new();
             for file in table_files(table) {
-                let key = self.uploader.key_for(out.segment, &file);
+                let key = self
+                    .uploader
+                    .key_for(out.manifest.lineage, out.segment, &file);
                 self.uploader
                     .upload_file(&out.dir.join(&file), &key)
                     .await
@@ -301,12 +343,18 @@ impl RedshiftLoader {
             table,
             target: target.clone(),
             segment: out.segment,
+            lineage: out.manifest.lineage,
             first_lsn: out.manifest.first_lsn,
             last_lsn: out.manifest.last_lsn,
             file_urls: urls,
             auth: &self.auth,
             region: &self.region,
             column_types,
+            max_errors: if self.quarantine.contains(&source) {
+                MAX_REJECTED_PER_COPY
+            } else {
+                0
+            },
         })
         .map_err(definite)?;
         self.retrying(table, "load", || async {
@@ -320,10 +368,18 @@ impl RedshiftLoader {
                 }
                 return Err(e);
             }
-            match self
-                .run_plan(conn.client(), &ledger_name, out.segment, &widen, &plan)
-                .await
-            {
+            let key = LedgerKey {
+                lineage: out.manifest.lineage,
+                legacy: out.manifest.legacy,
+                segment: out.segment,
+                source: &ledger_name,
+                target,
+                quarantine: self
+                    .quarantine
+                    .contains(&source)
+                    .then_some(out.dir.as_path()),
+            };
+            match self.run_plan(conn.client(), &key, &widen, &plan).await {
                 Ok(applied) => {
                     if applied {
                         metrics::TABLE_SEGMENTS_LOADED.inc();
@@ -372,7 +428,7 @@ impl RedshiftLoader {
                 }) => {
                     return Err(LoadError::Definite {
                         table: table.qualified(),
-                        detail,
+                        detail: with_remedy(detail),
                     })
                 }
                 Err(Attempt {
@@ -392,10 +448,7 @@ impl RedshiftLoader {
     /// transaction and only when the warehouse's column is narrower; widths already seen in the
     /// warehouse are remembered, so steady state costs no statement.
     async fn widen(&self, c: &tokio_postgres::Client, steps: &[WidenStep]) -> Result<(), Attempt> {
-        let pg = |e: tokio_postgres::Error| Attempt {
-            class: classify::classify_pg(&e),
-            detail: pg_detail(&e),
-        };
+        let deadline = self.pool.deadline();
         for step in steps {
             let key = (
                 format!("{}.{}", step.check.schema, step.check.table),
@@ -405,21 +458,23 @@ impl RedshiftLoader {
             if known.is_some_and(|w| w >= step.check.width) {
                 continue;
             }
-            let current: Option<i32> = c
-                .query_opt(
+            let current: Option<i32> = within(
+                deadline,
+                "reading a column's width",
+                c.query_opt(
                     sql::VARCHAR_WIDTH_SQL,
                     &[&step.check.schema, &step.check.table, &step.check.column],
-                )
-                .await
-                .map_err(pg)?
-                .and_then(|r| r.get::<_, Option<i32>>(0));
+                ),
+            )
+            .await?
+            .and_then(|r| r.get::<_, Option<i32>>(0));
             let Some(current) = current else {
                 // No such VARCHAR column (yet): the plan creates it with the catalog's width.
                 continue;
             };
             if step.should_run(Some(current)) {
                 tracing::info!(column = %step.check.column, from = current, to = step.check.width, "widening a VARCHAR column (the source column is wider now)");
-                c.batch_execute(&step.sql).await.map_err(pg)?;
+                within(deadline, "widening a column", c.batch_execute(&step.sql)).await?;
             }
             let now = u32::try_from(current).unwrap_or(0).max(step.check.width);
             self.widths_lock().insert(key, now);
@@ -431,66 +486,279 @@ impl RedshiftLoader {
         self.widths.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The statements of one load transaction (between BEGIN and COMMIT). For a quarantining
+    /// table, the rows each COPY skipped are read from `stl_load_errors` and, before the
+    /// transaction commits, written to a dead-letter object in S3 and to `re_dms.rejected`.
+    async fn run_load(
+        &self,
+        c: &tokio_postgres::Client,
+        key: &LedgerKey<'_>,
+        statements: &[String],
+        load_no: usize,
+    ) -> Result<(), Attempt> {
+        let deadline = self.pool.deadline();
+        let mut rejected = Vec::new();
+        for s in statements {
+            within(deadline, "a load", c.batch_execute(s)).await?;
+            if key.quarantine.is_some() && sql::is_copy(s) {
+                rejected.extend(rejected_rows(c, deadline).await?);
+            }
+        }
+        match key.quarantine {
+            Some(spool) if !rejected.is_empty() => {
+                self.quarantine(c, key, spool, load_no, &rejected).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps rows the warehouse rejected: a JSON-lines dead-letter object under
+    /// `<prefix>rejected/<lineage>/<segment>/` (overwritten by a retry of the same load), then
+    /// their rows in `re_dms.rejected` inside the load's transaction; counted and logged.
+    async fn quarantine(
+        &self,
+        c: &tokio_postgres::Client,
+        key: &LedgerKey<'_>,
+        spool: &std::path::Path,
+        load_no: usize,
+        rows: &[sql::Rejected],
+    ) -> Result<(), Attempt> {
+        let name = format!(
+            "{}.{load_no}.rejected.jsonl",
+            crate::csv_out::file_safe(key.source)
+        );
+        let path = spool.join(&name);
+        let mut text = String::new();
+        for r in rows {
+            let line = serde_json::json!({
+                "lineage": key.lineage.to_string(), "segment": key.segment,
+                "source_table": key.source, "target_table": key.target.to_string(),
+                "file": r.filename, "line_number": r.line_number, "column": r.colname,
+                "reason": r.err_reason, "raw_line": r.raw_line,
+            });
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).map_err(|e| Attempt {
+            class: ErrorClass::Transient,
+            detail: format!("writing {}: {e}", path.display()),
+        })?;
+        let object = format!(
+            "{}rejected/{}/{:020}/{name}",
+            self.uploader.prefix(),
+            key.lineage,
+            key.segment
+        );
+        self.uploader
+            .upload_file(&path, &object)
+            .await
+            .map_err(|e| Attempt {
+                class: e.class(),
+                detail: classify::error_chain(&e),
+            })?;
+        let url = self.uploader.url_for(&object);
+        let insert = sql::rejected_insert(
+            key.lineage,
+            key.segment,
+            key.source,
+            key.target,
+            &url,
+            rows,
+            std::time::SystemTime::now(),
+        );
+        within(
+            self.pool.deadline(),
+            "recording rejected rows",
+            c.batch_execute(&insert),
+        )
+        .await?;
+        metrics::ROWS_REJECTED.add(rows.len() as u64);
+        tracing::warn!(
+            rows = rows.len(),
+            dead_letter = %url,
+            first_reason = %rows[0].err_reason,
+            "rows rejected by Redshift were quarantined (on_reject = \"quarantine\"): the rest \
+             of the batch loads; see the dead letter and re_dms.rejected"
+        );
+        Ok(())
+    }
+
+    /// Whether the ledger holds this table-segment: under its lineage, or (a segment from before
+    /// lineages) in a lineage-less row of the old key.
+    async fn in_ledger(
+        &self,
+        c: &tokio_postgres::Client,
+        key: &LedgerKey<'_>,
+    ) -> Result<bool, Attempt> {
+        let deadline = self.pool.deadline();
+        let seg = i64::try_from(key.segment).unwrap_or(i64::MAX);
+        let lineage = key.lineage.to_string();
+        let target = key.target.to_string();
+        let found = within(
+            deadline,
+            "checking the ledger",
+            c.query(
+                sql::LEDGER_CHECK_SQL,
+                &[&lineage, &seg, &key.source, &target],
+            ),
+        )
+        .await?;
+        if !found.is_empty() {
+            return Ok(true);
+        }
+        if key.legacy {
+            let found = within(
+                deadline,
+                "checking the ledger",
+                c.query(sql::LEDGER_CHECK_LEGACY_SQL, &[&seg, &key.source]),
+            )
+            .await?;
+            return Ok(!found.is_empty());
+        }
+        Ok(false)
+    }
+
     /// Returns false when the ledger says this table-segment was already applied.
     async fn run_plan(
         &self,
         c: &tokio_postgres::Client,
-        ledger_name: &str,
-        segment: u64,
+        key: &LedgerKey<'_>,
         widen: &[WidenStep],
         plan: &[PlanStep],
     ) -> Result<bool, Attempt> {
-        let pg = |e: tokio_postgres::Error| Attempt {
-            class: classify::classify_pg(&e),
-            detail: pg_detail(&e),
-        };
-        let seg = i64::try_from(segment).unwrap_or(i64::MAX);
-        if !c
-            .query(sql::LEDGER_CHECK_SQL, &[&ledger_name, &seg])
-            .await
-            .map_err(pg)?
-            .is_empty()
-        {
+        let deadline = self.pool.deadline();
+        if self.in_ledger(c, key).await? {
             tracing::info!("already applied (ledger); skipping");
             return Ok(false);
         }
         self.widen(c, widen).await?;
+        let mut load_no = 0usize;
         for step in plan {
             match step {
                 PlanStep::Ddl(ddl) => {
                     if let Some(check) = &ddl.check {
-                        let present = !c
-                            .query(
-                                sql::COLUMN_EXISTS_SQL,
-                                &[&check.schema, &check.table, &check.column],
-                            )
-                            .await
-                            .map_err(pg)?
-                            .is_empty();
+                        let present =
+                            column_exists(c, deadline, &check.schema, &check.table, &check.column)
+                                .await?;
                         if present == check.want_present {
                             continue;
                         }
                     }
-                    c.batch_execute(&ddl.sql).await.map_err(pg)?;
+                    within(deadline, "a schema change", c.batch_execute(&ddl.sql)).await?;
                 }
                 PlanStep::Load(statements) => {
-                    c.batch_execute("BEGIN").await.map_err(pg)?;
-                    for s in statements {
-                        if let Err(e) = c.batch_execute(s).await {
-                            let mut a = pg(e);
-                            let _ = c.batch_execute("ROLLBACK").await;
-                            if a.detail.contains("stl_load_errors") {
-                                a.detail.push_str(&load_error_detail(c).await);
-                            }
-                            return Err(a);
+                    within(deadline, "BEGIN", c.batch_execute("BEGIN")).await?;
+                    if let Err(mut a) = self.run_load(c, key, statements, load_no).await {
+                        let _ = within(deadline, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
+                        if a.detail.contains("stl_load_errors") {
+                            a.detail.push_str(&load_error_detail(c, deadline).await);
                         }
+                        return Err(a);
                     }
-                    c.batch_execute("COMMIT").await.map_err(pg)?;
+                    load_no += 1;
+                    within(deadline, "COMMIT", c.batch_execute("COMMIT")).await?;
                 }
             }
         }
         Ok(true)
     }
+}
+
+/// The ledger key of one table-segment (and where its rejected rows go).
+struct LedgerKey<'a> {
+    lineage: crate::wal::Lineage,
+    /// The segment is from before lineages (see `crate::wal`).
+    legacy: bool,
+    segment: u64,
+    /// The source table's ledger name ([`TableManifest::ledger_name`]).
+    source: &'a str,
+    target: &'a TargetTable,
+    /// The table quarantines rejected rows: the segment's spool directory (dead letters are
+    /// written there before they are uploaded).
+    quarantine: Option<&'a std::path::Path>,
+}
+
+/// The rows the session's last COPY skipped (`MAXERROR`).
+async fn rejected_rows(
+    c: &tokio_postgres::Client,
+    deadline: Duration,
+) -> Result<Vec<sql::Rejected>, Attempt> {
+    let rows = within(
+        deadline,
+        "reading rejected rows",
+        c.query(sql::REJECTED_ROWS_SQL, &[]),
+    )
+    .await?;
+    let text = |r: &tokio_postgres::Row, i: usize| {
+        r.try_get::<_, Option<String>>(i)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    Ok(rows
+        .iter()
+        .map(|r| sql::Rejected {
+            filename: text(r, 0),
+            line_number: r.try_get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0),
+            colname: text(r, 2),
+            err_reason: text(r, 3),
+            raw_line: text(r, 4),
+        })
+        .collect())
+}
+
+/// Whether the warehouse table `schema.table` has `column` (target names).
+async fn column_exists(
+    c: &tokio_postgres::Client,
+    deadline: Duration,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, Attempt> {
+    let rows = within(
+        deadline,
+        "checking a column",
+        c.query(sql::COLUMN_EXISTS_SQL, &[&schema, &table, &column]),
+    )
+    .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Waits for one answer from Redshift at most `deadline`; a database error is classified, and
+/// no answer in time is transient (the caller drops the session and retries).
+async fn within<T>(
+    deadline: Duration,
+    what: &str,
+    answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Attempt> {
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Attempt {
+            class: classify::classify_pg(&e),
+            detail: pg_detail(&e),
+        }),
+        Err(_) => Err(Attempt {
+            class: ErrorClass::Transient,
+            detail: format!(
+                "Redshift gave no answer within {}s ({what}); the session is dropped",
+                deadline.as_secs()
+            ),
+        }),
+    }
+}
+
+/// A definite error's detail, with what to do about it where we know.
+fn with_remedy(detail: String) -> String {
+    if detail.contains("(SQLSTATE 42P01)") {
+        // undefined_table: re_dms creates a target table only when it first sees its source.
+        return format!(
+            "{detail}: the Redshift table does not exist (dropped outside re_dms?). re_dms creates \
+             a target table only the first time it sees the source table: recreate it with the \
+             source's columns and restart re_dms (rows loaded before are not in it: reload them \
+             from the source); this table's segments stay in the WAL until then"
+        );
+    }
+    detail
 }
 
 /// File names of every load step of a table.
@@ -508,9 +776,12 @@ fn table_files(table: &TableManifest) -> Vec<String> {
 }
 
 /// The newest `stl_load_errors` row, when the cluster (or the simulator) has one.
-async fn load_error_detail(c: &tokio_postgres::Client) -> String {
+async fn load_error_detail(c: &tokio_postgres::Client, deadline: Duration) -> String {
     let q = "SELECT filename, line_number, colname, err_reason FROM stl_load_errors ORDER BY starttime DESC LIMIT 1";
-    match c.query(q, &[]).await {
+    match tokio::time::timeout(deadline, c.query(q, &[]))
+        .await
+        .unwrap_or_else(|_| Ok(Vec::new()))
+    {
         Ok(rows) => rows
             .first()
             .map(|r| {

@@ -62,6 +62,7 @@ fn ledger_insert_escapes_and_formats_time() {
         name: "it's".into(),
     };
     let sql = ledger_insert(&LedgerRow {
+        lineage: crate::wal::Lineage::from_bytes([0xab; 16]),
         source_table: "s.It's\\x",
         target: &target,
         segment: 1,
@@ -77,8 +78,8 @@ fn ledger_insert_escapes_and_formats_time() {
     });
     assert!(
         sql.ends_with(
-            "VALUES (('s.It''s' || CHR(92) || 'x'), 's.it''s', 1, '0/0', '2/FF', 1, 2, 3, \
-             '2000-02-29 00:00:00.000123')"
+            "VALUES ('abababababababababababababababab', ('s.It''s' || CHR(92) || 'x'), \
+             's.it''s', 1, '0/0', '2/FF', 1, 2, 3, '2000-02-29 00:00:00.000123')"
         ),
         "{sql}"
     );
@@ -87,9 +88,11 @@ fn ledger_insert_escapes_and_formats_time() {
     assert_eq!(civil_from_days(20_000), (2024, 10, 4));
     assert_eq!(LEDGER_DDL[0], "CREATE SCHEMA IF NOT EXISTS re_dms");
     assert!(LEDGER_DDL[1].starts_with("CREATE TABLE IF NOT EXISTS re_dms.applied ("));
+    assert!(LEDGER_DDL[1].contains("lineage VARCHAR(32)"));
     assert_eq!(
         LEDGER_CHECK_SQL,
-        "SELECT 1 FROM re_dms.applied WHERE source_table = $1 AND segment = $2"
+        "SELECT 1 FROM re_dms.applied WHERE lineage = $1 AND segment = $2 AND source_table = $3 \
+         AND target_table = $4"
     );
 }
 
@@ -112,6 +115,7 @@ fn naming() -> Naming {
         TableConfig {
             primary_key: vec![],
             load_into: Some("Sales.Orders".into()),
+            ..TableConfig::default()
         },
     );
     config.tables.insert(
@@ -119,6 +123,7 @@ fn naming() -> Naming {
         TableConfig {
             primary_key: vec![],
             load_into: Some("parent".into()),
+            ..TableConfig::default()
         },
     );
     config

@@ -44,9 +44,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 pub use naming::{
-    check_collisions, check_column_names, check_ident, copy_literal, copy_sql, ledger_insert,
-    quote_ident, quote_literal, redact, target_column, CopyAuth, LedgerRow, Naming, RowCounts,
-    SqlError, TargetTable, COPY_FORMAT, LEDGER_CHECK_SQL, LEDGER_DDL, MAX_IDENT_BYTES,
+    check_collisions, check_column_names, check_ident, copy_literal, copy_sql, is_copy,
+    ledger_insert, quote_ident, quote_literal, redact, rejected_insert, target_column, CopyAuth,
+    LedgerRow, Naming, Rejected, RowCounts, SqlError, TargetTable, COPY_FORMAT,
+    LEDGER_CHECK_LEGACY_SQL, LEDGER_CHECK_SQL, LEDGER_DDL, LEDGER_LINEAGE_COLUMN,
+    LEDGER_UPGRADE_SQL, MAX_IDENT_BYTES, REJECTED_ROWS_SQL,
 };
 
 use crate::lsn::Lsn;
@@ -63,6 +65,8 @@ pub struct TablePlanInput<'a> {
     pub table: &'a TableManifest,
     pub target: TargetTable,
     pub segment: u64,
+    /// The segment's WAL lineage (ledger key).
+    pub lineage: crate::wal::Lineage,
     pub first_lsn: Lsn,
     pub last_lsn: Lsn,
     /// s3 URL of each file by its manifest `path`, e.g.
@@ -76,6 +80,9 @@ pub struct TablePlanInput<'a> {
     /// whose catalog type is still the type the manifest names (otherwise the catalog is newer
     /// than the segment and the manifest's type is kept).
     pub column_types: Option<&'a BTreeMap<String, String>>,
+    /// `MAXERROR` of each COPY (0: none, a rejected row fails the load): the table quarantines
+    /// rejected rows (`[tables."s.t"] on_reject = "quarantine"`).
+    pub max_errors: u32,
 }
 
 /// A condition on one column: run the step only if the column's presence differs from
@@ -178,6 +185,7 @@ pub fn plan_table_at(
     }
     let ledger_name = table.ledger_name();
     let ledger = ledger_insert(&LedgerRow {
+        lineage: input.lineage,
         source_table: &ledger_name,
         target: &input.target,
         segment: input.segment,
@@ -404,14 +412,18 @@ impl Planner<'_> {
             defs.join(", ")
         ));
         let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
-        stage.push(copy_sql(
+        let mut copy = copy_sql(
             &self.source,
             &name,
             &names,
             url,
             self.input.auth,
             self.input.region,
-        )?);
+        )?;
+        if self.input.max_errors > 0 {
+            copy.push_str(&format!(" MAXERROR {}", self.input.max_errors));
+        }
+        stage.push(copy);
         drops.push(format!("DROP TABLE {}", quote_ident(&name)));
         Ok(quote_ident(&name))
     }

@@ -120,6 +120,14 @@ fn full_table(rows: u64) -> TableManifest {
 }
 
 fn plan_with(table: &TableManifest, auth: &CopyAuth) -> Result<Vec<PlanStep>, SqlError> {
+    plan_quarantined(table, auth, 0)
+}
+
+fn plan_quarantined(
+    table: &TableManifest,
+    auth: &CopyAuth,
+    max_errors: u32,
+) -> Result<Vec<PlanStep>, SqlError> {
     let mut urls = BTreeMap::new();
     for s in &table.steps {
         if let StepManifest::Load { files, .. } = s {
@@ -133,12 +141,14 @@ fn plan_with(table: &TableManifest, auth: &CopyAuth) -> Result<Vec<PlanStep>, Sq
         table,
         target: Naming::default().target_table(&table.schema, &table.name),
         segment: 7,
+        lineage: crate::wal::Lineage::from_bytes([1; 16]),
         first_lsn: Lsn(1),
         last_lsn: Lsn(0x1_0000_0048),
         file_urls: &urls,
         auth,
         region: "us-east-1",
         column_types: None,
+        max_errors,
     };
     // 2023-11-14 22:13:20 UTC
     plan_table_at(&input, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
@@ -230,9 +240,10 @@ fn full_plan_in_manifest_order() {
     assert!(l[0].iter().all(|s| !s.contains("re_dms.applied")));
     assert_eq!(
         l[1].last().unwrap(),
-        "INSERT INTO re_dms.applied (source_table, target_table, segment, first_lsn, last_lsn, \
-         rows_upserted, rows_deleted, rows_updated, applied_at) VALUES ('Sales.Orders', \
-         'sales.orders', 7, '0/1', '1/48', 15, 5, 10, '2023-11-14 22:13:20.000000')"
+        "INSERT INTO re_dms.applied (lineage, source_table, target_table, segment, first_lsn, \
+         last_lsn, rows_upserted, rows_deleted, rows_updated, applied_at) VALUES \
+         ('01010101010101010101010101010101', 'Sales.Orders', 'sales.orders', 7, '0/1', '1/48', \
+         15, 5, 10, '2023-11-14 22:13:20.000000')"
     );
     let all = l
         .iter()
@@ -294,6 +305,23 @@ fn load_statements() {
     assert_eq!(loads(&p)[0], &expected);
     // Staging names stay unique across the plan's transactions.
     assert!(loads(&p)[1][1].starts_with("CREATE TEMP TABLE \"re_dms_stg_3\""));
+}
+
+#[test]
+fn a_quarantining_table_copies_with_maxerror() {
+    let auth = CopyAuth::IamRole("r".into());
+    let copies = |max: u32| -> Vec<String> {
+        let p = plan_quarantined(&full_table(3), &auth, max).unwrap();
+        loads(&p)
+            .into_iter()
+            .flatten()
+            .filter(|s| is_copy(s))
+            .cloned()
+            .collect()
+    };
+    assert!(!copies(0).is_empty());
+    assert!(copies(0).iter().all(|c| !c.contains("MAXERROR")));
+    assert!(copies(1000).iter().all(|c| c.ends_with(" MAXERROR 1000")));
 }
 
 #[test]
@@ -386,7 +414,7 @@ fn escaping_in_identifiers_urls_and_credentials() {
         "{l:?}"
     );
     // A source name holding `"` goes into the ledger quoted (see `TableManifest::ledger_name`).
-    let ledger = "VALUES ('\"we\"\"ird\".\"O''Brien\"', 'we\"ird.o''brien'";
+    let ledger = "'\"we\"\"ird\".\"O''Brien\"', 'we\"ird.o''brien'";
     assert!(l.last().unwrap().contains(ledger), "{l:?}");
     // Colliding columns are refused with both names.
     if let StepManifest::Load { columns, .. } = &mut t.steps[0] {
@@ -416,12 +444,14 @@ fn bad_inputs_are_errors_not_panics() {
         table: &t,
         target: Naming::default().target_table("s", "t"),
         segment: 1,
+        lineage: crate::wal::Lineage::from_bytes([1; 16]),
         first_lsn: Lsn(0),
         last_lsn: Lsn(0),
         file_urls: &empty,
         auth: &auth,
         region: "",
         column_types: None,
+        max_errors: 0,
     };
     let err = plan_table(&input).unwrap_err().to_string();
     assert!(err.contains("u.csv.gz"), "{err}");
@@ -477,12 +507,14 @@ fn catalog_types_declare_typmods_in_create_and_add_column() {
         table: &t,
         target: Naming::default().target_table("s", "t"),
         segment: 1,
+        lineage: crate::wal::Lineage::from_bytes([1; 16]),
         first_lsn: Lsn(0),
         last_lsn: Lsn(0),
         file_urls: &urls,
         auth: &auth,
         region: "",
         column_types: Some(&types),
+        max_errors: 0,
     };
     let sql: Vec<String> = ddls(&plan_table(&input).unwrap())
         .into_iter()

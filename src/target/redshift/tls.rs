@@ -57,6 +57,13 @@ pub enum TlsError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// TCP connect, TLS handshake and startup together took longer than `connect_timeout`
+    /// (e.g. a load balancer that accepts connections and never answers).
+    #[error(
+        "connecting to {target}: no answer within {}s (TCP, TLS and startup; connect_timeout)",
+        after.as_secs()
+    )]
+    Timeout { target: String, after: Duration },
 }
 
 impl TlsError {
@@ -64,6 +71,7 @@ impl TlsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             TlsError::Connect { source, .. } => classify_pg(source),
+            TlsError::Timeout { .. } => ErrorClass::Transient,
             _ => ErrorClass::Fatal,
         }
     }
@@ -598,14 +606,24 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
 }
 
 /// Connects with the TLS policy of `conn`; the connection runs on its own task, which logs how it
-/// ended (without the password).
+/// ended (without the password). The whole of it (TCP, TLS handshake, startup and
+/// authentication) must finish within `connect_timeout` ([`DEFAULT_CONNECT_TIMEOUT`] when the
+/// string sets none), as libpq's `connect_timeout` does: tokio-postgres applies it to the TCP
+/// connect alone.
 pub async fn connect(conn: &str) -> Result<tokio_postgres::Client, TlsError> {
     let (config, policy) = parse_connection(conn)?;
     let tls = policy.connector()?;
     let target = describe(&config);
-    let (client, connection) = config
-        .connect(tls)
+    let after = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let (client, connection) = tokio::time::timeout(after, config.connect(tls))
         .await
+        .map_err(|_| TlsError::Timeout {
+            target: target.clone(),
+            after,
+        })?
         .map_err(|source| TlsError::Connect {
             target: target.clone(),
             source,

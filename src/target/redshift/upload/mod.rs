@@ -40,6 +40,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::wal::Lineage;
 use tokio::sync::Semaphore;
 
 /// Files larger than this go up in parts.
@@ -98,6 +100,13 @@ pub struct Uploaded {
     /// Retried requests (already added to `re_dms_s3_retries_total`).
     pub retries: u32,
 }
+
+/// TCP (and TLS) connect to S3.
+pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of a response.
+pub const S3_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// One request, body included (a part is at most 64 MiB by default: 5 minutes is ~220 KB/s).
+pub const S3_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct Uploader {
     client: Client,
@@ -160,9 +169,14 @@ impl Uploader {
             // Content-MD5 is set on every put; no extra (aws-chunked) checksums that some
             // S3-compatible stores reject.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            // Every request has a deadline: an endpoint that accepts connections and never
+            // answers is a timeout (transient: retried, logged, counted), never a hang.
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
+                    .connect_timeout(S3_CONNECT_TIMEOUT)
+                    .read_timeout(S3_READ_TIMEOUT)
+                    .operation_attempt_timeout(S3_ATTEMPT_TIMEOUT)
+                    .operation_timeout(S3_ATTEMPT_TIMEOUT)
                     .build(),
             )
             .build();
@@ -201,18 +215,20 @@ impl Uploader {
             .map_err(|e| UploadError::Config(format!("AWS credentials: {e}")))
     }
 
-    /// `<prefix><segment:020>/`: every object of one segment, and nothing else.
-    pub fn segment_prefix(&self, segment: u64) -> String {
-        format!("{}{segment:020}/", self.prefix)
+    /// `<prefix><lineage>/<segment:020>/`: every object of one segment of one WAL lineage, and
+    /// nothing else (two WAL directories, or two re_dms instances sharing a prefix, never
+    /// write to each other's keys).
+    pub fn segment_prefix(&self, lineage: Lineage, segment: u64) -> String {
+        format!("{}{lineage}/{segment:020}/", self.prefix)
     }
 
-    /// `<prefix><segment:020>/<file name>`.
-    pub fn key_for(&self, segment: u64, file_name: &str) -> String {
+    /// `<prefix><lineage>/<segment:020>/<file name>`.
+    pub fn key_for(&self, lineage: Lineage, segment: u64, file_name: &str) -> String {
         debug_assert!(
             !file_name.contains('/'),
             "file name with a slash: {file_name}"
         );
-        format!("{}{file_name}", self.segment_prefix(segment))
+        format!("{}{file_name}", self.segment_prefix(lineage, segment))
     }
 
     /// `s3://bucket/key`.
@@ -392,8 +408,13 @@ impl Uploader {
     /// Deletes a loaded segment's objects (`keys` under the segment's prefix; others are refused
     /// with a warning). Housekeeping: a failure is logged here and returned, and is never a
     /// reason to stop (callers should not treat it as fatal).
-    pub async fn delete_segment(&self, segment: u64, keys: &[String]) -> Result<(), UploadError> {
-        let seg_prefix = self.segment_prefix(segment);
+    pub async fn delete_segment(
+        &self,
+        lineage: Lineage,
+        segment: u64,
+        keys: &[String],
+    ) -> Result<(), UploadError> {
+        let seg_prefix = self.segment_prefix(lineage, segment);
         let (ours, foreign): (Vec<&String>, Vec<&String>) =
             keys.iter().partition(|k| k.starts_with(&seg_prefix));
         for k in foreign {
@@ -496,14 +517,22 @@ mod tests {
             force_path_style: true,
         };
         let u = Uploader::from_config(&s3, 2).await?;
-        let k = u.key_for(7, "public.t.csv.gz");
-        assert_eq!(k, "re_dms/00000000000000000007/public.t.csv.gz");
+        let l = Lineage::from_bytes([0xab; 16]);
+        let k = u.key_for(l, 7, "public.t.csv.gz");
         assert_eq!(
-            u.url_for(&k),
-            "s3://b/re_dms/00000000000000000007/public.t.csv.gz"
+            k,
+            format!(
+                "re_dms/{}/00000000000000000007/public.t.csv.gz",
+                "ab".repeat(16)
+            )
         );
-        assert!(!u.key_for(1, "x.csv.gz").starts_with(&u.segment_prefix(10)));
-        assert!(!u.segment_prefix(10).starts_with(&u.segment_prefix(1)));
+        assert_eq!(u.url_for(&k), format!("s3://b/{k}"));
+        assert!(!u
+            .key_for(l, 1, "x.csv.gz")
+            .starts_with(&u.segment_prefix(l, 10)));
+        assert!(!u.segment_prefix(l, 10).starts_with(&u.segment_prefix(l, 1)));
+        let other = Lineage::from_bytes([0xcd; 16]);
+        assert_ne!(u.segment_prefix(l, 1), u.segment_prefix(other, 1));
         Ok(())
     }
 }
