@@ -72,6 +72,18 @@ primary_key = ["warehouse", "sku"]
         std::fs::write(self.config(), edit(text)).unwrap();
     }
 
+    /// Replaces the config line starting with `prefix` (e.g. `connection = `) by `line`.
+    pub fn set_config_line(&self, prefix: &str, line: &str) {
+        self.edit_config(|t| {
+            let old = t
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no config line starts with {prefix:?}"))
+                .to_string();
+            t.replace(&old, line)
+        });
+    }
+
     /// A second re_dms loading into the same warehouse database and S3 prefix, with its own
     /// WAL directory (a second source, or the same one on a new host).
     pub fn sharing_warehouse(&self) -> Self {
@@ -294,6 +306,19 @@ pub struct Running {
 pub struct Finished {
     pub status: ExitStatus,
     pub stderr: String,
+}
+
+impl Finished {
+    /// Exit 1, saying a signal stopped the run before the end of its input.
+    pub fn assert_stopped_before_eof(&self) {
+        assert_eq!(self.status.code(), Some(1), "{}", self.stderr);
+        assert!(
+            self.stderr
+                .contains("stopped by a signal before the end of the input"),
+            "{}",
+            self.stderr
+        );
+    }
 }
 
 impl Running {
