@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::classify::{self, ErrorClass};
+use super::quarantine;
 use super::sql::{self, CopyAuth, Naming, PlanStep, TablePlanInput, TargetTable, WidenStep};
 use super::tls;
 use super::upload::Uploader;
@@ -140,9 +141,9 @@ pub struct RedshiftLoader {
 pub const MAX_REJECTED_PER_COPY: u32 = 1000;
 
 /// A failure of one attempt at a table-segment, classified.
-struct Attempt {
-    class: ErrorClass,
-    detail: String,
+pub(super) struct Attempt {
+    pub(super) class: ErrorClass,
+    pub(super) detail: String,
 }
 
 impl<E: std::fmt::Display> From<(ErrorClass, E)> for Attempt {
@@ -501,86 +502,20 @@ impl RedshiftLoader {
         for s in statements {
             within(deadline, "a load", c.batch_execute(s)).await?;
             if key.quarantine.is_some() && sql::is_copy(s) {
-                rejected.extend(rejected_rows(c, deadline).await?);
+                rejected.extend(quarantine::rejected_rows(c, deadline).await?);
             }
         }
         match key.quarantine {
             Some(spool) if !rejected.is_empty() => {
-                self.quarantine(c, key, spool, load_no, &rejected).await
+                let dead_letter = quarantine::DeadLetter {
+                    uploader: &self.uploader,
+                    spool,
+                    load_no,
+                };
+                quarantine::keep(c, deadline, key, &dead_letter, &rejected).await
             }
             _ => Ok(()),
         }
-    }
-
-    /// Keeps rows the warehouse rejected: a JSON-lines dead-letter object under
-    /// `<prefix>rejected/<lineage>/<segment>/` (overwritten by a retry of the same load), then
-    /// their rows in `re_dms.rejected` inside the load's transaction; counted and logged.
-    async fn quarantine(
-        &self,
-        c: &tokio_postgres::Client,
-        key: &LedgerKey<'_>,
-        spool: &std::path::Path,
-        load_no: usize,
-        rows: &[sql::Rejected],
-    ) -> Result<(), Attempt> {
-        let name = format!(
-            "{}.{load_no}.rejected.jsonl",
-            crate::csv_out::file_safe(key.source)
-        );
-        let path = spool.join(&name);
-        let mut text = String::new();
-        for r in rows {
-            let line = serde_json::json!({
-                "lineage": key.lineage.to_string(), "segment": key.segment,
-                "source_table": key.source, "target_table": key.target.to_string(),
-                "file": r.filename, "line_number": r.line_number, "column": r.colname,
-                "reason": r.err_reason, "raw_line": r.raw_line,
-            });
-            text.push_str(&line.to_string());
-            text.push('\n');
-        }
-        std::fs::write(&path, text).map_err(|e| Attempt {
-            class: ErrorClass::Transient,
-            detail: format!("writing {}: {e}", path.display()),
-        })?;
-        let object = format!(
-            "{}rejected/{}/{:020}/{name}",
-            self.uploader.prefix(),
-            key.lineage,
-            key.segment
-        );
-        self.uploader
-            .upload_file(&path, &object)
-            .await
-            .map_err(|e| Attempt {
-                class: e.class(),
-                detail: classify::error_chain(&e),
-            })?;
-        let url = self.uploader.url_for(&object);
-        let insert = sql::rejected_insert(
-            key.lineage,
-            key.segment,
-            key.source,
-            key.target,
-            &url,
-            rows,
-            std::time::SystemTime::now(),
-        );
-        within(
-            self.pool.deadline(),
-            "recording rejected rows",
-            c.batch_execute(&insert),
-        )
-        .await?;
-        metrics::ROWS_REJECTED.add(rows.len() as u64);
-        tracing::warn!(
-            rows = rows.len(),
-            dead_letter = %url,
-            first_reason = %rows[0].err_reason,
-            "rows rejected by Redshift were quarantined (on_reject = \"quarantine\"): the rest \
-             of the batch loads; see the dead letter and re_dms.rejected"
-        );
-        Ok(())
     }
 
     /// Whether the ledger holds this table-segment: under its lineage, or (a segment from before
@@ -665,46 +600,17 @@ impl RedshiftLoader {
 }
 
 /// The ledger key of one table-segment (and where its rejected rows go).
-struct LedgerKey<'a> {
-    lineage: crate::wal::Lineage,
+pub(super) struct LedgerKey<'a> {
+    pub(super) lineage: crate::wal::Lineage,
     /// The segment is from before lineages (see `crate::wal`).
     legacy: bool,
-    segment: u64,
+    pub(super) segment: u64,
     /// The source table's ledger name ([`TableManifest::ledger_name`]).
-    source: &'a str,
-    target: &'a TargetTable,
+    pub(super) source: &'a str,
+    pub(super) target: &'a TargetTable,
     /// The table quarantines rejected rows: the segment's spool directory (dead letters are
     /// written there before they are uploaded).
     quarantine: Option<&'a std::path::Path>,
-}
-
-/// The rows the session's last COPY skipped (`MAXERROR`).
-async fn rejected_rows(
-    c: &tokio_postgres::Client,
-    deadline: Duration,
-) -> Result<Vec<sql::Rejected>, Attempt> {
-    let rows = within(
-        deadline,
-        "reading rejected rows",
-        c.query(sql::REJECTED_ROWS_SQL, &[]),
-    )
-    .await?;
-    let text = |r: &tokio_postgres::Row, i: usize| {
-        r.try_get::<_, Option<String>>(i)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    };
-    Ok(rows
-        .iter()
-        .map(|r| sql::Rejected {
-            filename: text(r, 0),
-            line_number: r.try_get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0),
-            colname: text(r, 2),
-            err_reason: text(r, 3),
-            raw_line: text(r, 4),
-        })
-        .collect())
 }
 
 /// Whether the warehouse table `schema.table` has `column` (target names).
@@ -726,7 +632,7 @@ async fn column_exists(
 
 /// Waits for one answer from Redshift at most `deadline`; a database error is classified, and
 /// no answer in time is transient (the caller drops the session and retries).
-async fn within<T>(
+pub(super) async fn within<T>(
     deadline: Duration,
     what: &str,
     answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
