@@ -326,6 +326,7 @@ impl RedshiftLoader {
     ) -> Result<(), LoadError> {
         let source = table.qualified();
         let ledger_name = table.ledger_name();
+        let quarantined = self.quarantine.contains(&source);
         let catalog = self.catalog.get();
         let column_types = catalog
             .as_ref()
@@ -351,7 +352,7 @@ impl RedshiftLoader {
             auth: &self.auth,
             region: &self.region,
             column_types,
-            max_errors: if self.quarantine.contains(&source) {
+            max_errors: if quarantined {
                 MAX_REJECTED_PER_COPY
             } else {
                 0
@@ -375,10 +376,7 @@ impl RedshiftLoader {
                 segment: out.segment,
                 source: &ledger_name,
                 target,
-                quarantine: self
-                    .quarantine
-                    .contains(&source)
-                    .then_some(out.dir.as_path()),
+                quarantine: quarantined.then_some(out.dir.as_path()),
             };
             match self.run_plan(conn.client(), &key, &widen, &plan).await {
                 Ok(applied) => {
