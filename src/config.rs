@@ -254,7 +254,7 @@ pub struct LogConfig {
 /// A connection string the connection code cannot use is an error naming its key (the message
 /// never holds the password).
 fn check_connection(key: &str, conn: &str) -> Result<(), ConfigError> {
-    crate::target::redshift::tls::parse_connection(conn)
+    crate::connection::parse_connection(conn)
         .map(|_| ())
         .map_err(|e| invalid(key, e.to_string()))
 }

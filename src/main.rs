@@ -6,7 +6,7 @@ use std::sync::Arc;
 use re_dms::cli::{self, Command};
 use re_dms::config::{Config, LogFormat, Mode};
 use re_dms::shutdown::Shutdown;
-use re_dms::{pipeline, status};
+use re_dms::{error_chain, pipeline, status};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args().skip(1)) {
@@ -114,7 +114,7 @@ fn run_replay(config: &Config) -> ExitCode {
 }
 
 /// What to tell the user when a stop request came before the end of `--stdin`.
-fn interrupted_message(at: re_dms::ingest::Interrupted) -> String {
+fn interrupted_message(at: re_dms::wal::ingest::Interrupted) -> String {
     let resume = at.durable_through_line + 1;
     format!(
         "stopped by a signal before the end of the input, after reading {} line(s); the \
@@ -138,21 +138,6 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-/// `error: cause: cause`, skipping causes already quoted in the message above them.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 fn init_logging(format: LogFormat) {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::{Config, Mode, TargetKind};
-use crate::target::redshift::classify::error_chain;
+use crate::error_chain;
 use crate::wal::load_state;
 use crate::wal::segment::parse_segment_file_name;
 
@@ -53,7 +53,7 @@ fn source_check(config: &Config) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let c = rt
-        .block_on(crate::catalog::load(&config.source.connection))
+        .block_on(crate::source::catalog::load(&config.source.connection))
         .map_err(|e| error_chain(&e))?;
     let partitions = c.tables.values().filter(|t| t.parent.is_some()).count();
     Ok(format!(
@@ -125,7 +125,8 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
 
 /// The S3 bucket accepts a put/delete under the prefix; Redshift accepts a connection and a query.
 fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, String>) {
-    use crate::target::redshift::{tls, upload::Uploader};
+    use crate::connection as tls;
+    use crate::sink::redshift::upload::Uploader;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,7 +153,7 @@ fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, S
             let row = c
                 .query_one("SELECT version()", &[])
                 .await
-                .map_err(|e| crate::target::redshift::load::pg_detail(&e))?;
+                .map_err(|e| crate::sink::redshift::load::pg_detail(&e))?;
             let version: String = row.try_get(0).unwrap_or_default();
             Ok(format!(
                 "connected to {} ({version})",

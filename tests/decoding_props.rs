@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use re_dms::decoding::{parse_message, Message, MessageStream, ParseError, Tuple, Value};
+use re_dms::source::decoding::{parse_message, Message, MessageStream, ParseError, Tuple, Value};
 
 // ---------------------------------------------------------------------------------------------
 // The model: what a message means, independent of how it is printed.
@@ -246,7 +246,8 @@ fn model(m: &Message<'_>, expected: &MMsg) -> MMsg {
         MMsg::Begin { at, .. } | MMsg::Commit { at, .. } => at.clone(),
         _ => None,
     };
-    let table = |t: &re_dms::decoding::TableName<'_>| (t.schema.to_string(), t.name.to_string());
+    let table =
+        |t: &re_dms::source::decoding::TableName<'_>| (t.schema.to_string(), t.name.to_string());
     match m {
         Message::Begin { xid } => MMsg::Begin { xid: *xid, at },
         Message::Commit { xid } => MMsg::Commit { xid: *xid, at },

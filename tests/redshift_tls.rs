@@ -15,8 +15,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use re_dms::target::redshift::classify::{error_chain, ErrorClass};
-use re_dms::target::redshift::tls::{self, TlsError};
+use re_dms::connection::{self as tls, TlsError};
+use re_dms::error_chain;
+use re_dms::retry::classify::ErrorClass;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

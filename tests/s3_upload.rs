@@ -6,8 +6,8 @@
 //! port, and kills it when the test ends. Every test uses a bucket of its own.
 
 use re_dms::config::S3Config;
-use re_dms::target::redshift::classify::ErrorClass;
-use re_dms::target::redshift::upload::{Uploader, UploaderOptions};
+use re_dms::retry::classify::ErrorClass;
+use re_dms::sink::redshift::upload::{Uploader, UploaderOptions};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use re_dms::catalog::{self, CatalogError};
+use re_dms::source::catalog::{self, CatalogError};
 use support::{connect, Stack};
 
 fn strings(v: &[&str]) -> Vec<String> {

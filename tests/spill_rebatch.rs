@@ -15,9 +15,9 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
-use re_dms::csv_out::{self, SegmentOutput};
-use re_dms::ingest::{self, Ingest, IngestLimits, Input, KnownKeys};
-use re_dms::sealed_queue::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
+use re_dms::csv::SegmentOutput;
+use re_dms::pipeline::handoff::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
+use re_dms::wal::ingest::{self, Ingest, IngestLimits, Input, KnownKeys};
 
 const BUDGET: usize = 16 * 1024;
 
@@ -74,11 +74,11 @@ fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String
                     ingest::rebatch_spilled(s, &keys, BUDGET).unwrap()
                 }
             };
-            let out = csv_out::write_segment(sealed, &spool).unwrap();
+            let out = re_dms::csv::write_segment(sealed, &spool).unwrap();
             let mut files = Vec::new();
             for t in &out.manifest.tables {
                 for step in &t.steps {
-                    if let re_dms::manifest::StepManifest::Load { files: fs, .. } = step {
+                    if let re_dms::csv::manifest::StepManifest::Load { files: fs, .. } = step {
                         for f in fs {
                             let gz = std::fs::File::open(out.dir.join(&f.path)).unwrap();
                             let mut text = String::new();

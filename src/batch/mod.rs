@@ -17,12 +17,15 @@
 //! - memory is the index only (record positions + key bytes); [`Batcher::memory_full`] tells the
 //!   ingest loop to close the segment early.
 
+pub mod schema;
 pub mod table_batch;
 
 use std::collections::BTreeMap;
 
-use crate::decoding::{parse_message, Column, Message, ParseError, TableName, Tuple, Value};
-use crate::schema::{ColumnDef, KeySource, SchemaOp, SchemaRegistry, TableSchema};
+use crate::batch::schema::{ColumnDef, KeySource, SchemaOp, SchemaRegistry, TableSchema};
+use crate::source::decoding::{
+    parse_message, Column, Message, ParseError, TableName, Tuple, Value,
+};
 use crate::wal::segment::SegmentError;
 pub use table_batch::{Applied, Entry, RecPos, RowState, TableLoad};
 

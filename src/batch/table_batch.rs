@@ -23,7 +23,7 @@
 
 use smallvec::SmallVec;
 
-use crate::schema::ColumnDef;
+use crate::batch::schema::ColumnDef;
 
 /// Position of a WAL record in the segment.
 pub type RecPos = u64;

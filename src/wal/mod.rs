@@ -14,7 +14,7 @@
 //!
 //! Invariants:
 //! - a record is appended before the batcher sees it; an LSN is confirmed upstream only after the
-//!   record holding its COMMIT is fsynced (group commit: see [`crate::ingest`]);
+//!   record holding its COMMIT is fsynced (group commit: see [`crate::wal::ingest`]);
 //! - the first record of a segment is a schema snapshot, so a segment can be re-batched alone;
 //! - a segment is deleted only after the target confirmed every table in it
 //!   ([`remove_segment`]);
@@ -22,6 +22,7 @@
 //!   transaction without its COMMIT at the tail is dropped, with a loud log); what remains is
 //!   handed back for re-batching and re-delivery.
 
+pub mod ingest;
 pub mod lineage;
 pub mod segment;
 pub mod writer;
@@ -30,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::schema::SchemaRegistry;
 use crate::lsn::Lsn;
-use crate::schema::SchemaRegistry;
 pub use lineage::Lineage;
 use segment::{Next, RecordKind, SegmentError, SegmentScanner, SegmentWriter};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use re_dms::manifest::{FileKind, Manifest, StepManifest};
+use re_dms::csv::manifest::{FileKind, Manifest, StepManifest};
 
 /// A CSV field: `None` is NULL.
 pub type Field = Option<String>;

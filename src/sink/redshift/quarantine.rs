@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::classify::{self, ErrorClass};
 use super::load::{within, Attempt, LedgerKey};
 use super::sql;
 use super::upload::Uploader;
 use crate::metrics;
+use crate::retry::classify::ErrorClass;
 
 /// Where a load's dead letter goes.
 pub(super) struct DeadLetter<'a> {
@@ -64,7 +64,7 @@ pub(super) async fn keep(
 ) -> Result<(), Attempt> {
     let name = format!(
         "{}.{}.rejected.jsonl",
-        crate::csv_out::file_safe(key.source),
+        crate::csv::file_safe(key.source),
         to.load_no
     );
     let path = to.spool.join(&name);
@@ -83,7 +83,7 @@ pub(super) async fn keep(
         .await
         .map_err(|e| Attempt {
             class: e.class(),
-            detail: classify::error_chain(&e),
+            detail: crate::error_chain(&e),
         })?;
     let url = to.uploader.url_for(&object);
     let insert = sql::rejected_insert(

@@ -17,6 +17,8 @@
 //! then the WAL is recovered once more (cut at the last whole transaction) and re-delivered, so
 //! every transaction complete before the bad line is loaded and nothing after it is.
 
+pub mod handoff;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,20 +26,18 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::SourceCatalog;
+use crate::batch::schema::KeySource;
 use crate::config::Config;
-use crate::csv_out::{self, CsvError, SegmentOutput};
-use crate::ingest::{self, Ingest, IngestError, IngestLimits, Input, Interrupted, RunEnd};
+use crate::csv::{self, CsvError, SegmentOutput};
 use crate::metrics;
-use crate::schema::KeySource;
-use crate::sealed_queue::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
+use crate::pipeline::handoff::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
 use crate::shutdown::Shutdown;
-use crate::target::redshift::load::LoadError;
-use crate::target::{Target, TargetError};
+use crate::sink::redshift::load::LoadError;
+use crate::sink::{Target, TargetError};
+use crate::source::catalog::SourceCatalog;
+use crate::wal::ingest::{self, Ingest, IngestError, IngestLimits, Input, Interrupted, RunEnd};
 use crate::wal::{self, WalError};
 
-/// Input is read in chunks of this size.
-pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
 /// Each batch's index (with its write plan) is budgeted at this fraction of
 /// `batch.max_memory_bytes`: two batches are alive at once (one filling, one being written), and
 /// the rest is left for I/O buffers (input chunks, WAL and CSV buffers, gzip state) and allocator
@@ -117,7 +117,7 @@ fn limits(config: &Config) -> IngestLimits {
         segment_max_age: Duration::from_secs(config.wal.segment_max_age_secs),
         batch_max_memory: usize::try_from(config.batch.max_memory_bytes / BATCH_SHARE)
             .unwrap_or(usize::MAX),
-        spill_after: crate::sealed_queue::SPILL_AFTER,
+        spill_after: crate::pipeline::handoff::SPILL_AFTER,
     }
 }
 
@@ -172,7 +172,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
     let reader_stop = stop.clone();
     std::thread::Builder::new()
         .name("re_dms-input".into())
-        .spawn(move || read_input(input, &input_tx, &reader_stop))
+        .spawn(move || crate::source::stdin::read_input(input, &input_tx, &reader_stop))
         .map_err(|e| PipelineError::Panic(e.to_string()))?;
 
     let mut summary = Summary::default();
@@ -203,47 +203,6 @@ pub async fn run_replay<R: Read + Send + 'static>(
                 }
             }
             Err(e)
-        }
-    }
-}
-
-fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>, stop: &Shutdown) {
-    loop {
-        if stop.is_triggered() {
-            return;
-        }
-        let mut buf = vec![0u8; INPUT_CHUNK_BYTES];
-        let mut filled = 0;
-        // Fill the chunk unless the input pauses (a pipe gives what it has).
-        let res = loop {
-            match input.read(&mut buf[filled..]) {
-                Ok(0) => break Ok(true),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() || n < 64 * 1024 {
-                        break Ok(false);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if filled > 0 {
-            buf.truncate(filled);
-            if tx.send(Input::Bytes(buf)).is_err() {
-                return;
-            }
-        }
-        match res {
-            Ok(false) => {}
-            Ok(true) => {
-                let _ = tx.send(Input::Eof);
-                return;
-            }
-            Err(e) => {
-                let _ = tx.send(Input::Failed(e));
-                return;
-            }
         }
     }
 }
@@ -320,7 +279,7 @@ async fn run_stages(
                 let segment = sealed.file.id;
                 let span = tracing::info_span!("csv", segment);
                 let _g = span.enter();
-                let out = csv_out::write_segment(sealed, &spool_root)?;
+                let out = csv::write_segment(sealed, &spool_root)?;
                 if out_tx.blocking_send(out).is_err() {
                     tracing::debug!(segment, "delivery stopped; CSV stage ends");
                     break;

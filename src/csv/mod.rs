@@ -1,10 +1,10 @@
 //! The CSV stage: turns a sealed segment's batch into gzipped CSV files and a manifest.
 //!
 //! Owns the spool directory `<wal.directory>/spool/<segment>/`. For each table and load step it
-//! writes up to three kinds of file (see [`crate::manifest`]): `delete` (key columns), `upsert`
+//! writes up to three kinds of file (see [`crate::csv::manifest`]): `delete` (key columns), `upsert`
 //! (full rows) and one `update` file per distinct set of known columns (TOAST-unchanged updates).
 //! Values are read back from the segment file by position (the batcher kept positions only),
-//! in file order, and converted per [`crate::typemap`].
+//! in file order, and converted per [`crate::csv::typemap`].
 //!
 //! One pass reads+formats, a second thread compresses; each file is one gzip stream at level 1:
 //! on a 2-core host the CPU is the bottleneck and level 1 keeps ~4x compression of CSV text at
@@ -12,6 +12,9 @@
 //!
 //! The spool is disposable: after a crash it is rebuilt from the WAL, so nothing here is fsynced;
 //! a target that keeps the files (the local target) makes them durable itself.
+
+pub mod manifest;
+pub mod typemap;
 
 use std::fs::File;
 use std::io::Write;
@@ -22,13 +25,13 @@ use flate2::Compression;
 
 use crate::batch::table_batch::decode_key;
 use crate::batch::{Batch, RowState, Step};
-use crate::decoding::{parse_message, Message, ParseError, Value};
-use crate::lsn::Lsn;
-use crate::manifest::{
+use crate::csv::manifest::{
     FileKind, FileManifest, Manifest, StepManifest, TableManifest, MANIFEST_VERSION,
 };
+use crate::csv::typemap::{value_kind, write_field, Adjusted, Adjustment, ValueKind};
+use crate::lsn::Lsn;
 use crate::metrics;
-use crate::typemap::{value_kind, write_field, Adjusted, Adjustment, ValueKind};
+use crate::source::decoding::{parse_message, Message, ParseError, Value};
 use crate::wal::segment::{RecordKind, SegmentError, SegmentReader};
 use crate::wal::SegmentFile;
 
@@ -304,7 +307,7 @@ impl PendingFile {
 struct LoadInfo<'b> {
     /// Index of the table in the batch.
     table: usize,
-    columns: &'b [crate::schema::ColumnDef],
+    columns: &'b [crate::batch::schema::ColumnDef],
     kinds: Vec<ValueKind>,
     key_kinds: Vec<ValueKind>,
     key_idx: &'b [usize],
@@ -665,7 +668,7 @@ fn write_key(out: &mut Vec<u8>, kinds: &[ValueKind], key: &[u8], t: &mut KeyTall
     }
 }
 
-fn new_tuple<'m, 'a>(msg: &'m Message<'a>) -> Option<&'m crate::decoding::Tuple<'a>> {
+fn new_tuple<'m, 'a>(msg: &'m Message<'a>) -> Option<&'m crate::source::decoding::Tuple<'a>> {
     match msg {
         Message::Insert { new: Some(t), .. } | Message::Update { new: Some(t), .. } => Some(t),
         _ => None,

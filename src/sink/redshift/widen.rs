@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::naming::{check_column_names, quote_ident, target_column, SqlError, TargetTable};
-use crate::typemap::{redshift_type_with_typmod, varchar_width, VARCHAR_MAX_BYTES};
+use crate::csv::typemap::{redshift_type_with_typmod, varchar_width, VARCHAR_MAX_BYTES};
 
 /// Binds: `$1` schema, `$2` table, `$3` column (target names, already lower case). One row with
 /// the column's declared width when it is a VARCHAR; no row when the column does not exist or

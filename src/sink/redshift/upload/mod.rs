@@ -13,7 +13,7 @@
 //!   with `tracing::warn!` and counted in `re_dms_s3_retries_total` and [`Uploaded::retries`].
 //! - One semaphore bounds the requests in flight across all files.
 //!
-//! [`classify::backoff`]: crate::target::redshift::classify::backoff
+//! [`classify::backoff`]: crate::retry::classify::backoff
 
 mod digest;
 mod error;
@@ -23,7 +23,7 @@ mod retry;
 pub use error::UploadError;
 
 use crate::config::S3Config;
-use crate::target::redshift::classify::ErrorClass;
+use crate::retry::classify::ErrorClass;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{

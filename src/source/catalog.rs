@@ -12,7 +12,7 @@
 //! - for partitioned tables and partitions, the plain columns of every partition key from the
 //!   root down (see [`Catalog::key_for`]);
 //! - every live column with `format_type(atttypid, atttypmod)`, e.g. `character varying(20)`,
-//!   `numeric(12,4)` (mapped by [`crate::typemap::redshift_type_with_typmod`]).
+//!   `numeric(12,4)` (mapped by [`crate::csv::typemap::redshift_type_with_typmod`]).
 //!
 //! Leaf partitions: a primary key declared on the partitioned root is inherited by every
 //! partition (PostgreSQL creates the partition's own `..._pkey` index, `indisprimary`), with the
@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::target::redshift::tls::{self, TlsError};
+use crate::connection::{self as tls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -213,7 +213,7 @@ impl SourceCatalog {
                 *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 return;
             }
-            Err(e) => crate::target::redshift::classify::error_chain(&e),
+            Err(e) => crate::error_chain(&e),
         };
         crate::metrics::CATALOG_ERRORS.inc();
         *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());

@@ -177,19 +177,17 @@ pub fn classify_pg(e: &tokio_postgres::Error) -> ErrorClass {
     classify_pg_client(&error_chain(e))
 }
 
-/// `e: source: source ...` on one line.
-pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+use crate::error_chain;
+
+impl crate::connection::TlsError {
+    /// Configuration problems are fatal; connection failures classify like any Postgres error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            crate::connection::TlsError::Connect { source, .. } => classify_pg(source),
+            crate::connection::TlsError::Timeout { .. } => ErrorClass::Transient,
+            _ => ErrorClass::Fatal,
         }
-        cur = s.source();
     }
-    out
 }
 
 // ------------------------------------------------------------------------------------------ S3

@@ -17,16 +17,16 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, Semaphore};
 
-use super::classify::{self, ErrorClass};
 use super::quarantine;
 use super::sql::{self, CopyAuth, Naming, PlanStep, TablePlanInput, TargetTable, WidenStep};
-use super::tls;
 use super::upload::Uploader;
-use crate::catalog::SourceCatalog;
 use crate::config::Config;
-use crate::csv_out::SegmentOutput;
-use crate::manifest::TableManifest;
+use crate::connection as tls;
+use crate::csv::manifest::TableManifest;
+use crate::csv::SegmentOutput;
 use crate::metrics;
+use crate::retry::classify::{self, ErrorClass};
+use crate::source::catalog::SourceCatalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -71,7 +71,7 @@ impl Pool {
             None => {
                 let c = tls::connect(&self.conn).await.map_err(|e| Attempt {
                     class: e.class(),
-                    detail: classify::error_chain(&e),
+                    detail: crate::error_chain(&e),
                 })?;
                 // Timestamps round-trip exactly only in UTC / ISO.
                 let setup = format!(
@@ -306,7 +306,7 @@ impl RedshiftLoader {
                     .await
                     .map_err(|e| Attempt {
                         class: e.class(),
-                        detail: classify::error_chain(&e),
+                        detail: crate::error_chain(&e),
                     })?;
                 urls.insert(file.clone(), self.uploader.url_for(&key));
             }
@@ -671,7 +671,7 @@ fn table_files(table: &TableManifest) -> Vec<String> {
         .steps
         .iter()
         .flat_map(|s| match s {
-            crate::manifest::StepManifest::Load { files, .. } => {
+            crate::csv::manifest::StepManifest::Load { files, .. } => {
                 files.iter().map(|f| f.path.clone()).collect()
             }
             _ => Vec::new(),
@@ -719,7 +719,7 @@ pub fn pg_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         // The client's own message leaves out the cause (e.g. the TLS handshake's reason).
-        None => classify::error_chain(e),
+        None => crate::error_chain(e),
     }
 }
 

@@ -7,10 +7,8 @@
 //! - `load`: uploads and applies one table-segment; `lanes`: one ordered lane per target table,
 //!   all lanes concurrent, segments pipelined; `quarantine`: rows Redshift rejects kept aside
 //!   (dead letter + `re_dms.rejected`) for tables with `on_reject = "quarantine"`.
-pub mod classify;
 pub mod lanes;
 pub mod load;
 mod quarantine;
 pub mod sql;
-pub mod tls;
 pub mod upload;

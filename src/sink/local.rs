@@ -11,8 +11,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::csv_out::{spool_dir, SegmentOutput};
-use crate::manifest::MANIFEST_FILE;
+use crate::csv::manifest::MANIFEST_FILE;
+use crate::csv::{spool_dir, SegmentOutput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {

@@ -2,7 +2,7 @@
 //!
 //! Owns the WAL writer and the batcher. Runs on its own thread: parsing, appending and indexing
 //! are one tight loop per message, with a bounded channel in (input chunks) and the
-//! [`crate::sealed_queue`] out: a sealed batch goes to the CSV stage when it takes it, or, when
+//! [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it takes it, or, when
 //! the CSV stage is stuck behind a slow target, is dropped and its segment spilled (rebuilt from
 //! disk later), so a slow target neither blocks reading nor grows memory.
 //!
@@ -22,14 +22,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::batch::schema::KeySource;
 use crate::batch::{BatchError, Batcher, RecPos, RecordSource};
-use crate::csv_out::SealedSegment;
-use crate::decoding::{parse_message, Message, MessageStream, ParseError};
+use crate::csv::SealedSegment;
 use crate::lsn::Lsn;
 use crate::metrics;
-use crate::schema::KeySource;
-use crate::sealed_queue::{SealedQueue, Spilled};
+use crate::pipeline::handoff::{SealedQueue, Spilled};
 use crate::shutdown::Shutdown;
+use crate::source::decoding::{parse_message, Message, MessageStream, ParseError};
 use crate::wal::segment::{Next, RecordKind, SegmentReader, SegmentScanner};
 use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
@@ -120,7 +120,7 @@ pub struct IngestLimits {
     /// [`crate::pipeline::BATCH_SHARE`]).
     pub batch_max_memory: usize,
     /// How long a sealed batch waits for the CSV stage before its segment is spilled
-    /// ([`crate::sealed_queue::SPILL_AFTER`] in the daemon).
+    /// ([`crate::pipeline::handoff::SPILL_AFTER`] in the daemon).
     pub spill_after: Duration,
 }
 

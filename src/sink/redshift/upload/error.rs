@@ -1,6 +1,6 @@
 //! What can go wrong talking to S3 or reading the files to upload, classified for the caller.
 
-use crate::target::redshift::classify::{self, ErrorClass};
+use crate::retry::classify::{self, ErrorClass};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use std::path::PathBuf;
 

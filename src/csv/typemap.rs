@@ -12,8 +12,8 @@
 
 use std::io::Write;
 
-use crate::decoding::{unescape_quoted, Value};
 use crate::metrics;
+use crate::source::decoding::{unescape_quoted, Value};
 
 /// Redshift's VARCHAR limit in bytes.
 pub const VARCHAR_MAX_BYTES: usize = 65535;

@@ -12,7 +12,7 @@ pub mod local;
 pub mod redshift;
 
 use crate::config::{Config, TargetKind};
-use crate::csv_out::SegmentOutput;
+use crate::csv::SegmentOutput;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -39,7 +39,7 @@ impl Target {
     /// the ledger (failures there are fatal). The local target ignores the source catalog.
     pub async fn from_config(
         config: &Config,
-        catalog: std::sync::Arc<crate::catalog::SourceCatalog>,
+        catalog: std::sync::Arc<crate::source::catalog::SourceCatalog>,
     ) -> Result<Self, TargetError> {
         match config.target.kind {
             TargetKind::Local => Ok(Target::Local {

@@ -24,8 +24,8 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
+use crate::csv::manifest::{ColumnManifest, FileKind, StepManifest, TableManifest};
 use crate::lsn::Lsn;
-use crate::manifest::{ColumnManifest, FileKind, StepManifest, TableManifest};
 use crate::wal::Lineage;
 
 /// Redshift's identifier limit, in bytes.

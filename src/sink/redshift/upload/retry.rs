@@ -3,7 +3,7 @@
 
 use super::{UploadError, Uploader};
 use crate::metrics;
-use crate::target::redshift::classify::{backoff, ErrorClass};
+use crate::retry::classify::{backoff, ErrorClass};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use std::future::Future;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::decoding::{Column, TableName};
+use crate::source::decoding::{Column, TableName};
 
 /// A column as the source describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +147,7 @@ pub struct SchemaRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decoding::Value;
+    use crate::source::decoding::Value;
 
     fn col<'a>(name: &'a str, ty: &'a str) -> Column<'a> {
         Column {

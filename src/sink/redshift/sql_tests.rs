@@ -7,7 +7,7 @@ fn col(name: &str, pg: &str) -> ColumnManifest {
     ColumnManifest {
         name: name.into(),
         pg_type: pg.into(),
-        redshift_type: crate::typemap::redshift_type(pg),
+        redshift_type: crate::csv::typemap::redshift_type(pg),
     }
 }
 
@@ -37,7 +37,7 @@ fn load(columns: Vec<ColumnManifest>, key: &[&str], files: Vec<FileManifest>) ->
 }
 
 fn alter(name: &str, from: &str, to: &str) -> StepManifest {
-    let redshift_type = crate::typemap::redshift_type(to);
+    let redshift_type = crate::csv::typemap::redshift_type(to);
     let (name, from, to) = (name.into(), from.into(), to.into());
     StepManifest::AlterColumnType {
         name,

@@ -22,7 +22,6 @@
 //!
 //! Passwords never reach a log line or an error message: see [`redact`].
 
-use crate::target::redshift::classify::{classify_pg, ErrorClass};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -64,17 +63,6 @@ pub enum TlsError {
         after.as_secs()
     )]
     Timeout { target: String, after: Duration },
-}
-
-impl TlsError {
-    /// Configuration problems are fatal; connection failures classify like any Postgres error.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            TlsError::Connect { source, .. } => classify_pg(source),
-            TlsError::Timeout { .. } => ErrorClass::Transient,
-            _ => ErrorClass::Fatal,
-        }
-    }
 }
 
 /// libpq's `sslmode` values.
@@ -639,6 +627,7 @@ pub async fn connect(conn: &str) -> Result<tokio_postgres::Client, TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::ErrorClass;
 
     #[test]
     fn redacts_key_value_passwords() {

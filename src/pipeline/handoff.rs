@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::csv_out::SealedSegment;
+use crate::csv::SealedSegment;
 use crate::lsn::Lsn;
 use crate::metrics;
 use crate::wal::SegmentFile;

@@ -51,9 +51,9 @@ pub use naming::{
     LEDGER_UPGRADE_SQL, MAX_IDENT_BYTES, REJECTED_ROWS_SQL,
 };
 
+use crate::csv::manifest::{ColumnManifest, FileKind, FileManifest, StepManifest, TableManifest};
+use crate::csv::typemap::{redshift_type_with_typmod, typmodless_name, varchar_width};
 use crate::lsn::Lsn;
-use crate::manifest::{ColumnManifest, FileKind, FileManifest, StepManifest, TableManifest};
-use crate::typemap::{redshift_type_with_typmod, typmodless_name, varchar_width};
 
 #[path = "widen.rs"]
 mod widen;
@@ -335,7 +335,7 @@ impl Planner<'_> {
     /// (Redshift cannot CAST a boolean to a string).
     fn alter_column_type(&mut self, name: &str, from: &str, to: &str) -> Result<(), SqlError> {
         let to = self.checked_type(name, to)?;
-        let from_rs = crate::typemap::redshift_type(from);
+        let from_rs = crate::csv::typemap::redshift_type(from);
         if from_rs.eq_ignore_ascii_case(to) {
             return Ok(());
         }

@@ -20,9 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::schema::{ColumnDef, SchemaOp};
+use crate::csv::typemap::redshift_type;
 use crate::lsn::Lsn;
-use crate::schema::{ColumnDef, SchemaOp};
-use crate::typemap::redshift_type;
 use crate::wal::Lineage;
 
 pub const MANIFEST_FILE: &str = "manifest.json";

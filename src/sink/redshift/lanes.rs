@@ -30,8 +30,8 @@ use tracing::Instrument;
 
 use super::load::{LoadError, RedshiftLoader};
 use super::sql::TargetTable;
-use crate::csv_out::SegmentOutput;
-use crate::manifest::TableManifest;
+use crate::csv::manifest::TableManifest;
+use crate::csv::SegmentOutput;
 use crate::metrics;
 
 /// Segments whose jobs may be unfinished at once. Four lets the lanes of fast tables run a few
