@@ -12,7 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::csv::manifest::MANIFEST_FILE;
-use crate::csv::{spool_dir, SegmentOutput};
+use crate::csv::spool_dir;
+use crate::pipeline::handoff::SegmentOutput;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {

@@ -1,18 +1,26 @@
-//! Targets: where a segment's files go, and when a segment counts as loaded.
+//! The sink stage: where a segment's files go, and when a segment counts as loaded.
 //!
-//! A target receives [`SegmentOutput`]s in segment order and reports each one done (in any
-//! order) with whether every table in it is durably applied; the pipeline deletes WAL segments
-//! in order, each once it and all before it are loaded. Delivering the same segment twice must
-//! change nothing (after a crash between "applied" and "deleted").
+//! A target (the `[target]` config section) receives [`SegmentOutput`]s in segment order and
+//! reports each one done (in any order) with whether every table in it is durably applied;
+//! [`deliver`] (the stage's run loop) deletes WAL segments in order, each once it and all before
+//! it are loaded. Delivering the same segment twice must change nothing (after a crash between
+//! "applied" and "deleted").
 //!
+//! - `deliver`: the run loop: ordering, backpressure, WAL cleanup, the drain phase;
 //! - `local`: gzipped CSV files + `manifest.json` per segment under a directory, no network;
 //! - `redshift`: S3 upload + COPY into staging tables + set-based merge, per table (`redshift/`).
+//!
+//! Nothing outside this folder uses `redshift` directly: the pipeline sees [`Target`] only.
 
+pub mod deliver;
 pub mod local;
 pub mod redshift;
 
+use std::sync::Arc;
+
 use crate::config::{Config, TargetKind};
-use crate::csv::SegmentOutput;
+use crate::pipeline::handoff::SegmentOutput;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -20,6 +28,13 @@ pub enum TargetError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Redshift(#[from] redshift::load::LoadError),
+}
+
+/// `re_dms validate`'s checks of the Redshift target, by name: the S3 bucket accepts a put and
+/// a delete under the prefix; Redshift accepts a connection and a query.
+pub fn preflight(config: &Config) -> Vec<(&'static str, Result<String, String>)> {
+    let (s3, redshift) = redshift::preflight(config);
+    vec![("s3", s3), ("redshift", redshift)]
 }
 
 /// The configured target.
@@ -32,14 +47,21 @@ pub enum Target {
     Redshift(redshift::lanes::TableLanes),
 }
 
-pub use redshift::lanes::SegmentDone;
+/// A segment whose tables have all finished.
+#[derive(Debug)]
+pub struct SegmentDone {
+    pub out: Arc<SegmentOutput>,
+    /// Every table of the segment is in the warehouse: its WAL segment may go (in order).
+    pub loaded: bool,
+}
 
 impl Target {
     /// Opens the configured target; for Redshift this connects, checks the bucket and creates
     /// the ledger (failures there are fatal). The local target ignores the source catalog.
     pub async fn from_config(
         config: &Config,
-        catalog: std::sync::Arc<crate::source::catalog::SourceCatalog>,
+        catalog: Arc<crate::source::catalog::SourceCatalog>,
+        stop: &Shutdown,
     ) -> Result<Self, TargetError> {
         match config.target.kind {
             TargetKind::Local => Ok(Target::Local {
@@ -47,7 +69,7 @@ impl Target {
                 done: std::collections::VecDeque::new(),
             }),
             TargetKind::Redshift => Ok(Target::Redshift(redshift::lanes::TableLanes::new(
-                redshift::load::RedshiftLoader::connect(config, catalog).await?,
+                redshift::load::RedshiftLoader::connect(config, catalog, stop.clone()).await?,
             ))),
         }
     }
@@ -73,8 +95,8 @@ impl Target {
         match self {
             Target::Local { target, done } => {
                 let t = target.clone();
-                let out = std::sync::Arc::new(out);
-                let o = std::sync::Arc::clone(&out);
+                let out = Arc::new(out);
+                let o = Arc::clone(&out);
                 tokio::task::spawn_blocking(move || t.deliver(&o))
                     .await
                     .map_err(|e| local::LocalError::Join(e.to_string()))??;

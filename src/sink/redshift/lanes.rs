@@ -13,6 +13,8 @@
 //!   slow table holds back only itself (and WAL cleanup), not the other tables nor the source;
 //! - at most [`SEGMENTS_IN_FLIGHT`] segments have unfinished jobs (their CSV files are on disk,
 //!   only their manifests in memory);
+//! - after the stop signal a lane starts no job (it reports it not applied: its segment stays
+//!   in the WAL); jobs already running finish or are interrupted at their next retry wait;
 //! - a definite error stops its lane for the rest of the run: the lane reports its later jobs as
 //!   not applied without touching S3 or Redshift, so their segments stay in the WAL, and the
 //!   other lanes go on; a fatal error ends the run;
@@ -31,8 +33,9 @@ use tracing::Instrument;
 use super::load::{LoadError, RedshiftLoader};
 use super::sql::TargetTable;
 use crate::csv::manifest::TableManifest;
-use crate::csv::SegmentOutput;
 use crate::metrics;
+use crate::pipeline::handoff::SegmentOutput;
+use crate::sink::SegmentDone;
 
 /// Segments whose jobs may be unfinished at once. Four lets the lanes of fast tables run a few
 /// segments ahead of a slow one and keeps uploads overlapping merges, while bounding the spool
@@ -41,14 +44,6 @@ pub const SEGMENTS_IN_FLIGHT: usize = 4;
 
 /// Finished jobs waiting for the scheduler; it drains them first in its loop.
 const DONE_CHANNEL: usize = 1024;
-
-/// A segment whose jobs have all finished.
-#[derive(Debug)]
-pub struct SegmentDone {
-    pub out: Arc<SegmentOutput>,
-    /// Every table of the segment is in the warehouse: its WAL segment may go (in order).
-    pub loaded: bool,
-}
 
 /// One lane's share of one segment.
 struct Job {
@@ -187,7 +182,7 @@ impl TableLanes {
             };
             tx.send(job)
                 .await
-                .map_err(|_| LoadError::Fatal(format!("the lane of table {lane} ended")))?;
+                .map_err(|_| LoadError::fatal_text(format!("the lane of table {lane} ended")))?;
         }
         Ok(())
     }
@@ -216,20 +211,22 @@ impl TableLanes {
                         Err(e) => e.to_string(),
                         Ok(()) => "ended early".to_string(),
                     };
-                    return Err(LoadError::Fatal(format!("a table lane failed: {why}")));
+                    return Err(LoadError::fatal_text(format!("a table lane failed: {why}")));
                 }
                 done = self.done_rx.recv() => match done {
                     Some(done) => done,
-                    None => return Err(LoadError::Fatal("every table lane ended".into())),
+                    None => return Err(LoadError::fatal_text("every table lane ended")),
                 },
             };
             let pending = self.pending.get_mut(&done.segment).ok_or_else(|| {
-                LoadError::Fatal(format!("a lane finished unknown segment {}", done.segment))
+                LoadError::fatal_text(format!("a lane finished unknown segment {}", done.segment))
             })?;
             pending.remaining -= 1;
             match done.result {
                 Ok(Outcome::Applied) => {}
-                Ok(Outcome::Skipped) => pending.loaded = false,
+                // Not attempted (the lane stopped earlier), or left for the next start (the stop
+                // signal came while it waited to retry): it stays in the WAL.
+                Ok(Outcome::Skipped) | Err(LoadError::Interrupted { .. }) => pending.loaded = false,
                 Err(e @ LoadError::Definite { .. }) => {
                     pending.loaded = false;
                     metrics::TABLES_STOPPED.inc();
@@ -270,7 +267,9 @@ fn spawn_lane(
     tasks.spawn(
         async move {
             while let Some(job) = job_rx.recv().await {
-                let urls = if up_stopped.load(Ordering::Acquire) {
+                // A stopped lane, or the drain phase: nothing new starts.
+                let urls = if up_stopped.load(Ordering::Acquire) || up_loader.stop().is_triggered()
+                {
                     Ok(Vec::new())
                 } else {
                     upload_job(&up_loader, &job).await
@@ -288,7 +287,7 @@ fn spawn_lane(
         while let Some(Uploaded { job, urls }) = up_rx.recv().await {
             let segment = job.out.segment;
             let span = tracing::info_span!("load", table = %lane_name, segment);
-            let result = if stopped.load(Ordering::Acquire) {
+            let result = if stopped.load(Ordering::Acquire) || loader.stop().is_triggered() {
                 Ok(Outcome::Skipped)
             } else {
                 apply_job(&loader, job, urls).instrument(span).await
@@ -327,7 +326,7 @@ async fn apply_job(
 ) -> Result<Outcome, LoadError> {
     let urls = urls?;
     if urls.len() != job.tables.len() {
-        return Err(LoadError::Fatal(format!(
+        return Err(LoadError::fatal_text(format!(
             "lane {}: {} tables but {} upload results",
             job.target,
             job.tables.len(),

@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::load::{within, Attempt, LedgerKey};
+use super::ledger::LedgerKey;
+use super::pool::{within, Attempt};
 use super::sql;
 use super::upload::Uploader;
 use crate::metrics;
@@ -71,6 +72,7 @@ pub(super) async fn keep(
     std::fs::write(&path, json_lines(key, rows)).map_err(|e| Attempt {
         class: ErrorClass::Transient,
         detail: format!("writing {}: {e}", path.display()),
+        cause: Some(Box::new(e)),
     })?;
     let object = format!(
         "{}rejected/{}/{:020}/{name}",
@@ -78,13 +80,10 @@ pub(super) async fn keep(
         key.lineage,
         key.segment
     );
-    to.uploader
-        .upload_file(&path, &object)
-        .await
-        .map_err(|e| Attempt {
-            class: e.class(),
-            detail: crate::error_chain(&e),
-        })?;
+    to.uploader.upload_file(&path, &object).await.map_err(|e| {
+        let class = e.class();
+        Attempt::new(class, e)
+    })?;
     let url = to.uploader.url_for(&object);
     let insert = sql::rejected_insert(
         key.lineage,

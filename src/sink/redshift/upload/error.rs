@@ -30,8 +30,21 @@ pub enum UploadError {
     #[error("{last} (gave up after {attempts} attempts)")]
     GaveUp {
         attempts: u32,
+        #[source]
         last: Box<UploadError>,
     },
+    /// The stop signal came while a transient error waited for its retry.
+    #[error("{last} (not retried: stopping)")]
+    Stopped {
+        #[source]
+        last: Box<UploadError>,
+    },
+}
+
+impl crate::retry::Classified for UploadError {
+    fn class(&self) -> ErrorClass {
+        UploadError::class(self)
+    }
 }
 
 impl UploadError {
@@ -42,7 +55,7 @@ impl UploadError {
         match self {
             UploadError::S3 { class, .. } => *class,
             UploadError::Io { .. } | UploadError::Config(_) => ErrorClass::Fatal,
-            UploadError::GaveUp { last, .. } => last.class(),
+            UploadError::GaveUp { last, .. } | UploadError::Stopped { last } => last.class(),
         }
     }
 
@@ -50,7 +63,7 @@ impl UploadError {
     pub fn code(&self) -> Option<&str> {
         match self {
             UploadError::S3 { code, .. } => code.as_deref(),
-            UploadError::GaveUp { last, .. } => last.code(),
+            UploadError::GaveUp { last, .. } | UploadError::Stopped { last } => last.code(),
             _ => None,
         }
     }

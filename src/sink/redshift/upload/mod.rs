@@ -35,7 +35,7 @@ use aws_sdk_s3::Client;
 use digest::{b64, digest_file, hex, multipart_etag, unquote, FileDigest};
 use md5::{Digest, Md5};
 use multipart::effective_part_size;
-use retry::{retry, RetryPolicy};
+use retry::retry;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -70,6 +70,8 @@ pub struct UploaderOptions {
     pub multipart_threshold: u64,
     /// Part size (at least 5 MiB; grown when a file would need more than 10,000 parts).
     pub part_size: u64,
+    /// Retry waits end on this signal.
+    pub stop: crate::shutdown::Shutdown,
 }
 
 impl Default for UploaderOptions {
@@ -79,6 +81,7 @@ impl Default for UploaderOptions {
             max_attempts: None,
             multipart_threshold: MULTIPART_THRESHOLD,
             part_size: PART_SIZE,
+            stop: crate::shutdown::Shutdown::new(),
         }
     }
 }
@@ -295,7 +298,7 @@ impl Uploader {
             out.parts = digest.parts.len() as u32;
         } else {
             let (md5_b64, md5_hex) = (b64(&digest.md5), hex(&digest.md5));
-            let put = retry(self.policy(), "PutObject", key, &retries, || async {
+            let put = retry(&self.policy(), "PutObject", key, &retries, || async {
                 let body = file_body(path, 0, digest.size).await?;
                 let _permit = self.permit().await;
                 let request = self.client.put_object().bucket(&self.bucket).key(key);
@@ -323,7 +326,7 @@ impl Uploader {
         retries: &AtomicU32,
     ) -> Result<Option<String>, UploadError> {
         let head = self
-            .call(self.policy(), "HeadObject", key, retries, |c| {
+            .call(&self.policy(), "HeadObject", key, retries, |c| {
                 c.head_object().bucket(&self.bucket).key(key).send()
             })
             .await;
@@ -360,11 +363,11 @@ impl Uploader {
     /// The bucket exists and we may put, list and delete under the prefix: puts, lists and
     /// deletes a small probe object. Missing bucket, access denied, bad credentials: fatal.
     pub async fn check(&self) -> Result<(), UploadError> {
-        let policy = RetryPolicy {
-            max_attempts: Some(self.options.max_attempts.unwrap_or(HOUSEKEEPING_ATTEMPTS)),
-        };
+        let policy = self.policy_with(Some(
+            self.options.max_attempts.unwrap_or(HOUSEKEEPING_ATTEMPTS),
+        ));
         let retries = AtomicU32::new(0);
-        self.call(policy, "HeadBucket", "", &retries, |c| {
+        self.call(&policy, "HeadBucket", "", &retries, |c| {
             c.head_bucket().bucket(&self.bucket).send()
         })
         .await?;
@@ -373,7 +376,7 @@ impl Uploader {
         let probe = format!("{}_re_dms_probe_{pid}_{nonce:08x}", self.prefix);
         let body: &[u8] = b"re_dms write probe\n";
         let md5 = b64(&Md5::digest(body));
-        self.call(policy, "PutObject", &probe, &retries, |c| {
+        self.call(&policy, "PutObject", &probe, &retries, |c| {
             let request = c.put_object().bucket(&self.bucket).key(&probe);
             request
                 .content_md5(&md5)
@@ -382,12 +385,12 @@ impl Uploader {
         })
         .await?;
         let listed = self
-            .call(policy, "ListObjectsV2", &probe, &retries, |c| {
+            .call(&policy, "ListObjectsV2", &probe, &retries, |c| {
                 let request = c.list_objects_v2().bucket(&self.bucket);
                 request.prefix(&probe).max_keys(1).send()
             })
             .await?;
-        self.call(policy, "DeleteObject", &probe, &retries, |c| {
+        self.call(&policy, "DeleteObject", &probe, &retries, |c| {
             c.delete_object().bucket(&self.bucket).key(&probe).send()
         })
         .await?;
@@ -420,9 +423,7 @@ impl Uploader {
         for k in foreign {
             tracing::warn!(key = %k, segment, "not deleting a key outside the segment's prefix");
         }
-        let policy = RetryPolicy {
-            max_attempts: Some(HOUSEKEEPING_ATTEMPTS),
-        };
+        let policy = self.policy_with(Some(HOUSEKEEPING_ATTEMPTS));
         let retries = AtomicU32::new(0);
         for chunk in ours.chunks(1000) {
             let result = async {
@@ -437,7 +438,7 @@ impl Uploader {
                     .build()
                     .map_err(|e| UploadError::Config(e.to_string()))?;
                 let out = self
-                    .call(policy, "DeleteObjects", &seg_prefix, &retries, |c| {
+                    .call(&policy, "DeleteObjects", &seg_prefix, &retries, |c| {
                         let request = c.delete_objects().bucket(&self.bucket);
                         request.delete(delete.clone()).send()
                     })

@@ -2,8 +2,9 @@
 //! once, each with its own `Content-MD5`; a failed upload is aborted.
 
 use super::digest::{b64, hex, unquote, FileDigest};
-use super::retry::{retry, RetryPolicy};
+use super::retry::retry;
 use super::{file_body, UploadError, Uploader, MD5_METADATA, MIN_PART_SIZE};
+use crate::retry::RetryPolicy;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ impl Uploader {
     ) -> Result<Option<String>, UploadError> {
         let md5_hex = hex(&digest.md5);
         let created = self
-            .call(self.policy(), "CreateMultipartUpload", key, retries, |c| {
+            .call(&self.policy(), "CreateMultipartUpload", key, retries, |c| {
                 let request = c.create_multipart_upload().bucket(&self.bucket).key(key);
                 request.metadata(MD5_METADATA, &md5_hex).send()
             })
@@ -56,7 +57,7 @@ impl Uploader {
             .build();
         let out = self
             .call(
-                self.policy(),
+                &self.policy(),
                 "CompleteMultipartUpload",
                 key,
                 retries,
@@ -146,14 +147,18 @@ impl Uploader {
 
     /// Best effort: an abandoned multipart upload only costs storage until a lifecycle rule.
     async fn abort(&self, key: &str, upload_id: &str) {
-        let once = RetryPolicy {
-            max_attempts: Some(1),
-        };
+        let once = self.policy_with(Some(1));
         let aborted = self
-            .call(once, "AbortMultipartUpload", key, &AtomicU32::new(0), |c| {
-                let request = c.abort_multipart_upload().bucket(&self.bucket).key(key);
-                request.upload_id(upload_id).send()
-            })
+            .call(
+                &once,
+                "AbortMultipartUpload",
+                key,
+                &AtomicU32::new(0),
+                |c| {
+                    let request = c.abort_multipart_upload().bucket(&self.bucket).key(key);
+                    request.upload_id(upload_id).send()
+                },
+            )
             .await;
         if let Err(e) = aborted {
             tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
@@ -181,7 +186,7 @@ impl PartJob {
     async fn run(self) -> Result<CompletedPart, UploadError> {
         let md5_b64 = b64(&self.md5);
         let what = format!("PUT part {}", self.number);
-        let out = retry(self.policy, &what, &self.key, &self.retries, || async {
+        let out = retry(&self.policy, &what, &self.key, &self.retries, || async {
             let body = file_body(&self.path, self.offset, self.len).await?;
             let _permit = self
                 .permits

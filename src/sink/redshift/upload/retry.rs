@@ -1,25 +1,31 @@
-//! Retries: transient S3 errors are retried with capped, jittered exponential backoff, each
-//! retry logged and counted.
+//! S3 requests through the one retry policy ([`crate::retry::RetryPolicy`]): transient errors
+//! are retried with capped, jittered exponential backoff, each retry logged and counted.
 
 use super::{UploadError, Uploader};
 use crate::metrics;
-use crate::retry::classify::{backoff, ErrorClass};
+use crate::retry::{RetryEnd, RetryPolicy};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 impl Uploader {
+    /// The policy of data uploads (`max_attempts` from the options).
     pub(super) fn policy(&self) -> RetryPolicy {
+        self.policy_with(self.options.max_attempts)
+    }
+
+    pub(super) fn policy_with(&self, max_attempts: Option<u32>) -> RetryPolicy {
         RetryPolicy {
-            max_attempts: self.options.max_attempts,
+            max_attempts,
+            stop: self.options.stop.clone(),
         }
     }
 
     /// One request, retried per `policy`, each attempt holding a concurrency permit.
     pub(super) async fn call<T, E, F, Fut>(
         &self,
-        policy: RetryPolicy,
+        policy: &RetryPolicy,
         op: &'static str,
         key: &str,
         retries: &AtomicU32,
@@ -39,56 +45,51 @@ impl Uploader {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RetryPolicy {
-    pub(super) max_attempts: Option<u32>,
-}
-
-/// Runs `attempt` until it succeeds, fails with a non-transient error, or `max_attempts` runs out.
+/// Runs `attempt` per `policy`; each retry is logged, added to `re_dms_s3_retries_total` and to
+/// `retries`.
 pub(super) async fn retry<T, F, Fut>(
-    policy: RetryPolicy,
+    policy: &RetryPolicy,
     what: &str,
     key: &str,
     retries: &AtomicU32,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, UploadError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, UploadError>>,
 {
-    let mut n = 1u32;
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.class() == ErrorClass::Transient => {
-                if policy.max_attempts.is_some_and(|max| n >= max) {
-                    return Err(UploadError::GaveUp {
-                        attempts: n,
-                        last: Box::new(e),
-                    });
-                }
-                let delay = backoff(n);
-                tracing::warn!(
-                    op = what,
-                    key,
-                    attempt = n,
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = %e,
-                    "S3 request failed; retrying"
-                );
-                metrics::S3_RETRIES.inc();
-                retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
-                n = n.saturating_add(1);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let on_retry = |n: u32, delay: std::time::Duration, e: &UploadError| {
+        tracing::warn!(
+            op = what,
+            key,
+            attempt = n,
+            retry_in_ms = delay.as_millis() as u64,
+            error = %e,
+            "S3 request failed; retrying"
+        );
+        metrics::S3_RETRIES.inc();
+        retries.fetch_add(1, Ordering::Relaxed);
+    };
+    policy
+        .run(attempt, on_retry)
+        .await
+        .map_err(|end| match end {
+            RetryEnd::Failed(e) => e,
+            RetryEnd::GaveUp { attempts, last } => UploadError::GaveUp {
+                attempts,
+                last: Box::new(last),
+            },
+            RetryEnd::Stopped { last } => UploadError::Stopped {
+                last: Box::new(last),
+            },
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::ErrorClass;
+    use crate::shutdown::Shutdown;
 
     #[tokio::test]
     async fn retry_gives_up_and_counts() {
@@ -96,8 +97,9 @@ mod tests {
         let calls = AtomicU32::new(0);
         let policy = RetryPolicy {
             max_attempts: Some(2),
+            stop: Shutdown::new(),
         };
-        let r: Result<(), _> = retry(policy, "TEST", "k", &retries, || async {
+        let r: Result<(), _> = retry(&policy, "TEST", "k", &retries, || async {
             calls.fetch_add(1, Ordering::Relaxed);
             Err(UploadError::S3 {
                 op: "Test",
@@ -114,7 +116,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::Relaxed), 2);
         assert_eq!(retries.load(Ordering::Relaxed), 1);
         // Non-transient errors are not retried.
-        let r: Result<(), _> = retry(policy, "TEST", "k", &retries, || async {
+        let r: Result<(), _> = retry(&policy, "TEST", "k", &retries, || async {
             Err(UploadError::Config("nope".into()))
         })
         .await;

@@ -1,8 +1,11 @@
-//! Unit tests of `naming` (a file of its own to keep `naming.rs` short).
+//! Unit tests of `naming`, `copy` and `ledger` (a file of their own to keep `naming.rs` short).
 
-use super::*;
+use crate::config::Config;
 use crate::config::TableConfig;
+use crate::sink::redshift::sql::ledger::civil_from_days;
+use crate::sink::redshift::sql::*;
 use std::time::Duration;
+use std::time::UNIX_EPOCH;
 
 #[test]
 fn copy_statement_escapes_and_redacts() {

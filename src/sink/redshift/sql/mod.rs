@@ -37,26 +37,28 @@
 //! anything -> text), a cast error otherwise (text -> integer); likewise two type changes of one
 //! column in one segment.
 
-#[path = "naming.rs"]
+pub mod copy;
+pub mod ledger;
 pub mod naming;
+mod widen;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+pub use copy::{copy_sql, is_copy, redact, CopyAuth, COPY_FORMAT};
+pub use ledger::{
+    ledger_insert, rejected_insert, LedgerRow, Rejected, RowCounts, LEDGER_CHECK_LEGACY_SQL,
+    LEDGER_CHECK_SQL, LEDGER_DDL, LEDGER_LINEAGE_COLUMN, LEDGER_UPGRADE_SQL, REJECTED_ROWS_SQL,
+};
 pub use naming::{
-    check_collisions, check_column_names, check_ident, copy_literal, copy_sql, is_copy,
-    ledger_insert, quote_ident, quote_literal, redact, rejected_insert, target_column, CopyAuth,
-    LedgerRow, Naming, Rejected, RowCounts, SqlError, TargetTable, COPY_FORMAT,
-    LEDGER_CHECK_LEGACY_SQL, LEDGER_CHECK_SQL, LEDGER_DDL, LEDGER_LINEAGE_COLUMN,
-    LEDGER_UPGRADE_SQL, MAX_IDENT_BYTES, REJECTED_ROWS_SQL,
+    check_collisions, check_column_names, check_ident, copy_literal, quote_ident, quote_literal,
+    target_column, Naming, SqlError, TargetTable, MAX_IDENT_BYTES,
 };
 
 use crate::csv::manifest::{ColumnManifest, FileKind, FileManifest, StepManifest, TableManifest};
 use crate::csv::typemap::{redshift_type_with_typmod, typmodless_name, varchar_width};
 use crate::lsn::Lsn;
 
-#[path = "widen.rs"]
-mod widen;
 pub use widen::{plan_widen, widen_columns, WidenStep, WidthCheck, VARCHAR_WIDTH_SQL};
 
 /// What [`plan_table`] needs for one table in one segment.
@@ -383,13 +385,12 @@ impl Planner<'_> {
     }
 
     /// Stages `file` as temp table `re_dms_stg_<n>` with `columns` (target name, type): CREATE
-    /// TEMP TABLE + COPY into `stage`, DROP into `drops`. Returns the quoted staging name.
+    /// TEMP TABLE + COPY into `sql.stage`, DROP into `sql.drops`. Returns the quoted staging name.
     fn stage(
         &mut self,
         file: &FileManifest,
         columns: &[(String, &str)],
-        stage: &mut Vec<String>,
-        drops: &mut Vec<String>,
+        sql: &mut LoadSql,
     ) -> Result<String, SqlError> {
         check_column_names(&self.source, columns.iter().map(|(n, _)| n.as_str()))?;
         let url = self
@@ -406,7 +407,7 @@ impl Planner<'_> {
             .iter()
             .map(|(n, t)| format!("{} {t}", quote_ident(n)))
             .collect();
-        stage.push(format!(
+        sql.stage.push(format!(
             "CREATE TEMP TABLE {} ({})",
             quote_ident(&name),
             defs.join(", ")
@@ -423,8 +424,8 @@ impl Planner<'_> {
         if self.input.max_errors > 0 {
             copy.push_str(&format!(" MAXERROR {}", self.input.max_errors));
         }
-        stage.push(copy);
-        drops.push(format!("DROP TABLE {}", quote_ident(&name)));
+        sql.stage.push(copy);
+        sql.drops.push(format!("DROP TABLE {}", quote_ident(&name)));
         Ok(quote_ident(&name))
     }
 
@@ -443,6 +444,8 @@ impl Planner<'_> {
             .join(" AND ")
     }
 
+    /// One load step: stages every file, then merges them into the target (see the module docs),
+    /// appending the statements to the open transaction.
     fn load(
         &mut self,
         columns: &[ColumnManifest],
@@ -450,127 +453,202 @@ impl Planner<'_> {
         files: &[FileManifest],
         dropped_later: &BTreeSet<String>,
     ) -> Result<(), SqlError> {
-        check_collisions(&self.source, columns)?;
-        let mut types: BTreeMap<&str, &str> = BTreeMap::new();
-        for c in columns {
-            types.insert(&c.name, self.checked_type(&c.name, &c.redshift_type)?);
-        }
-        let source = self.source.clone();
-        let typed = |file: &FileManifest, c: &str, staged: String| {
-            types
-                .get(c)
-                .map(|t| (staged, *t))
-                .ok_or_else(|| SqlError::UnknownColumn {
-                    table: source.clone(),
-                    path: file.path.clone(),
-                    column: c.to_string(),
-                })
-        };
-        let no_key = |file: &FileManifest| SqlError::NoKey {
-            table: source.clone(),
-            path: file.path.clone(),
-        };
-        let (mut stage, mut updates, mut deletes, mut inserts, mut drops) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let types = self.load_types(columns)?;
+        let mut sql = LoadSql::default();
         for file in files {
-            let mut cols = Vec::new();
-            for m in &file.match_columns {
-                cols.push(typed(file, m, format!("re_dms_key_{}", target_column(m)))?);
-            }
-            for c in &file.columns {
-                cols.push(typed(file, c, target_column(c))?);
-            }
+            let cols = self.staged_columns(&types, file)?;
             match file.kind {
-                FileKind::Update => {
-                    if file.match_columns.is_empty() {
-                        return Err(no_key(file));
-                    }
-                    let set: Vec<String> = file
-                        .columns
-                        .iter()
-                        .map(|c| target_column(c))
-                        .filter(|c| !dropped_later.contains(c))
-                        .collect();
-                    if set.is_empty() {
-                        continue;
-                    }
-                    let stg = self.stage(file, &cols, &mut stage, &mut drops)?;
-                    let sets: Vec<String> = set
-                        .iter()
-                        .map(|c| format!("{} = {stg}.{}", quote_ident(c), quote_ident(c)))
-                        .collect();
-                    let on = self.join(
-                        &stg,
-                        file.match_columns.iter().map(|m| {
-                            let t = target_column(m);
-                            (t.clone(), format!("re_dms_key_{t}"))
-                        }),
-                    );
-                    updates.push(format!(
-                        "UPDATE {} SET {} FROM {stg} WHERE {on}",
-                        self.target,
-                        sets.join(", ")
-                    ));
-                }
-                FileKind::Delete => {
-                    if file.columns.is_empty() {
-                        return Err(no_key(file));
-                    }
-                    let stg = self.stage(file, &cols, &mut stage, &mut drops)?;
-                    let on = self.join(
-                        &stg,
-                        file.columns
-                            .iter()
-                            .map(|c| (target_column(c), target_column(c))),
-                    );
-                    deletes.push(format!(
-                        "DELETE FROM {} USING {stg} WHERE {on}",
-                        self.target
-                    ));
-                }
-                FileKind::Upsert => {
-                    if key.is_empty() {
-                        return Err(no_key(file));
-                    }
-                    if let Some(k) = key.iter().find(|k| !file.columns.contains(k)) {
-                        return Err(SqlError::UnknownColumn {
-                            table: source.clone(),
-                            path: file.path.clone(),
-                            column: k.clone(),
-                        });
-                    }
-                    let stg = self.stage(file, &cols, &mut stage, &mut drops)?;
-                    let on = self.join(
-                        &stg,
-                        key.iter().map(|k| (target_column(k), target_column(k))),
-                    );
-                    deletes.push(format!(
-                        "DELETE FROM {} USING {stg} WHERE {on}",
-                        self.target
-                    ));
-                    // Key columns stay even if dropped later: the load's matching needs them.
-                    let list: Vec<String> = file
-                        .columns
-                        .iter()
-                        .filter(|c| key.contains(c) || !dropped_later.contains(&target_column(c)))
-                        .map(|c| quote_ident(&target_column(c)))
-                        .collect();
-                    let list = list.join(", ");
-                    inserts.push(format!(
-                        "INSERT INTO {} ({list}) SELECT {list} FROM {stg}",
-                        self.target
-                    ));
-                }
+                FileKind::Update => self.merge_update(file, &cols, dropped_later, &mut sql)?,
+                FileKind::Delete => self.merge_delete(file, &cols, &mut sql)?,
+                FileKind::Upsert => self.merge_upsert(file, &cols, key, dropped_later, &mut sql)?,
             }
         }
+        let LoadSql {
+            stage,
+            updates,
+            deletes,
+            inserts,
+            drops,
+        } = sql;
         let open = self.open();
         for part in [stage, updates, deletes, inserts, drops] {
             open.extend(part);
         }
         Ok(())
     }
+
+    /// The checked Redshift type of each column of a load, by source column name.
+    fn load_types<'c>(
+        &self,
+        columns: &'c [ColumnManifest],
+    ) -> Result<BTreeMap<&'c str, &'c str>, SqlError> {
+        check_collisions(&self.source, columns)?;
+        let mut types: BTreeMap<&str, &str> = BTreeMap::new();
+        for c in columns {
+            types.insert(&c.name, self.checked_type(&c.name, &c.redshift_type)?);
+        }
+        Ok(types)
+    }
+
+    /// The staging table's columns for `file` (target name, type): `re_dms_key_<k>` for each
+    /// match column, then the file's columns.
+    fn staged_columns<'c>(
+        &self,
+        types: &BTreeMap<&str, &'c str>,
+        file: &FileManifest,
+    ) -> Result<Vec<(String, &'c str)>, SqlError> {
+        let typed = |c: &str, staged: String| {
+            types
+                .get(c)
+                .map(|t| (staged, *t))
+                .ok_or_else(|| SqlError::UnknownColumn {
+                    table: self.source.clone(),
+                    path: file.path.clone(),
+                    column: c.to_string(),
+                })
+        };
+        let mut cols = Vec::new();
+        for m in &file.match_columns {
+            cols.push(typed(m, format!("re_dms_key_{}", target_column(m)))?);
+        }
+        for c in &file.columns {
+            cols.push(typed(c, target_column(c))?);
+        }
+        Ok(cols)
+    }
+
+    fn no_key(&self, file: &FileManifest) -> SqlError {
+        SqlError::NoKey {
+            table: self.source.clone(),
+            path: file.path.clone(),
+        }
+    }
+
+    /// An update file (rows whose unchanged TOAST columns are left out): `UPDATE ... FROM` its
+    /// staging table, matched on the row's key before the change. Nothing when every column it
+    /// sets is dropped later.
+    fn merge_update(
+        &mut self,
+        file: &FileManifest,
+        cols: &[(String, &str)],
+        dropped_later: &BTreeSet<String>,
+        sql: &mut LoadSql,
+    ) -> Result<(), SqlError> {
+        if file.match_columns.is_empty() {
+            return Err(self.no_key(file));
+        }
+        let set: Vec<String> = file
+            .columns
+            .iter()
+            .map(|c| target_column(c))
+            .filter(|c| !dropped_later.contains(c))
+            .collect();
+        if set.is_empty() {
+            return Ok(());
+        }
+        let stg = self.stage(file, cols, sql)?;
+        let sets: Vec<String> = set
+            .iter()
+            .map(|c| format!("{} = {stg}.{}", quote_ident(c), quote_ident(c)))
+            .collect();
+        let on = self.join(
+            &stg,
+            file.match_columns.iter().map(|m| {
+                let t = target_column(m);
+                (t.clone(), format!("re_dms_key_{t}"))
+            }),
+        );
+        sql.updates.push(format!(
+            "UPDATE {} SET {} FROM {stg} WHERE {on}",
+            self.target,
+            sets.join(", ")
+        ));
+        Ok(())
+    }
+
+    /// The delete file (key columns): `DELETE ... USING` its staging table.
+    fn merge_delete(
+        &mut self,
+        file: &FileManifest,
+        cols: &[(String, &str)],
+        sql: &mut LoadSql,
+    ) -> Result<(), SqlError> {
+        if file.columns.is_empty() {
+            return Err(self.no_key(file));
+        }
+        let stg = self.stage(file, cols, sql)?;
+        let on = self.join(
+            &stg,
+            file.columns
+                .iter()
+                .map(|c| (target_column(c), target_column(c))),
+        );
+        sql.deletes.push(format!(
+            "DELETE FROM {} USING {stg} WHERE {on}",
+            self.target
+        ));
+        Ok(())
+    }
+
+    /// The upsert file (full rows): `DELETE ... USING` its staging table by `key`, then
+    /// `INSERT ... SELECT` from it.
+    fn merge_upsert(
+        &mut self,
+        file: &FileManifest,
+        cols: &[(String, &str)],
+        key: &[String],
+        dropped_later: &BTreeSet<String>,
+        sql: &mut LoadSql,
+    ) -> Result<(), SqlError> {
+        if key.is_empty() {
+            return Err(self.no_key(file));
+        }
+        if let Some(k) = key.iter().find(|k| !file.columns.contains(k)) {
+            return Err(SqlError::UnknownColumn {
+                table: self.source.clone(),
+                path: file.path.clone(),
+                column: k.clone(),
+            });
+        }
+        let stg = self.stage(file, cols, sql)?;
+        let on = self.join(
+            &stg,
+            key.iter().map(|k| (target_column(k), target_column(k))),
+        );
+        sql.deletes.push(format!(
+            "DELETE FROM {} USING {stg} WHERE {on}",
+            self.target
+        ));
+        // Key columns stay even if dropped later: the load's matching needs them.
+        let list: Vec<String> = file
+            .columns
+            .iter()
+            .filter(|c| key.contains(c) || !dropped_later.contains(&target_column(c)))
+            .map(|c| quote_ident(&target_column(c)))
+            .collect();
+        let list = list.join(", ");
+        sql.inserts.push(format!(
+            "INSERT INTO {} ({list}) SELECT {list} FROM {stg}",
+            self.target
+        ));
+        Ok(())
+    }
+}
+
+/// The statements of one load, by group, in the order they run in its transaction.
+#[derive(Default)]
+struct LoadSql {
+    /// CREATE TEMP TABLE + COPY of each file.
+    stage: Vec<String>,
+    /// One `UPDATE ... FROM` per update file.
+    updates: Vec<String>,
+    /// `DELETE ... USING` for the delete file and the upsert file's keys.
+    deletes: Vec<String>,
+    /// `INSERT ... SELECT` of the upsert file.
+    inserts: Vec<String>,
+    /// DROP of each staging table.
+    drops: Vec<String>,
 }
 
 #[cfg(test)]
-#[path = "sql_tests.rs"]
 mod tests;

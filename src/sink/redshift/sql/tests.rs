@@ -1,4 +1,4 @@
-//! Unit tests of `sql` (a file of its own to keep `sql.rs` short).
+//! Unit tests of `sql` (a file of its own to keep `sql/mod.rs` short).
 
 use super::*;
 use std::time::{Duration, UNIX_EPOCH};
