@@ -22,6 +22,7 @@ pub mod wal;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod failpoints;
 pub mod lsn;
 pub mod metrics;
 pub mod retry;

@@ -34,9 +34,9 @@ pub fn validate(config: &Config) -> ExitCode {
     if config.target.kind == TargetKind::Local {
         check("target.directory", writable_dir(&config.target.directory));
     } else {
-        let (s3, redshift) = redshift_checks(config);
-        check("s3", s3);
-        check("redshift", redshift);
+        for (name, result) in crate::sink::preflight(config) {
+            check(name, result);
+        }
     }
     if ok {
         ExitCode::SUCCESS
@@ -121,51 +121,4 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// The S3 bucket accepts a put/delete under the prefix; Redshift accepts a connection and a query.
-fn redshift_checks(config: &Config) -> (Result<String, String>, Result<String, String>) {
-    use crate::connection as tls;
-    use crate::sink::redshift::upload::Uploader;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return (Err(e.to_string()), Err(e.to_string())),
-    };
-    rt.block_on(async {
-        let s3 = async {
-            let up = Uploader::from_config(&config.s3, 1)
-                .await
-                .map_err(|e| error_chain(&e))?;
-            up.check().await.map_err(|e| error_chain(&e))?;
-            Ok(format!(
-                "bucket {:?} writable under {:?}",
-                config.s3.bucket,
-                up.prefix()
-            ))
-        };
-        let rs = async {
-            let c = tls::connect(&config.redshift.connection)
-                .await
-                .map_err(|e| error_chain(&e))?;
-            let row = c
-                .query_one("SELECT version()", &[])
-                .await
-                .map_err(|e| crate::sink::redshift::load::pg_detail(&e))?;
-            let version: String = row.try_get(0).unwrap_or_default();
-            Ok(format!(
-                "connected to {} ({version})",
-                tls::redact(&config.redshift.connection)
-            ))
-        };
-        let s3 = tokio::time::timeout(std::time::Duration::from_secs(60), s3)
-            .await
-            .unwrap_or_else(|_| Err("timed out after 60 s".into()));
-        let rs = tokio::time::timeout(std::time::Duration::from_secs(60), rs)
-            .await
-            .unwrap_or_else(|_| Err("timed out after 60 s".into()));
-        (s3, rs)
-    })
 }

@@ -10,13 +10,14 @@
 //! - a missing column (dropped) is a schema change; `unchanged-toast-datum` is a known column
 //!   whose value is not in the stream: the two are never confused;
 //! - TRUNCATE discards the table's pending load (superseded) and emits a truncate step;
-//! - a table's key follows interface.md: config, catalog, the key columns of a DELETE or
-//!   `old-key:`, a column named `id`. Changes that arrive before the key is known are kept as
+//! - a table's key follows the order in README.md ("Primary keys"): config, catalog, the key
+//!   columns of a DELETE or `old-key:`, a column named `id`. Changes that arrive before the key is known are kept as
 //!   record positions and indexed once it is; a table whose key cannot be found is an error
 //!   naming the config key that fixes it — its changes are never dropped;
 //! - memory is the index only (record positions + key bytes); [`Batcher::memory_full`] tells the
 //!   ingest loop to close the segment early.
 
+pub mod rebuild;
 pub mod schema;
 pub mod table_batch;
 
@@ -184,6 +185,10 @@ impl Batcher {
         }
     }
 
+    pub fn known_keys(&self) -> &rebuild::KnownKeys {
+        &self.known_keys
+    }
+
     pub fn registry(&self) -> &SchemaRegistry {
         &self.registry
     }
@@ -349,50 +354,14 @@ impl Batcher {
             .expect("table_batch() created it");
         let load = match &mut tb.current {
             Some(load) => load,
-            None => {
-                let key = ts.key.clone().unwrap_or_default();
-                let key_idx = ts
-                    .key_indexes()
-                    .map_err(|column| BatchError::KeyColumnMissing {
-                        table: ts.qualified(),
-                        column,
-                        key: key.clone(),
-                    })?;
-                tb.current
-                    .insert(TableLoad::new(ts.columns.clone(), key, key_idx))
-            }
+            None => tb.current.insert(new_load(ts)?),
         };
-        let mut toast_key = None;
-        table_batch::encode_key(
-            key_buf,
-            load.key_idx.iter().map(|&i| {
-                let c = new.columns.get(i)?;
-                if c.value == Value::UnchangedToast {
-                    toast_key = Some(c.name.to_string());
-                }
-                key_bytes(&c.value)
-            }),
-        );
-        if let Some(column) = toast_key {
-            return Err(BatchError::KeyUnchangedToast {
-                table: ts.qualified(),
-                column,
-            });
-        }
+        encode_new_key(key_buf, ts, &load.key_idx, new)?;
         if let Some(old) = old_key {
             encode_old_key(old_key_buf, &ts.qualified(), &load.key, old)?;
         }
         let old = old_key.map(|_| old_key_buf.as_slice());
-        let mask: Option<Vec<bool>> = new
-            .columns
-            .iter()
-            .any(|c| c.value == Value::UnchangedToast)
-            .then(|| {
-                new.columns
-                    .iter()
-                    .map(|c| c.value != Value::UnchangedToast)
-                    .collect()
-            });
+        let mask = known_columns(new);
         let before = load.mem;
         match apply_to(load, is_insert, old, key_buf, pos, mask.as_deref()) {
             Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
@@ -577,6 +546,64 @@ fn apply_to(
         (false, Some(old)) => load.update_key(old, key, pos, mask),
         (false, None) => load.update(key, pos, mask),
     }
+}
+
+/// An empty load with the table's columns and key; an error when a key column is not among the
+/// columns.
+fn new_load(ts: &TableSchema) -> Result<TableLoad, BatchError> {
+    let key = ts.key.clone().unwrap_or_default();
+    let key_idx = ts
+        .key_indexes()
+        .map_err(|column| BatchError::KeyColumnMissing {
+            table: ts.qualified(),
+            column,
+            key: key.clone(),
+        })?;
+    Ok(TableLoad::new(ts.columns.clone(), key, key_idx))
+}
+
+/// Encodes the key of a new tuple (key columns by index in `key_idx`) into `out`. A key column
+/// left unchanged-toast-datum is an error: the row cannot be identified.
+#[inline]
+fn encode_new_key(
+    out: &mut Vec<u8>,
+    ts: &TableSchema,
+    key_idx: &[usize],
+    new: &Tuple<'_>,
+) -> Result<(), BatchError> {
+    let mut toast_key = None;
+    table_batch::encode_key(
+        out,
+        key_idx.iter().map(|&i| {
+            let c = new.columns.get(i)?;
+            if c.value == Value::UnchangedToast {
+                toast_key = Some(c.name.to_string());
+            }
+            key_bytes(&c.value)
+        }),
+    );
+    match toast_key {
+        Some(column) => Err(BatchError::KeyUnchangedToast {
+            table: ts.qualified(),
+            column,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The columns of `new` whose value is in the stream: `None` when all are, else `false` for each
+/// unchanged-toast-datum column (an update of the others only).
+#[inline]
+fn known_columns(new: &Tuple<'_>) -> Option<Vec<bool>> {
+    new.columns
+        .iter()
+        .any(|c| c.value == Value::UnchangedToast)
+        .then(|| {
+            new.columns
+                .iter()
+                .map(|c| c.value != Value::UnchangedToast)
+                .collect()
+        })
 }
 
 /// Encodes the key from an old-key / DELETE tuple by column name. NULL key columns are omitted

@@ -28,7 +28,7 @@ impl ColumnDef {
     }
 }
 
-/// Where a table's primary key came from (interface.md: "Primary keys").
+/// Where a table's primary key came from (README: "Primary keys").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeySource {

@@ -1,5 +1,9 @@
-//! The hand-off between ingest and the CSV stage: sealed segments, in order, either with their
-//! batch in memory or spilled (only the segment's id; its batch is rebuilt from the WAL file).
+//! The hand-offs between stages: what flows from ingest to the CSV stage ([`SealedSegment`],
+//! through the [`SealedQueue`]) and from the CSV stage to the sink ([`SegmentOutput`], through
+//! a bounded channel the pipeline creates).
+//!
+//! Ingest to CSV: sealed segments, in order, either with their batch in memory or spilled (only
+//! the segment's id; its batch is rebuilt from the WAL file by [`Entry::into_sealed`]).
 //!
 //! Why: a slow or dead target must hold back only WAL cleanup, never the source. Ingest offers
 //! each sealed batch; when the CSV stage does not take it within [`SPILL_AFTER`] (it is blocked
@@ -20,7 +24,11 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::csv::SealedSegment;
+use std::path::PathBuf;
+
+use crate::batch::rebuild::{rebuild, KnownKeys, RebuildError};
+use crate::batch::Batch;
+use crate::csv::manifest::Manifest;
 use crate::lsn::Lsn;
 use crate::metrics;
 use crate::wal::SegmentFile;
@@ -28,6 +36,27 @@ use crate::wal::SegmentFile;
 /// How long ingest waits for the CSV stage to take a batch before it spills the segment. A
 /// healthy CSV stage takes one within a second or two (it writes one segment at a time).
 pub const SPILL_AFTER: Duration = Duration::from_secs(5);
+
+/// A closed segment and its batch, on the way to the CSV stage.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub file: SegmentFile,
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+    /// False when the segment was closed inside a transaction (for memory): it may be delivered
+    /// only together with a later segment that ends at a transaction boundary.
+    pub complete: bool,
+    pub batch: Batch,
+}
+
+/// A segment's files, ready for a target.
+#[derive(Debug, Clone)]
+pub struct SegmentOutput {
+    pub segment: u64,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub complete: bool,
+}
 
 /// A sealed segment whose batch was dropped: rebuilt from its WAL file by the CSV stage.
 #[derive(Debug, Clone)]
@@ -42,6 +71,31 @@ pub struct Spilled {
 pub enum Entry {
     Batched(SealedSegment),
     Spilled(Spilled),
+}
+
+impl Entry {
+    /// The sealed segment with its batch: a spilled one is rebuilt from its WAL file (the one
+    /// function that also rebuilds segments on start), with a batch index budget of `max_mem`.
+    pub fn into_sealed(
+        self,
+        known_keys: &KnownKeys,
+        max_mem: usize,
+    ) -> Result<SealedSegment, RebuildError> {
+        match self {
+            Entry::Batched(sealed) => Ok(sealed),
+            Entry::Spilled(spilled) => {
+                let _g = tracing::info_span!("rebatch", segment = spilled.file.id).entered();
+                let rebuilt = rebuild(&spilled.file, known_keys, max_mem)?;
+                Ok(SealedSegment {
+                    file: spilled.file,
+                    first_lsn: spilled.first_lsn,
+                    last_lsn: spilled.last_lsn,
+                    complete: spilled.complete,
+                    batch: rebuilt.batch,
+                })
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,40 @@
-//! The `--stdin` input: test_decoding text (what `pg_recvlogical -f -` prints) read in chunks.
+//! The `--stdin` input: test_decoding text (what `pg_recvlogical -f -` prints), read in chunks on
+//! a thread of its own and sent to ingest through a bounded channel.
+//!
+//! A read from a pipe cannot be interrupted: after the stop signal this thread ends at its next
+//! chunk, or stays blocked in `read` until the process exits (nothing waits for it).
 
+use std::convert::Infallible;
 use std::io::Read;
 
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
 use crate::wal::ingest::Input;
 
 /// Input is read in chunks of this size.
 pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
+/// Chunks read ahead of ingest.
+pub const INPUT_CHUNKS_AHEAD: usize = 4;
 
-pub fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>, stop: &Shutdown) {
+/// Starts reading `input`; ingest takes the chunks from the returned channel.
+pub fn spawn<R: Read + Send + 'static>(
+    input: R,
+    stop: Shutdown,
+) -> (StageHandle<(), Infallible>, Receiver<Input>) {
+    let (tx, rx) = crossbeam_channel::bounded(INPUT_CHUNKS_AHEAD);
+    let handle = StageHandle::thread("input", move || {
+        read_input(input, &tx, &stop);
+        Ok(())
+    });
+    (handle, rx)
+}
+
+/// Sends `input` in chunks, then [`Input::Eof`] (or [`Input::Failed`]); returns early on the
+/// stop signal or when ingest is gone.
+pub fn read_input<R: Read>(mut input: R, tx: &Sender<Input>, stop: &Shutdown) {
     loop {
-        if stop.is_triggered() {
-            return;
-        }
         let mut buf = vec![0u8; INPUT_CHUNK_BYTES];
         let mut filled = 0;
         // Fill the chunk unless the input pauses (a pipe gives what it has).
@@ -31,20 +53,29 @@ pub fn read_input<R: Read>(mut input: R, tx: &std::sync::mpsc::SyncSender<Input>
         };
         if filled > 0 {
             buf.truncate(filled);
-            if tx.send(Input::Bytes(buf)).is_err() {
+            if !send(tx, Input::Bytes(buf), stop) {
                 return;
             }
         }
         match res {
             Ok(false) => {}
             Ok(true) => {
-                let _ = tx.send(Input::Eof);
+                send(tx, Input::Eof, stop);
                 return;
             }
             Err(e) => {
-                let _ = tx.send(Input::Failed(e));
+                send(tx, Input::Failed(e), stop);
                 return;
             }
         }
+    }
+}
+
+/// Sends one message, waiting for room unless the stop signal comes first; false when the
+/// message was not sent.
+fn send(tx: &Sender<Input>, msg: Input, stop: &Shutdown) -> bool {
+    crossbeam_channel::select! {
+        send(tx, msg) -> sent => sent.is_ok(),
+        recv(stop.receiver()) -> _ => false,
     }
 }

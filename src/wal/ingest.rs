@@ -18,25 +18,25 @@
 //! - on start, segments left by a previous run are re-batched and re-delivered first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::batch::schema::KeySource;
+use crossbeam_channel::{Receiver, TryRecvError};
+
+pub use crate::batch::rebuild::KnownKeys;
+use crate::batch::rebuild::{rebuild, RebuildError};
 use crate::batch::{BatchError, Batcher, RecPos, RecordSource};
-use crate::csv::SealedSegment;
 use crate::lsn::Lsn;
 use crate::metrics;
-use crate::pipeline::handoff::{SealedQueue, Spilled};
+use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
+use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{parse_message, Message, MessageStream, ParseError};
-use crate::wal::segment::{Next, RecordKind, SegmentReader, SegmentScanner};
-use crate::wal::{self, Recovery, SegmentFile, Snapshot, Wal, WalError};
+use crate::source::decoding::{Frame, Message, MessageStream, ParseError};
+use crate::wal::segment::SegmentReader;
+use crate::wal::{Recovery, SegmentFile, Snapshot, Wal, WalError};
 
 /// fsync at least this often (bytes of WAL) while input keeps arriving.
 pub const GROUP_COMMIT_BYTES: u64 = 16 * 1024 * 1024;
-/// While input is idle, wake up this often to honour stop requests and segment age.
-const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// What the input side sends.
 #[derive(Debug)]
@@ -70,13 +70,8 @@ pub enum IngestError {
         #[source]
         source: BatchError,
     },
-    #[error("WAL segment {segment}, record at byte {pos}: {source}")]
-    RecordParse {
-        segment: u64,
-        pos: u64,
-        #[source]
-        source: ParseError,
-    },
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
     #[error(
         "input ended inside the transaction that began at line {line}: its changes were not loaded \
          (the capture is truncated)"
@@ -150,7 +145,7 @@ pub struct Ingest {
     last_commit_lsn: Lsn,
     /// The last COMMIT LSN known durable (for upstream confirmation).
     pub durable_lsn: Arc<AtomicU64>,
-    stop: Arc<Shutdown>,
+    stop: Shutdown,
 }
 
 /// Reads messages back from the segment being written.
@@ -180,15 +175,6 @@ impl RecordSource for OpenSegmentSource<'_> {
     }
 }
 
-/// Reads messages back from a sealed segment.
-struct SealedSource(SegmentReader);
-
-impl RecordSource for SealedSource {
-    fn message_at(&mut self, pos: RecPos) -> Result<Vec<u8>, BatchError> {
-        Ok(self.0.read_at(pos)?.payload.to_vec())
-    }
-}
-
 impl Ingest {
     /// `recovery` comes from [`Wal::open`]; `known_keys` are the keys known before the stream
     /// shows any (`[tables."s.t"] primary_key`, the source catalog's), by `schema.table`.
@@ -198,7 +184,7 @@ impl Ingest {
         known_keys: KnownKeys,
         limits: IngestLimits,
         out: Arc<SealedQueue>,
-        stop: Arc<Shutdown>,
+        stop: Shutdown,
     ) -> Self {
         let batcher = Batcher::new(recovery.schema.clone(), known_keys, limits.batch_max_memory);
         Self {
@@ -220,58 +206,57 @@ impl Ingest {
         }
     }
 
+    /// Runs on a thread of its own: first the segments a previous run left (`recovered`), then
+    /// `input` until its end, an error or the stop signal. The sealed queue is closed when the
+    /// stage ends, however it ends.
+    pub fn spawn(
+        mut self,
+        recovered: Vec<SegmentFile>,
+        input: Option<Receiver<Input>>,
+    ) -> StageHandle<RunEnd, IngestError> {
+        StageHandle::thread("ingest", move || {
+            let out = Arc::clone(&self.out);
+            let _done = ProducerGuard(&out);
+            self.replay(&recovered)?;
+            match input {
+                Some(rx) => self.run(&rx),
+                None => Ok(RunEnd::Eof),
+            }
+        })
+    }
+
     /// Re-batches segments a previous run left on disk, oldest first, and sends them on.
     pub fn replay(&mut self, segments: &[SegmentFile]) -> Result<(), IngestError> {
         for file in segments {
             let _span = tracing::info_span!("replay", segment = file.id).entered();
-            let mut scanner = SegmentScanner::open(&file.path).map_err(WalError::from)?;
-            let mut src = SealedSource(SegmentReader::open(&file.path).map_err(WalError::from)?);
-            let (mut first, mut last) = (None, Lsn(0));
-            let mut records = 0u64;
-            while let Next::Record(rec) = scanner.next_record().map_err(WalError::from)? {
-                if rec.kind == RecordKind::Snapshot {
-                    if let Ok(snap) = serde_json::from_slice::<Snapshot>(rec.payload) {
-                        self.in_txn = snap.starts_in_txn;
-                    }
-                    continue;
-                }
-                records += 1;
-                first.get_or_insert(rec.lsn);
-                last = rec.lsn;
-                let msg =
-                    parse_message(rec.payload, 0).map_err(|source| IngestError::RecordParse {
-                        segment: file.id,
-                        pos: rec.pos,
-                        source,
-                    })?;
-                self.track_txn(&msg, 0, rec.lsn);
-                self.batcher
-                    .apply(&msg, rec.pos, &mut src)
-                    .map_err(|source| IngestError::Rebatch {
-                        segment: file.id,
-                        source,
-                    })?;
-            }
-            let batch = self
-                .batcher
-                .take(&mut src)
-                .map_err(|source| IngestError::Rebatch {
-                    segment: file.id,
-                    source,
-                })?;
+            let rebuilt = rebuild(
+                file,
+                self.batcher.known_keys(),
+                self.limits.batch_max_memory,
+            )?;
             tracing::info!(
-                records,
-                changes = batch.changes,
+                records = rebuilt.records,
+                changes = rebuilt.batch.changes,
                 "re-delivering a segment left by the previous run"
+            );
+            self.in_txn = rebuilt.ends_in_txn;
+            if !rebuilt.ends_in_txn {
+                self.last_commit_lsn = rebuilt.last_lsn;
+            }
+            // New segments start from the schema as of the last one replayed.
+            self.batcher = Batcher::new(
+                rebuilt.schema,
+                self.batcher.known_keys().clone(),
+                self.limits.batch_max_memory,
             );
             let sealed = SealedSegment {
                 file: file.clone(),
-                first_lsn: first.unwrap_or_default(),
-                last_lsn: last,
-                complete: !self.in_txn,
-                batch,
+                first_lsn: rebuilt.first_lsn,
+                last_lsn: rebuilt.last_lsn,
+                complete: !rebuilt.ends_in_txn,
+                batch: rebuilt.batch,
             };
-            // Like live segments, spilled when the target is behind (a restart during an outage
+            // Like live segments, spilled when the sink is behind (a restart during an outage
             // must not hold back reading either).
             self.out
                 .offer(sealed, self.limits.spill_after)
@@ -304,41 +289,7 @@ impl Ingest {
         let mut eof = false;
         loop {
             while let Some(frame) = stream.next_frame()? {
-                self.last_line = frame.line;
-                if !self.in_txn && is_row_change(&frame.message) {
-                    return Err(IngestError::OutsideTransaction { line: frame.line });
-                }
-                let lsn = Lsn(self.next_local_lsn);
-                self.next_local_lsn += 1;
-                metrics::MESSAGES_READ.inc();
-                if !self.wal.has_segment() {
-                    let snapshot = Snapshot {
-                        starts_in_txn: self.in_txn,
-                        next_local_lsn: lsn.0,
-                        schema: self.batcher.registry().clone(),
-                    };
-                    self.wal.begin_segment(&snapshot)?;
-                    self.open = Some(OpenSegment {
-                        opened: Instant::now(),
-                        first_lsn: lsn,
-                        last_lsn: lsn,
-                    });
-                    self.synced_at_len = 0;
-                }
-                let pos = self.wal.append(lsn, frame.raw)?;
-                if let Some(open) = self.open.as_mut() {
-                    open.last_lsn = lsn;
-                }
-                self.track_txn(&frame.message, frame.line, lsn);
-                let line = frame.line;
-                let mut src = OpenSegmentSource {
-                    wal: &mut self.wal,
-                    reader: None,
-                };
-                self.batcher
-                    .apply(&frame.message, pos, &mut src)
-                    .map_err(|source| IngestError::Batch { line, lsn, source })?;
-                self.after_message()?;
+                self.ingest_frame(&frame)?;
             }
             if eof {
                 if self.in_txn {
@@ -360,35 +311,95 @@ impl Ingest {
                     durable_through_line: self.durable_line,
                 }));
             }
-            // Group commit point: nothing buffered is complete; if no input is waiting either,
-            // make everything durable before blocking.
-            let received = match input.try_recv() {
-                Ok(x) => Ok(x),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    Err(RecvTimeoutError::Disconnected)
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => {
-                    self.sync()?;
-                    let wait = self.age_deadline().map_or(IDLE_POLL, |d| {
-                        d.saturating_duration_since(Instant::now()).min(IDLE_POLL)
-                    });
-                    input.recv_timeout(wait.max(Duration::from_millis(1)))
-                }
-            };
-            match received {
-                Ok(Input::Bytes(b)) => stream.push(&b),
-                Ok(Input::Eof) | Err(RecvTimeoutError::Disconnected) => {
+            let waited = self.next_input(input)?;
+            match waited {
+                Waited::Input(Input::Bytes(b)) => stream.push(&b),
+                Waited::Input(Input::Eof) => {
                     stream.finish();
                     eof = true;
                 }
-                Ok(Input::Failed(e)) => return Err(IngestError::Input(e)),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.sync()?;
+                Waited::Input(Input::Failed(e)) => return Err(IngestError::Input(e)),
+                // Seen at the top of the loop.
+                Waited::Stop => {}
+                Waited::Aged => {
                     if !self.in_txn && self.segment_aged() {
                         self.close_segment(true)?;
                     }
                 }
             }
+        }
+    }
+
+    /// One message: appended to the WAL (opening a segment if none is open), then indexed.
+    #[inline]
+    fn ingest_frame(&mut self, frame: &Frame<'_>) -> Result<(), IngestError> {
+        self.last_line = frame.line;
+        if !self.in_txn && is_row_change(&frame.message) {
+            return Err(IngestError::OutsideTransaction { line: frame.line });
+        }
+        let lsn = Lsn(self.next_local_lsn);
+        self.next_local_lsn += 1;
+        metrics::MESSAGES_READ.inc();
+        if !self.wal.has_segment() {
+            self.open_segment(lsn)?;
+        }
+        let pos = self.wal.append(lsn, frame.raw)?;
+        if let Some(open) = self.open.as_mut() {
+            open.last_lsn = lsn;
+        }
+        self.track_txn(&frame.message, frame.line, lsn);
+        let line = frame.line;
+        let mut src = OpenSegmentSource {
+            wal: &mut self.wal,
+            reader: None,
+        };
+        self.batcher
+            .apply(&frame.message, pos, &mut src)
+            .map_err(|source| IngestError::Batch { line, lsn, source })?;
+        self.after_message()
+    }
+
+    /// Starts a segment whose first message will be `lsn`.
+    fn open_segment(&mut self, lsn: Lsn) -> Result<(), IngestError> {
+        let snapshot = Snapshot {
+            starts_in_txn: self.in_txn,
+            next_local_lsn: lsn.0,
+            schema: self.batcher.registry().clone(),
+        };
+        self.wal.begin_segment(&snapshot)?;
+        self.open = Some(OpenSegment {
+            opened: Instant::now(),
+            first_lsn: lsn,
+            last_lsn: lsn,
+        });
+        self.synced_at_len = 0;
+        Ok(())
+    }
+
+    /// The next input. This is the group commit point: nothing buffered is complete, so when
+    /// no input is waiting, everything read is made durable before blocking.
+    fn next_input(&mut self, input: &Receiver<Input>) -> Result<Waited, IngestError> {
+        Ok(match input.try_recv() {
+            Ok(x) => Waited::Input(x),
+            Err(TryRecvError::Disconnected) => Waited::Input(Input::Eof),
+            Err(TryRecvError::Empty) => {
+                self.sync()?;
+                self.wait_for_input(input)
+            }
+        })
+    }
+
+    /// Blocks until input comes, the stop signal is set, or the open segment (between
+    /// transactions) reaches its age: no polling.
+    fn wait_for_input(&self, input: &Receiver<Input>) -> Waited {
+        let aged = match self.age_deadline() {
+            Some(at) if !self.in_txn => crossbeam_channel::at(at),
+            _ => crossbeam_channel::never(),
+        };
+        crossbeam_channel::select! {
+            recv(input) -> m => Waited::Input(m.unwrap_or(Input::Eof)),
+            recv(self.stop.receiver()) -> _ => Waited::Stop,
+            recv(aged) -> _ => Waited::Aged,
         }
     }
 
@@ -434,6 +445,7 @@ impl Ingest {
     fn sync(&mut self) -> Result<(), IngestError> {
         if self.wal.needs_sync() {
             self.wal.sync()?;
+            crate::failpoint!("wal.after_sync");
             self.synced_at_len = self.wal.segment_len();
             if !self.in_txn {
                 self.durable_lsn
@@ -494,6 +506,13 @@ impl Ingest {
     }
 }
 
+/// What ended a wait for input.
+enum Waited {
+    Input(Input),
+    Stop,
+    Aged,
+}
+
 /// A row change: must come inside BEGIN ... COMMIT (a logical message need not).
 fn is_row_change(msg: &Message<'_>) -> bool {
     matches!(
@@ -503,65 +522,6 @@ fn is_row_change(msg: &Message<'_>) -> bool {
             | Message::Delete { .. }
             | Message::Truncate { .. }
     )
-}
-
-/// Keys known before the stream shows any, by `schema.table` (see [`Ingest::new`]).
-pub type KnownKeys = std::collections::BTreeMap<String, (Vec<String>, KeySource)>;
-
-/// Rebuilds the batch of a segment ingest spilled (see `sealed_queue`): a fresh batcher starts
-/// from the schema snapshot at the head of the segment and indexes every record again.
-pub fn rebatch_spilled(
-    spilled: Spilled,
-    known_keys: &KnownKeys,
-    max_mem: usize,
-) -> Result<SealedSegment, IngestError> {
-    let file = spilled.file;
-    let wal_err = |e| IngestError::Wal(WalError::from(e));
-    let mut scanner = SegmentScanner::open(&file.path).map_err(wal_err)?;
-    let mut src = SealedSource(SegmentReader::open(&file.path).map_err(wal_err)?);
-    let mut batcher: Option<Batcher> = None;
-    while let Next::Record(rec) = scanner.next_record().map_err(wal_err)? {
-        if rec.kind == RecordKind::Snapshot {
-            let snap: Snapshot = serde_json::from_slice(rec.payload).map_err(|e| {
-                IngestError::Wal(WalError::Snapshot {
-                    path: file.path.clone(),
-                    message: e.to_string(),
-                })
-            })?;
-            batcher = Some(Batcher::new(snap.schema, known_keys.clone(), max_mem));
-            continue;
-        }
-        let Some(b) = batcher.as_mut() else {
-            return Err(IngestError::Wal(WalError::Snapshot {
-                path: file.path.clone(),
-                message: "no snapshot record before the first message".into(),
-            }));
-        };
-        let msg = parse_message(rec.payload, 0).map_err(|source| IngestError::RecordParse {
-            segment: file.id,
-            pos: rec.pos,
-            source,
-        })?;
-        b.apply(&msg, rec.pos, &mut src)
-            .map_err(|source| IngestError::Rebatch {
-                segment: file.id,
-                source,
-            })?;
-    }
-    let batch = match batcher.as_mut() {
-        Some(b) => b.take(&mut src).map_err(|source| IngestError::Rebatch {
-            segment: file.id,
-            source,
-        })?,
-        None => Default::default(),
-    };
-    Ok(SealedSegment {
-        file,
-        first_lsn: spilled.first_lsn,
-        last_lsn: spilled.last_lsn,
-        complete: spilled.complete,
-        batch,
-    })
 }
 
 /// Opens the WAL directory (recovering it) for a run.
@@ -575,5 +535,3 @@ pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
     }
     Ok((wal, recovery))
 }
-
-pub use wal::remove_segment;

@@ -20,10 +20,16 @@
 //!   ([`remove_segment`]);
 //! - on open, the WAL is cut after the last whole transaction (a torn record, a bad CRC, or a
 //!   transaction without its COMMIT at the tail is dropped, with a loud log); what remains is
-//!   handed back for re-batching and re-delivery.
+//!   handed back for re-batching and re-delivery (`recover.rs`).
+//!
+//! Files: `segment.rs` (the record format, reader, scanner, writer over [`segment::SegmentIo`]),
+//! `writer.rs` (the threaded file writer), `lineage.rs`, `lock.rs` (one process per directory),
+//! `recover.rs`, and `ingest.rs`: the stage that appends the input here and feeds the batcher.
 
 pub mod ingest;
 pub mod lineage;
+pub mod lock;
+mod recover;
 pub mod segment;
 pub mod writer;
 
@@ -34,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::schema::SchemaRegistry;
 use crate::lsn::Lsn;
 pub use lineage::Lineage;
-use segment::{Next, RecordKind, SegmentError, SegmentScanner, SegmentWriter};
+use segment::{RecordKind, SegmentError, SegmentWriter};
 
 pub const STATE_FILE: &str = "state.json";
 
@@ -60,6 +66,8 @@ pub enum WalError {
         found: String,
         expected: Lineage,
     },
+    #[error("WAL directory {path} is in use by another re_dms process")]
+    Locked { path: PathBuf },
     #[error("WAL directory {path}: cannot create its lineage id: {source}")]
     Lineage {
         path: PathBuf,
@@ -127,6 +135,10 @@ pub struct Recovery {
     pub discarded_records: u64,
 }
 
+/// Opens the file I/O of a new segment file (which it must create); see [`Wal::with_segment_io`].
+pub type SegmentIoFactory =
+    Box<dyn FnMut(&Path) -> std::io::Result<Box<dyn segment::SegmentIo>> + Send>;
+
 /// The WAL directory and its open segment.
 pub struct Wal {
     dir: PathBuf,
@@ -135,6 +147,8 @@ pub struct Wal {
     /// `state.json` as last written.
     state: WalState,
     lineage: Lineage,
+    /// New segments' file I/O, when not the default threaded writer (tests inject faults).
+    segment_io: Option<SegmentIoFactory>,
 }
 
 /// True for a `COMMIT` message (with or without xid / timestamp).
@@ -179,7 +193,7 @@ impl Wal {
                 l
             }
         };
-        let recovery = recover(dir, &ids, &state, lineage)?;
+        let recovery = recover::recover(dir, &ids, &state, lineage)?;
         Ok((
             Self {
                 dir: dir.to_path_buf(),
@@ -187,9 +201,17 @@ impl Wal {
                 next_id,
                 state,
                 lineage,
+                segment_io: None,
             },
             recovery,
         ))
+    }
+
+    /// New segments are written through what `factory` opens instead of the default threaded
+    /// file writer: how tests put a disk that fails under the WAL.
+    pub fn with_segment_io(mut self, factory: SegmentIoFactory) -> Self {
+        self.segment_io = Some(factory);
+        self
     }
 
     pub fn lineage(&self) -> Lineage {
@@ -210,7 +232,17 @@ impl Wal {
             save_state(&self.dir, &state)?;
             self.state = state;
         }
-        let mut w = SegmentWriter::create(&self.dir, self.next_id, self.lineage)?;
+        let mut w = match self.segment_io.as_mut() {
+            None => SegmentWriter::create(&self.dir, self.next_id, self.lineage)?,
+            Some(open) => {
+                let path = self.dir.join(segment::segment_file_name(self.next_id));
+                let io = open(&path).map_err(|source| SegmentError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                SegmentWriter::with_io(path, self.next_id, self.lineage, io)?
+            }
+        };
         self.next_id += 1;
         let json = serde_json::to_vec(snapshot).map_err(|e| WalError::Snapshot {
             path: w.path.clone(),
@@ -371,178 +403,12 @@ fn load_state_file(dir: &Path) -> Result<Option<WalState>, WalError> {
     }
 }
 
-/// Where the WAL may be cut: just after this record, everything before is whole transactions.
-#[derive(Debug, Clone, Copy)]
-struct Cut {
-    seg_index: usize,
-    end: u64,
-    /// Messages of that segment before the cut (none: the segment is dropped whole).
-    messages: u64,
-}
-
-/// A segment's header must carry this directory's lineage; a version 1 header (none) is
-/// accepted only below `legacy_below`.
-fn check_lineage(
-    scanner: &SegmentScanner,
-    state: &WalState,
-    lineage: Lineage,
-) -> Result<(), WalError> {
-    let found = match scanner.lineage {
-        Some(l) if l == lineage => return Ok(()),
-        None if scanner.id < state.legacy_below => return Ok(()),
-        Some(l) => l.to_string(),
-        None => "none (a version 1 segment)".to_string(),
-    };
-    Err(WalError::ForeignSegment {
-        path: scanner.path.clone(),
-        found,
-        expected: lineage,
-    })
-}
-
-/// Scans every segment, cuts after the last whole transaction, deletes what lies beyond.
-fn recover(
-    dir: &Path,
-    ids: &[u64],
-    state: &WalState,
-    lineage: Lineage,
-) -> Result<Recovery, WalError> {
-    let mut recovery = Recovery {
-        schema: state.schema.clone(),
-        next_local_lsn: state.next_local_lsn,
-        ..Recovery::default()
-    };
-    let mut first_snapshot: Option<Snapshot> = None;
-    let mut cut: Option<Cut> = None;
-    let mut in_txn = false;
-    let mut records_after_cut = 0u64;
-    let mut torn = false;
-    let mut last_lsn = 0u64;
-    for (seg_index, &id) in ids.iter().enumerate() {
-        if torn {
-            break;
-        }
-        let path = dir.join(segment::segment_file_name(id));
-        let mut scanner = match SegmentScanner::open(&path) {
-            Ok(s) => s,
-            Err(SegmentError::BadHeader { .. }) => {
-                // Created but the header never reached the disk: an empty tail segment.
-                torn = true;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        check_lineage(&scanner, state, lineage)?;
-        let mut seg_messages = 0u64;
-        loop {
-            match scanner.next_record()? {
-                Next::End => break,
-                Next::Torn { pos, why } => {
-                    tracing::warn!(
-                        segment = id,
-                        pos,
-                        why,
-                        "WAL: torn record at the tail, cutting"
-                    );
-                    torn = true;
-                    break;
-                }
-                Next::Record(r) => match r.kind {
-                    RecordKind::Snapshot => {
-                        let snap: Snapshot =
-                            serde_json::from_slice(r.payload).map_err(|e| WalError::Snapshot {
-                                path: path.clone(),
-                                message: e.to_string(),
-                            })?;
-                        if first_snapshot.is_none() {
-                            in_txn = snap.starts_in_txn;
-                            first_snapshot = Some(snap);
-                        }
-                        if !in_txn {
-                            cut = Some(Cut {
-                                seg_index,
-                                end: r.end,
-                                messages: seg_messages,
-                            });
-                            records_after_cut = 0;
-                        }
-                    }
-                    RecordKind::Message => {
-                        seg_messages += 1;
-                        last_lsn = last_lsn.max(r.lsn.0);
-                        records_after_cut += 1;
-                        if is_begin(r.payload) {
-                            in_txn = true;
-                        } else if is_commit(r.payload) {
-                            in_txn = false;
-                        }
-                        if !in_txn {
-                            cut = Some(Cut {
-                                seg_index,
-                                end: r.end,
-                                messages: seg_messages,
-                            });
-                            records_after_cut = 0;
-                        }
-                    }
-                },
-            }
-        }
-    }
-    if let Some(snap) = &first_snapshot {
-        recovery.schema = snap.schema.clone();
-        recovery.next_local_lsn = recovery.next_local_lsn.max(snap.next_local_lsn);
-    }
-    recovery.next_local_lsn = recovery.next_local_lsn.max(last_lsn + 1);
-    recovery.discarded_records = records_after_cut;
-    if records_after_cut > 0 {
-        tracing::warn!(
-            records = records_after_cut,
-            "WAL: dropping the tail of a transaction that never completed; it was never confirmed upstream"
-        );
-        crate::metrics::WAL_RECORDS_DISCARDED.add(records_after_cut);
-    }
-    // Keep segments up to the cut (truncating the one holding it), delete the rest.
-    for (seg_index, &id) in ids.iter().enumerate() {
-        let path = dir.join(segment::segment_file_name(id));
-        match cut {
-            Some(c) if seg_index < c.seg_index => {
-                let len = std::fs::metadata(&path).map_err(dir_err(dir))?.len();
-                recovery.segments.push(SegmentFile {
-                    id,
-                    path,
-                    len,
-                    lineage,
-                    legacy: id < state.legacy_below,
-                });
-            }
-            Some(c) if seg_index == c.seg_index && c.messages > 0 => {
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(dir_err(dir))?;
-                if f.metadata().map_err(dir_err(dir))?.len() != c.end {
-                    f.set_len(c.end).map_err(dir_err(dir))?;
-                    f.sync_all().map_err(dir_err(dir))?;
-                }
-                recovery.segments.push(SegmentFile {
-                    id,
-                    path,
-                    len: c.end,
-                    lineage,
-                    legacy: id < state.legacy_below,
-                });
-            }
-            _ => {
-                std::fs::remove_file(&path).map_err(dir_err(dir))?;
-            }
-        }
-    }
-    Ok(recovery)
-}
+#[cfg(test)]
+mod fault_tests;
 
 #[cfg(test)]
 mod tests {
+    use super::segment::{Next, SegmentScanner};
     use super::*;
 
     fn write_segment(wal: &mut Wal, starts_in_txn: bool, msgs: &[&str]) -> SegmentFile {

@@ -43,93 +43,118 @@ pub(super) enum Located {
 pub(super) fn locate(avail: &[u8], scan: &mut Scan, eof: bool, line: u64) -> Located {
     loop {
         match *scan {
-            Scan::Line { .. } | Scan::Quotes { .. } => {
-                let (pos, quote) = match *scan {
-                    Scan::Quotes { pos, quote } => (pos, quote),
-                    _ => (0, None),
-                };
-                return match scan_quotes(avail, pos, quote) {
-                    Ok(nl) => Located::Frame {
-                        raw_len: nl,
-                        next: nl + 1,
-                    },
-                    // Whatever is left is the last message; if a quote is still open,
-                    // parsing it says which value is unterminated.
-                    Err(_) if eof => Located::Frame {
-                        raw_len: avail.len(),
-                        next: avail.len(),
-                    },
-                    Err(quote) => {
-                        *scan = Scan::Quotes {
-                            pos: avail.len(),
-                            quote,
-                        };
-                        Located::NeedMore
-                    }
-                };
-            }
-            Scan::LogicalHeader { from } => match find_sz_header(avail, from) {
-                SzHeader::Found {
-                    prefix_end,
-                    content_start,
-                    size,
-                } if prefix_end <= MAX_LOGICAL_HEADER => {
-                    *scan = Scan::Sized {
-                        end: content_start + size,
-                    };
-                }
-                SzHeader::Incomplete { resume } if resume <= MAX_LOGICAL_HEADER && !eof => {
-                    *scan = Scan::LogicalHeader { from: resume };
+            Scan::Line { .. } => return frame_quoted(avail, 0, None, scan, eof),
+            Scan::Quotes { pos, quote } => return frame_quoted(avail, pos, quote, scan, eof),
+            Scan::LogicalHeader { from } => {
+                *scan = logical_header(avail, from, eof);
+                if let Scan::LogicalHeader { .. } = *scan {
                     return Located::NeedMore;
                 }
-                // No header where one must be: the message is taken to end at the first
-                // newline, and the parser says what is wrong with it. (Decided by positions
-                // only, so the outcome does not depend on how the input was chunked.)
-                _ => *scan = Scan::ToNewline { searched: 0 },
-            },
-            Scan::ToNewline { searched } => {
-                return match memchr(b'\n', avail.get(searched..).unwrap_or_default()) {
-                    Some(k) => Located::Frame {
-                        raw_len: searched + k,
-                        next: searched + k + 1,
-                    },
-                    None if eof => Located::Frame {
-                        raw_len: avail.len(),
-                        next: avail.len(),
-                    },
-                    None => {
-                        *scan = Scan::ToNewline {
-                            searched: avail.len(),
-                        };
-                        Located::NeedMore
-                    }
-                };
             }
-            Scan::Sized { end } => {
-                return match avail.get(end) {
-                    Some(b'\n') => Located::Frame {
-                        raw_len: end,
-                        next: end + 1,
-                    },
-                    Some(_) => Located::Corrupt {
-                        error: error_at(
-                            avail,
-                            line,
-                            end,
-                            "expected a newline after the `sz:` content bytes of the \
-                                 logical message",
-                        ),
-                        skip: end,
-                    },
-                    // All of it, or (truncated input) less: the parser reports the latter.
-                    None if eof => Located::Frame {
-                        raw_len: avail.len(),
-                        next: avail.len(),
-                    },
-                    None => Located::NeedMore,
-                };
-            }
+            Scan::ToNewline { searched } => return frame_to_newline(avail, searched, scan, eof),
+            Scan::Sized { end } => return frame_sized(avail, end, eof, line),
         }
+    }
+}
+
+/// The whole of `avail` as the last message (at end of input).
+#[inline]
+fn rest_of_input(avail: &[u8]) -> Located {
+    Located::Frame {
+        raw_len: avail.len(),
+        next: avail.len(),
+    }
+}
+
+/// A message ending at the first newline outside quotes, scanned from `pos` inside `quote`.
+#[inline]
+fn frame_quoted(
+    avail: &[u8],
+    pos: usize,
+    quote: Option<u8>,
+    scan: &mut Scan,
+    eof: bool,
+) -> Located {
+    match scan_quotes(avail, pos, quote) {
+        Ok(nl) => Located::Frame {
+            raw_len: nl,
+            next: nl + 1,
+        },
+        // Whatever is left is the last message; if a quote is still open,
+        // parsing it says which value is unterminated.
+        Err(_) if eof => rest_of_input(avail),
+        Err(quote) => {
+            *scan = Scan::Quotes {
+                pos: avail.len(),
+                quote,
+            };
+            Located::NeedMore
+        }
+    }
+}
+
+/// Looks for a logical message's `, sz: N content:` header from `from`. Returns how to frame
+/// the message: [`Scan::Sized`] past a header found, [`Scan::ToNewline`] when there is none where
+/// one must be, or [`Scan::LogicalHeader`] (where to resume) when more input is needed.
+#[inline]
+fn logical_header(avail: &[u8], from: usize, eof: bool) -> Scan {
+    match find_sz_header(avail, from) {
+        SzHeader::Found {
+            prefix_end,
+            content_start,
+            size,
+        } if prefix_end <= MAX_LOGICAL_HEADER => Scan::Sized {
+            end: content_start + size,
+        },
+        SzHeader::Incomplete { resume } if resume <= MAX_LOGICAL_HEADER && !eof => {
+            Scan::LogicalHeader { from: resume }
+        }
+        // No header where one must be: the message is taken to end at the first
+        // newline, and the parser says what is wrong with it. (Decided by positions
+        // only, so the outcome does not depend on how the input was chunked.)
+        _ => Scan::ToNewline { searched: 0 },
+    }
+}
+
+/// A message ending at the first newline, searched from `searched`.
+#[inline]
+fn frame_to_newline(avail: &[u8], searched: usize, scan: &mut Scan, eof: bool) -> Located {
+    match memchr(b'\n', avail.get(searched..).unwrap_or_default()) {
+        Some(k) => Located::Frame {
+            raw_len: searched + k,
+            next: searched + k + 1,
+        },
+        None if eof => rest_of_input(avail),
+        None => {
+            *scan = Scan::ToNewline {
+                searched: avail.len(),
+            };
+            Located::NeedMore
+        }
+    }
+}
+
+/// A logical message whose content ends at `end`, where a newline must follow.
+#[inline]
+fn frame_sized(avail: &[u8], end: usize, eof: bool, line: u64) -> Located {
+    match avail.get(end) {
+        Some(b'\n') => Located::Frame {
+            raw_len: end,
+            next: end + 1,
+        },
+        Some(_) => Located::Corrupt {
+            error: error_at(
+                avail,
+                line,
+                end,
+                "expected a newline after the `sz:` content bytes of the \
+                 logical message",
+            ),
+            skip: end,
+        },
+        // All of it, or (truncated input) less: the parser reports the latter.
+        None if eof => rest_of_input(avail),
+        None => Located::NeedMore,
     }
 }
 

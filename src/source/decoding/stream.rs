@@ -271,13 +271,27 @@ mod tests {
         (f.line, parse_message(raw, f.line).unwrap())
     }
 
-    #[test]
-    fn capture_details() {
+    /// `capture_plain.txt`, framed in 1000-byte chunks.
+    fn plain_capture() -> (Vec<u8>, Vec<Owned>) {
         let input = fixture("capture_plain.txt");
         let frames = frames_ok(&input, 1000);
+        (input, frames)
+    }
+
+    fn names(t: &Tuple<'_>) -> Vec<String> {
+        t.columns.iter().map(|c| c.name.to_string()).collect()
+    }
+
+    #[test]
+    fn capture_begin_commit_with_xids() {
+        let (_, frames) = plain_capture();
         assert_eq!(frames[0].message, "Begin { xid: Some(778) }");
         assert_eq!(frames[1].message, "Commit { xid: Some(778) }");
+    }
 
+    #[test]
+    fn capture_row_spanning_two_lines() {
+        let (input, frames) = plain_capture();
         // The users row with NaN / -Infinity and a bio spanning two physical lines.
         let (line, m) = find(&input, &frames, "table public.users: INSERT: id[bigint]:2 ");
         assert_eq!(line, 15);
@@ -314,6 +328,11 @@ mod tests {
         // The next message starts on line 17: line 16 is the rest of the bio.
         let (line, _) = find(&input, &frames, "table public.users: INSERT: id[bigint]:3 ");
         assert_eq!(line, 17);
+    }
+
+    #[test]
+    fn capture_quotes_and_commas_in_a_value() {
+        let (input, frames) = plain_capture();
         let (_, m) = find(&input, &frames, "table public.users: INSERT: id[bigint]:1 ");
         let Message::Insert { new: Some(new), .. } = m else {
             panic!()
@@ -323,8 +342,11 @@ mod tests {
             br#"Likes "quotes", commas, and ' apostrophes"#
         );
         assert_eq!(new.get("active").unwrap().value, Value::Unquoted(b"true"));
+    }
 
-        // The UPDATE that changes the composite key.
+    #[test]
+    fn capture_update_changing_the_composite_key() {
+        let (input, frames) = plain_capture();
         let (line, m) = find(&input, &frames, "table inventory.stock: UPDATE: old-key:");
         assert_eq!(line, 49);
         let Message::Update {
@@ -336,18 +358,15 @@ mod tests {
             panic!("{m:?}")
         };
         assert_eq!(table.to_string(), "inventory.stock");
-        let names = |t: &Tuple<'_>| {
-            t.columns
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(names(&old_key), ["warehouse", "sku"]);
         assert_eq!(names(&new), ["warehouse", "sku", "qty"]);
         assert_eq!(text(old_key.columns[1].value), b"A-1");
         assert_eq!(text(new.columns[1].value), b"A-2");
+    }
 
-        // TOAST left unchanged.
+    #[test]
+    fn capture_toast_left_unchanged() {
+        let (input, frames) = plain_capture();
         let (_, m) = find(
             &input,
             &frames,
@@ -363,14 +382,21 @@ mod tests {
         };
         assert_eq!(new.get("body").unwrap().value, Value::UnchangedToast);
         assert_eq!(new.get("author").unwrap().value, Value::Null);
+    }
 
-        // Deletes carry the key only.
+    #[test]
+    fn capture_delete_carries_the_key_only() {
+        let (input, frames) = plain_capture();
         let (_, m) = find(&input, &frames, "table inventory.stock: DELETE:");
         let Message::Delete { old: Some(old), .. } = m else {
             panic!()
         };
         assert_eq!(names(&old), ["warehouse", "sku"]);
+    }
 
+    #[test]
+    fn capture_truncate() {
+        let (input, frames) = plain_capture();
         let (line, m) = find(&input, &frames, "table inventory.stock: TRUNCATE:");
         assert_eq!(line, 71);
         let Message::Truncate {
@@ -383,7 +409,10 @@ mod tests {
         };
         assert_eq!(tables.len(), 1);
         assert_eq!(tables[0].to_string(), "inventory.stock");
+    }
 
+    #[test]
+    fn capture_without_xids_with_timestamps() {
         let ts = fixture("capture_timestamps.txt");
         let frames = frames_ok(&ts, 333);
         assert_eq!(frames[0].message, "Begin { xid: None }");

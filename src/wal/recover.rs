@@ -1,0 +1,205 @@
+//! Recovery on open: what a previous run left in the WAL directory. Every segment is scanned in
+//! order; the WAL is cut just after the last record that ends outside a transaction (a torn
+//! record, a bad CRC, a header that never reached the disk, or a transaction without its COMMIT
+//! at the tail is dropped, with a loud log); segments before the cut are handed back for
+//! re-batching, the one holding it is truncated there, the rest deleted.
+
+use std::path::Path;
+
+use super::segment::{self, Next, RecordKind, SegmentError, SegmentScanner};
+use super::{
+    dir_err, is_begin, is_commit, Lineage, Recovery, SegmentFile, Snapshot, WalError, WalState,
+};
+
+/// Where the WAL may be cut: just after this record, everything before is whole transactions.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    seg_index: usize,
+    end: u64,
+    /// Messages of that segment before the cut (none: the segment is dropped whole).
+    messages: u64,
+}
+
+/// A segment's header must carry this directory's lineage; a version 1 header (none) is
+/// accepted only below `legacy_below`.
+fn check_lineage(
+    scanner: &SegmentScanner,
+    state: &WalState,
+    lineage: Lineage,
+) -> Result<(), WalError> {
+    let found = match scanner.lineage {
+        Some(l) if l == lineage => return Ok(()),
+        None if scanner.id < state.legacy_below => return Ok(()),
+        Some(l) => l.to_string(),
+        None => "none (a version 1 segment)".to_string(),
+    };
+    Err(WalError::ForeignSegment {
+        path: scanner.path.clone(),
+        found,
+        expected: lineage,
+    })
+}
+
+/// Scans every segment, cuts after the last whole transaction, deletes what lies beyond.
+pub(super) fn recover(
+    dir: &Path,
+    ids: &[u64],
+    state: &WalState,
+    lineage: Lineage,
+) -> Result<Recovery, WalError> {
+    let mut scan = Scan::default();
+    for (seg_index, &id) in ids.iter().enumerate() {
+        if scan.torn {
+            break;
+        }
+        scan.segment(dir, seg_index, id, state, lineage)?;
+    }
+    let mut recovery = Recovery {
+        schema: state.schema.clone(),
+        next_local_lsn: state.next_local_lsn,
+        ..Recovery::default()
+    };
+    if let Some(snap) = &scan.first_snapshot {
+        recovery.schema = snap.schema.clone();
+        recovery.next_local_lsn = recovery.next_local_lsn.max(snap.next_local_lsn);
+    }
+    recovery.next_local_lsn = recovery.next_local_lsn.max(scan.last_lsn + 1);
+    recovery.discarded_records = scan.records_after_cut;
+    if scan.records_after_cut > 0 {
+        tracing::warn!(
+            records = scan.records_after_cut,
+            "WAL: dropping the tail of a transaction that never completed; it was never confirmed upstream"
+        );
+        crate::metrics::WAL_RECORDS_DISCARDED.add(scan.records_after_cut);
+    }
+    recovery.segments = apply_cut(dir, ids, scan.cut, state, lineage)?;
+    Ok(recovery)
+}
+
+/// What [`recover`] learns reading the segments in order.
+#[derive(Default)]
+struct Scan {
+    first_snapshot: Option<Snapshot>,
+    /// After the last record that ends outside a transaction.
+    cut: Option<Cut>,
+    in_txn: bool,
+    records_after_cut: u64,
+    /// A torn record or header: nothing after it counts.
+    torn: bool,
+    last_lsn: u64,
+}
+
+impl Scan {
+    /// Reads one segment's records, moving the cut along.
+    fn segment(
+        &mut self,
+        dir: &Path,
+        seg_index: usize,
+        id: u64,
+        state: &WalState,
+        lineage: Lineage,
+    ) -> Result<(), WalError> {
+        let path = dir.join(segment::segment_file_name(id));
+        let mut scanner = match SegmentScanner::open(&path) {
+            Ok(s) => s,
+            Err(SegmentError::BadHeader { .. }) => {
+                // Created but the header never reached the disk: an empty tail segment.
+                self.torn = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        check_lineage(&scanner, state, lineage)?;
+        let mut seg_messages = 0u64;
+        loop {
+            let r = match scanner.next_record()? {
+                Next::End => return Ok(()),
+                Next::Torn { pos, why } => {
+                    tracing::warn!(
+                        segment = id,
+                        pos,
+                        why,
+                        "WAL: torn record at the tail, cutting"
+                    );
+                    self.torn = true;
+                    return Ok(());
+                }
+                Next::Record(r) => r,
+            };
+            match r.kind {
+                RecordKind::Snapshot => {
+                    let snap: Snapshot =
+                        serde_json::from_slice(r.payload).map_err(|e| WalError::Snapshot {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                    if self.first_snapshot.is_none() {
+                        self.in_txn = snap.starts_in_txn;
+                        self.first_snapshot = Some(snap);
+                    }
+                }
+                RecordKind::Message => {
+                    seg_messages += 1;
+                    self.last_lsn = self.last_lsn.max(r.lsn.0);
+                    self.records_after_cut += 1;
+                    if is_begin(r.payload) {
+                        self.in_txn = true;
+                    } else if is_commit(r.payload) {
+                        self.in_txn = false;
+                    }
+                }
+            }
+            if !self.in_txn {
+                self.cut = Some(Cut {
+                    seg_index,
+                    end: r.end,
+                    messages: seg_messages,
+                });
+                self.records_after_cut = 0;
+            }
+        }
+    }
+}
+
+/// Keeps the segments up to the cut (truncating the one holding it) and deletes the rest;
+/// returns those kept, in order.
+fn apply_cut(
+    dir: &Path,
+    ids: &[u64],
+    cut: Option<Cut>,
+    state: &WalState,
+    lineage: Lineage,
+) -> Result<Vec<SegmentFile>, WalError> {
+    let mut kept = Vec::new();
+    for (seg_index, &id) in ids.iter().enumerate() {
+        let path = dir.join(segment::segment_file_name(id));
+        let len = match cut {
+            Some(c) if seg_index < c.seg_index => {
+                std::fs::metadata(&path).map_err(dir_err(dir))?.len()
+            }
+            Some(c) if seg_index == c.seg_index && c.messages > 0 => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(dir_err(dir))?;
+                if f.metadata().map_err(dir_err(dir))?.len() != c.end {
+                    f.set_len(c.end).map_err(dir_err(dir))?;
+                    f.sync_all().map_err(dir_err(dir))?;
+                }
+                c.end
+            }
+            _ => {
+                std::fs::remove_file(&path).map_err(dir_err(dir))?;
+                continue;
+            }
+        };
+        kept.push(SegmentFile {
+            id,
+            path,
+            len,
+            lineage,
+            legacy: id < state.legacy_below,
+        });
+    }
+    Ok(kept)
+}
