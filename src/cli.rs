@@ -1,196 +1,138 @@
-//! Command line (interface.md: "Command line"). Hand-parsed: the surface is small and every
-//! error must say exactly which argument is wrong.
+//! The command line (clap, derive): `re_dms [--stdin]` runs the pipeline; subcommands check and
+//! inspect. Every subcommand has its own `--help`. Exit codes: 0 done, 1 runtime failure, 2 usage
+//! or config error (clap's own exit code for usage errors is 2 as well).
 
 use std::path::PathBuf;
 
-pub const USAGE: &str = "\
-re_dms — stream a PostgreSQL database into Amazon Redshift
+use clap::{Parser, Subcommand};
 
-usage:
-  re_dms [--config PATH] [--stdin]    run the pipeline: live from the replication slot, or
-                                      (with --stdin) replay test_decoding text from standard
-                                      input, load everything, exit
-  re_dms validate [--config PATH]     check the config and the endpoints it names
-  re_dms status [--config PATH] [--json]
-                                      local state: WAL segments waiting, known tables
-  re_dms verify [--config PATH] [--table S.T ...] [--repair] [--json]
-  re_dms resync [--config PATH] S.T
-  re_dms --version | --help
+use crate::config::{CONFIG_ENV, DEFAULT_CONFIG_PATH};
 
-The config is --config, else $RE_DMS_CONFIG, else /etc/re_dms/re_dms.toml.
-Exit codes: 0 done, 1 runtime failure, 2 usage or config error.";
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "re_dms",
+    version,
+    about = "Stream a PostgreSQL database into Amazon Redshift, continuously, without losing a row",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 done, 1 runtime failure, 2 usage or config error."
+)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = CONFIG_ENV,
+        default_value = DEFAULT_CONFIG_PATH
+    )]
+    pub config: PathBuf,
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+    /// Replay test_decoding text (what `pg_recvlogical -f -` prints) from standard input through
+    /// the pipeline, load everything, exit. Without it re_dms streams from the replication slot.
+    #[arg(long)]
+    pub stdin: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    Run {
-        stdin: bool,
-    },
+    /// Check the config and the endpoints it names (one line per check).
     Validate,
+    /// Local state: WAL segments waiting, known tables.
     Status {
+        /// Print JSON.
+        #[arg(long)]
         json: bool,
     },
+    /// Compare source and warehouse tables (not available yet).
     Verify {
+        /// A table to verify (repeatable); all tables when absent.
+        #[arg(long = "table", value_name = "S.T")]
         tables: Vec<String>,
+        /// Repair the differences found.
+        #[arg(long)]
         repair: bool,
+        /// Print JSON.
+        #[arg(long)]
         json: bool,
     },
+    /// Reload one table from the source (not available yet).
     Resync {
+        /// The table, `schema.table`.
+        #[arg(value_name = "S.T")]
         table: String,
     },
-    Version,
-    Help,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cli {
-    pub config: Option<PathBuf>,
-    pub command: Command,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}\n(run `re_dms --help` for usage)")]
-pub struct UsageError(String);
-
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, UsageError> {
-    let mut args = args.into_iter().peekable();
-    let sub = match args.peek().map(String::as_str) {
-        Some(s @ ("validate" | "status" | "verify" | "resync")) => {
-            let s = s.to_string();
-            args.next();
-            Some(s)
-        }
-        _ => None,
-    };
-    let mut config = None;
-    let (mut stdin, mut json, mut repair) = (false, false, false);
-    let mut tables = Vec::new();
-    let mut positional = Vec::new();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--help" | "-h" => {
-                return Ok(Cli {
-                    config,
-                    command: Command::Help,
-                })
-            }
-            "--version" | "-V" => {
-                return Ok(Cli {
-                    config,
-                    command: Command::Version,
-                })
-            }
-            "--config" => {
-                let v = args
-                    .next()
-                    .ok_or_else(|| UsageError("--config needs a path".into()))?;
-                config = Some(PathBuf::from(v));
-            }
-            s if s.starts_with("--config=") => {
-                config = Some(PathBuf::from(&s["--config=".len()..]))
-            }
-            "--stdin" if sub.is_none() => stdin = true,
-            "--json" if matches!(sub.as_deref(), Some("status" | "verify")) => json = true,
-            "--repair" if sub.as_deref() == Some("verify") => repair = true,
-            "--table" if sub.as_deref() == Some("verify") => {
-                tables.push(
-                    args.next()
-                        .ok_or_else(|| UsageError("--table needs schema.table".into()))?,
-                );
-            }
-            s if s.starts_with('-') => return Err(UsageError(format!("unknown option {s:?}"))),
-            _ => positional.push(arg),
-        }
-    }
-    let command = match sub.as_deref() {
-        None => Command::Run { stdin },
-        Some("validate") => Command::Validate,
-        Some("status") => Command::Status { json },
-        Some("verify") => Command::Verify {
-            tables,
-            repair,
-            json,
-        },
-        Some(_) => {
-            let table = positional
-                .pop()
-                .ok_or_else(|| UsageError("resync needs a table: re_dms resync S.T".into()))?;
-            return if positional.is_empty() {
-                Ok(Cli {
-                    config,
-                    command: Command::Resync { table },
-                })
-            } else {
-                Err(UsageError(format!(
-                    "unexpected argument {:?}",
-                    positional[0]
-                )))
-            };
-        }
-    };
-    if let Some(p) = positional.first() {
-        return Err(UsageError(format!("unexpected argument {p:?}")));
-    }
-    Ok(Cli { config, command })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn p(args: &[&str]) -> Result<Cli, UsageError> {
-        parse(args.iter().map(|s| s.to_string()))
+    fn p(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("re_dms").chain(args.iter().copied()))
     }
 
     #[test]
     fn run_forms() {
-        assert_eq!(p(&[]).unwrap().command, Command::Run { stdin: false });
         let c = p(&["--config", "x.toml", "--stdin"]).unwrap();
-        assert_eq!(c.command, Command::Run { stdin: true });
-        assert_eq!(c.config, Some(PathBuf::from("x.toml")));
+        assert!(c.stdin && c.command.is_none());
+        assert_eq!(c.config, PathBuf::from("x.toml"));
         assert_eq!(
             p(&["--config=y.toml"]).unwrap().config,
-            Some(PathBuf::from("y.toml"))
+            PathBuf::from("y.toml")
         );
     }
 
     #[test]
     fn subcommands() {
-        assert_eq!(p(&["validate"]).unwrap().command, Command::Validate);
+        assert_eq!(p(&["validate"]).unwrap().command, Some(Command::Validate));
         assert_eq!(
-            p(&["status", "--json"]).unwrap().command,
-            Command::Status { json: true }
+            p(&["status", "--json", "--config", "c.toml"])
+                .unwrap()
+                .command,
+            Some(Command::Status { json: true })
         );
         assert_eq!(
             p(&["verify", "--table", "a.b", "--repair"])
                 .unwrap()
                 .command,
-            Command::Verify {
+            Some(Command::Verify {
                 tables: vec!["a.b".into()],
                 repair: true,
                 json: false
-            }
+            })
         );
         assert_eq!(
             p(&["resync", "a.b"]).unwrap().command,
-            Command::Resync {
+            Some(Command::Resync {
                 table: "a.b".into()
-            }
+            })
         );
-        assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
+        assert_eq!(
+            p(&["--version"]).unwrap_err().kind(),
+            ErrorKind::DisplayVersion
+        );
+        assert_eq!(
+            p(&["status", "--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
+        );
     }
 
     #[test]
-    fn errors_name_the_argument() {
-        assert!(p(&["--bogus"]).unwrap_err().to_string().contains("--bogus"));
-        assert!(p(&["--config"])
-            .unwrap_err()
-            .to_string()
-            .contains("--config"));
-        assert!(p(&["validate", "--stdin"])
-            .unwrap_err()
-            .to_string()
-            .contains("--stdin"));
+    fn errors_name_the_argument_and_exit_2() {
+        for (args, named) in [
+            (&["--bogus"][..], "--bogus"),
+            (&["--config"][..], "--config"),
+            (&["validate", "--stdin"][..], "--stdin"),
+            (&["extra"][..], "extra"),
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.to_string().contains(named), "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
         assert!(p(&["resync"]).is_err());
-        assert!(p(&["extra"]).unwrap_err().to_string().contains("extra"));
     }
 }

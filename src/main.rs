@@ -1,34 +1,25 @@
 //! `re_dms`: parse the command line, load the config, run. Everything else lives in the library.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use re_dms::cli::{self, Command};
+use clap::Parser;
+use re_dms::cli::{Cli, Command};
 use re_dms::config::{Config, LogFormat, Mode};
 use re_dms::shutdown::Shutdown;
 use re_dms::{error_chain, pipeline, status};
 
 fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args().skip(1)) {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = re_dms::failpoints::setup();
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
+        // Usage errors exit 2; --help and --version print and exit 0.
         Err(e) => {
-            eprintln!("re_dms: {e}");
-            return ExitCode::from(2);
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    match cli.command {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Command::Version => {
-            println!("re_dms {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let path = Config::resolve_path(cli.config.as_deref());
-    let config = match Config::load(&path) {
+    let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("re_dms: {e}");
@@ -37,28 +28,25 @@ fn main() -> ExitCode {
     };
     init_logging(config.log.format);
     match cli.command {
-        Command::Run { stdin: true } => {
-            if let Err(e) = config.validate(Mode::Replay) {
+        None => {
+            let mode = if cli.stdin { Mode::Replay } else { Mode::Live };
+            if let Err(e) = config.validate(mode) {
                 eprintln!("re_dms: {e}");
                 return ExitCode::from(2);
             }
-            run_replay(&config)
-        }
-        Command::Run { stdin: false } => {
-            if let Err(e) = config.validate(Mode::Live) {
-                eprintln!("re_dms: {e}");
-                return ExitCode::from(2);
+            if cli.stdin {
+                run_replay(&config)
+            } else {
+                eprintln!("re_dms: streaming from a replication slot is not available in this build yet; use --stdin");
+                ExitCode::from(1)
             }
-            eprintln!("re_dms: streaming from a replication slot is not available in this build yet; use --stdin");
-            ExitCode::from(1)
         }
-        Command::Validate => status::validate(&config),
-        Command::Status { json } => status::status(&config, json),
-        Command::Verify { .. } | Command::Resync { .. } => {
+        Some(Command::Validate) => status::validate(&config),
+        Some(Command::Status { json }) => status::status(&config, json),
+        Some(Command::Verify { .. } | Command::Resync { .. }) => {
             eprintln!("re_dms: verify and resync are not available in this build yet");
             ExitCode::from(1)
         }
-        Command::Help | Command::Version => ExitCode::SUCCESS,
     }
 }
 
@@ -74,7 +62,7 @@ fn run_replay(config: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stop = Arc::new(Shutdown::new());
+    let stop = Shutdown::new();
     let result = runtime.block_on(async {
         let s = stop.clone();
         tokio::spawn(async move {
