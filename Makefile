@@ -12,13 +12,16 @@ sample: build
 	./target/release/re_dms --stdin --config examples/replay-local.toml < tests/fixtures/capture_plain.txt
 	@find target/sample/out -type f | sort
 
-# The whole test suite. Integration tests start the local stack (tests/stack.sh) themselves.
+# The whole test suite: the stack tests and fault points included (Cargo features). The stack
+# tests start the local stack (tests/stack.sh) themselves unless its environment is exported.
+# A bare `cargo test` runs only the tests that need nothing started.
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --features stack-tests,failpoints
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features stack-tests,failpoints -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,6 +1,11 @@
 //! redshift-sim through the wire, against the local stack (tests/stack.sh: PostgreSQL + moto).
+//! Needs the stack, so it runs only with the `stack-tests` feature (`make test`, `.ci/run`).
+#![cfg(feature = "stack-tests")]
 
-#[path = "../../support/mod.rs"]
+// The stack helpers are re_dms's test harness module (`tests/harness/stack.rs`); this crate
+// uses only some of them.
+#[allow(dead_code)]
+#[path = "../../harness/stack.rs"]
 mod support;
 
 use std::process::{Child, Command, Stdio};

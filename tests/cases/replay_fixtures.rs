@@ -1,75 +1,11 @@
 //! Proof that replay is right: each real PostgreSQL 15 capture goes through `re_dms --stdin`
 //! into the local target, the manifests are applied in order to an in-memory model of the
 //! target, and every table is compared row by row with the source's final contents.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod model;
+use std::path::Path;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-use model::{read_expected, Field, Model};
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-struct Run {
-    dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn new(extra_config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[wal]\ndirectory = \"{0}/wal\"\n{1}\n[target]\nkind = \"local\"\ndirectory = \"{0}/out\"\n",
-            dir.path().display(),
-            extra_config
-        );
-        std::fs::write(dir.path().join("re_dms.toml"), config).unwrap();
-        Self { dir }
-    }
-
-    fn out(&self) -> PathBuf {
-        self.dir.path().join("out")
-    }
-
-    fn wal(&self) -> PathBuf {
-        self.dir.path().join("wal")
-    }
-
-    fn replay(&self, input: &[u8]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_re_dms"))
-            .arg("--stdin")
-            .arg("--config")
-            .arg(self.dir.path().join("re_dms.toml"))
-            .env("RE_DMS_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
-    }
-
-    fn model(&self) -> Model {
-        let mut m = Model::default();
-        if self.out().exists() {
-            m.apply_dir(&self.out());
-        }
-        m
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::harness::model::{read_expected, Field, Model};
+use crate::harness::{capture, ReDms, FIXTURES};
 
 /// The documented mapping applied to a source value: bytea is written as hex without `\x`.
 fn mapped(column: &str, v: &Field) -> Field {
@@ -132,18 +68,14 @@ fn assert_fixture_state(model: &Model) {
     assert_table_matches(model, "inventory.stock", &["warehouse", "sku"]);
 }
 
-fn capture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(FIXTURES).join(name)).unwrap()
-}
-
 #[test]
 fn plain_capture_replays_exactly() {
-    let run = Run::new("");
+    let run = ReDms::local().build();
     let out = run.replay(&capture("capture_plain.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     assert_fixture_state(&run.model());
     // Everything loaded: no segment left in the WAL.
-    let left: Vec<_> = std::fs::read_dir(run.wal())
+    let left: Vec<_> = std::fs::read_dir(run.wal_dir())
         .unwrap()
         .filter_map(|e| {
             let n = e.unwrap().file_name().into_string().unwrap();
@@ -155,9 +87,9 @@ fn plain_capture_replays_exactly() {
 
 #[test]
 fn timestamps_capture_replays_exactly() {
-    let run = Run::new("");
+    let run = ReDms::local().build();
     let out = run.replay(&capture("capture_timestamps.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     assert_fixture_state(&run.model());
 }
 
@@ -166,15 +98,16 @@ fn tiny_segments_replay_exactly() {
     // Many segments: TOAST-unchanged updates land in segments after their insert (subset update
     // files), the DDL changes and the truncate in others. The stock table has no `id` and its key
     // shows up only later in the stream, so it is configured, as the catalog would provide it.
-    let run = Run::new(
-        "segment_max_bytes = 4096\n[tables.\"inventory.stock\"]\nprimary_key = [\"warehouse\", \"sku\"]\n",
-    );
+    let run = ReDms::local()
+        .segment_max_bytes(4096)
+        .table_key("inventory.stock", &["warehouse", "sku"])
+        .build();
     let out = run.replay(&capture("capture_plain.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     let model = run.model();
     // Segments close only between transactions: the 48 KB article insert is one of them.
     assert!(model.segments >= 2, "only {} segments", model.segments);
-    let update_files = std::fs::read_dir(run.out())
+    let update_files = std::fs::read_dir(run.out_dir())
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .filter(|f| {
@@ -194,7 +127,7 @@ fn tiny_segments_replay_exactly() {
 
 #[test]
 fn replaying_twice_changes_nothing() {
-    let run = Run::new("");
+    let run = ReDms::local().build();
     let input = capture("capture_plain.txt");
     assert!(run.replay(&input).status.success());
     let first = run.model().tables;
@@ -234,11 +167,11 @@ fn malformed_line_loads_everything_before_and_nothing_after() {
     // Garbage inside the transaction that inserts the articles: the users' transactions before
     // it are loaded, the articles are not.
     let begin = line_number_of("BEGIN 787");
-    let run = Run::new("");
+    let run = ReDms::local().build();
     let input = with_bad_line(begin + 2, "table public.articles: INSERT: id[integer:1");
     let out = run.replay(&input);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let err = &out.stderr;
     assert!(err.contains(&format!("line {}", begin + 3)), "{err}");
     assert!(err.contains("id[integer:1"), "error shows the text: {err}");
     let model = run.model();
@@ -256,13 +189,13 @@ fn malformed_line_loads_everything_before_and_nothing_after() {
 fn truncated_input_is_an_error_and_loads_complete_transactions() {
     let text = String::from_utf8(capture("capture_plain.txt")).unwrap();
     let cut = text.find("COMMIT 787").unwrap();
-    let run = Run::new("");
+    let run = ReDms::local().build();
     let out = run.replay(&text.as_bytes()[..cut]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(
-        stderr(&out).contains("input ended inside the transaction"),
+        out.stderr.contains("input ended inside the transaction"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     let model = run.model();
     assert_eq!(model.tables["public.users"].rows.len(), 2);
@@ -271,41 +204,35 @@ fn truncated_input_is_an_error_and_loads_complete_transactions() {
 
 #[test]
 fn config_errors_exit_2_naming_the_key() {
-    let run = Run::new("segment_max_bytez = 5");
+    let run = ReDms::local()
+        .option("wal", "segment_max_bytez = 5")
+        .build();
     let out = run.replay(b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("segment_max_bytez"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(out.stderr.contains("segment_max_bytez"), "{}", out.stderr);
 
-    let run = Run::new("segment_max_bytes = 5");
+    let run = ReDms::local().segment_max_bytes(5).build();
     let out = run.replay(b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("wal.segment_max_bytes"),
+        out.stderr.contains("wal.segment_max_bytes"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
 #[test]
 fn table_without_findable_key_stops_with_the_config_key() {
-    let run = Run::new("");
+    let run = ReDms::local().build();
     let input = b"BEGIN 1\ntable s.t: INSERT: a[integer]:1 b[text]:'x'\nCOMMIT 1\n";
     let out = run.replay(input);
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = &out.stderr;
     assert!(err.contains("[tables.\"s.t\"] primary_key"), "{err}");
     // Nothing was dropped: the change is still in the WAL, and a run with the key loads it.
-    let with_key = format!(
-        "{}\n[tables.\"s.t\"]\nprimary_key = [\"a\"]\n",
-        std::fs::read_to_string(run.dir.path().join("re_dms.toml")).unwrap()
-    );
-    std::fs::write(run.dir.path().join("re_dms.toml"), with_key).unwrap();
+    run.edit_config(|t| format!("{t}\n[tables.\"s.t\"]\nprimary_key = [\"a\"]\n"));
     let out = run.replay(b"");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(
         run.model().tables["s.t"].rows,
         vec![vec![Some("1".to_string()), Some("x".to_string())]]

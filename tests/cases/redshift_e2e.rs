@@ -1,22 +1,19 @@
 //! End to end into Redshift (the local stack: redshift-sim in front of PostgreSQL, moto as S3):
 //! `re_dms --stdin` replays the real captures with `target.kind = "redshift"`, and every target
 //! table is compared with the source's final contents (tests/fixtures/expected).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod model;
-mod redshift_support;
-mod support;
-
-use redshift_support::{assert_fixture_state, capture, stderr, Redshift};
+use crate::harness::stack::{connect, Stack};
+use crate::harness::{capture, ReDms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_capture_loads_exactly() {
-    let rs = Redshift::new("e2e_plain", "").await;
+    let _sim = Stack::sim_shared().await;
+    let rs = ReDms::redshift("e2e_plain").await.build();
     let out = rs.replay(&capture("capture_plain.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_fixture_state(&rs).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    rs.assert_fixture_state().await;
     // The ledger has one row per table-segment.
-    let c = support::connect(&rs.db.url).await;
+    let c = connect(&rs.db().url).await;
     let n: i64 = c
         .query_one("SELECT count(*) FROM re_dms.applied", &[])
         .await
@@ -27,32 +24,38 @@ async fn plain_capture_loads_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamps_capture_loads_exactly() {
-    let rs = Redshift::new("e2e_ts", "").await;
+    let _sim = Stack::sim_shared().await;
+    let rs = ReDms::redshift("e2e_ts").await.build();
     let out = rs.replay(&capture("capture_timestamps.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_fixture_state(&rs).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    rs.assert_fixture_state().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn toast_values_survive_across_segments_and_schema_changes() {
+    let _sim = Stack::sim_shared().await;
     // Tiny segments: the articles' TOAST-unchanged updates land in a later segment than their
     // insert (partial UPDATE ... FROM staging), the ADD/DROP COLUMN in others, the TRUNCATE too.
-    let rs = Redshift::new("e2e_tiny", "segment_max_bytes = 4096").await;
+    let rs = ReDms::redshift("e2e_tiny")
+        .await
+        .segment_max_bytes(4096)
+        .build();
     let out = rs.replay(&capture("capture_plain.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_fixture_state(&rs).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    rs.assert_fixture_state().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_commit_before_wal_cleanup_never_applies_twice() {
-    let rs = Redshift::new("e2e_ledger", "").await;
+    let _sim = Stack::sim_shared().await;
+    let rs = ReDms::redshift("e2e_ledger").await.build();
     // A full run loads the capture (one segment) and deletes it from the WAL. To re-create a
     // crash between the commit and the WAL cleanup, the same capture is replayed again under
     // the same segment id (state.json rewound): the loader must find it in the ledger.
     let out = rs.replay(&capture("capture_plain.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     // Re-create the situation: replay the same capture into a fresh WAL, keep its segment...
-    let wal = rs.dir.path().join("wal");
+    let wal = rs.wal_dir();
     let state = std::fs::read(wal.join("state.json")).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&state).unwrap();
     let last_id = json["next_segment_id"].as_u64().unwrap() - 1;
@@ -68,10 +71,10 @@ async fn crash_after_commit_before_wal_cleanup_never_applies_twice() {
     )
     .unwrap();
     let out = rs.replay(&capture("capture_plain.txt"));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     // Same segment id: the ledger says applied, nothing changes, nothing doubles.
-    assert_fixture_state(&rs).await;
-    let c = support::connect(&rs.db.url).await;
+    rs.assert_fixture_state().await;
+    let c = connect(&rs.db().url).await;
     let n: i64 = c
         .query_one("SELECT count(*) FROM re_dms.applied", &[])
         .await

@@ -1,7 +1,6 @@
 //! An in-memory model of a target: applies the local target's manifests in order, the way the
 //! Redshift loader applies them (update files, then deletes incl. upsert keys, then inserts),
 //! so tests can compare the result with the source's final contents.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,22 +1,18 @@
 //! Redshift going away and coming back, re_dms dying at the worst moments, and a table whose
-//! rows Redshift rejects. Its own test binary: maintenance mode and the statement log belong to
-//! the whole redshift-sim, so these tests also run one at a time ([`SERIAL`]).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! rows Redshift rejects. Maintenance mode and the statement log belong to the whole
+//! redshift-sim, so each of these tests holds it alone ([`Stack::sim_exclusive`]).
 
-mod model;
-mod redshift_support;
-mod support;
-
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use redshift_support::{Kind, Redshift, Workload};
-use support::Stack;
+#[cfg(not(feature = "failpoints"))]
+use std::io::{Read, Seek, SeekFrom};
+#[cfg(not(feature = "failpoints"))]
+use std::path::PathBuf;
 
-/// One test at a time: the sim's maintenance file and statement log are shared.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::harness::stack::{connect, SimLease, Stack};
+use crate::harness::workload::{Kind, Workload};
+use crate::harness::{wait_until, ReDms};
 
 /// Switches maintenance off when dropped (also when the test panics).
 struct MaintenanceOff;
@@ -27,33 +23,42 @@ impl Drop for MaintenanceOff {
     }
 }
 
-/// Prints how long a test took, stack start-up left out (it happens on the first `get`).
-struct Timer(Instant);
+/// The sim to this test alone; prints how long the test took, waiting for the sim and stack
+/// start-up left out.
+struct Alone {
+    since: Instant,
+    _sim: SimLease,
+}
 
-impl Timer {
-    fn start() -> Self {
-        Stack::get();
-        Self(Instant::now())
+impl Alone {
+    async fn start() -> Self {
+        let sim = Stack::sim_exclusive().await;
+        Self {
+            since: Instant::now(),
+            _sim: sim,
+        }
     }
 }
 
-impl Drop for Timer {
+impl Drop for Alone {
     fn drop(&mut self) {
         eprintln!(
             "{}: {:?}",
             std::thread::current().name().unwrap_or("test"),
-            self.0.elapsed()
+            self.since.elapsed()
         );
     }
 }
 
 /// The statements the sim logs from now on, read incrementally.
+#[cfg(not(feature = "failpoints"))]
 struct LogTail {
     path: PathBuf,
     offset: u64,
     partial: String,
 }
 
+#[cfg(not(feature = "failpoints"))]
 impl LogTail {
     fn from_now() -> Self {
         let path = Stack::get().statement_log.clone();
@@ -83,17 +88,19 @@ impl LogTail {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_window_mid_run_is_retried_until_it_passes() {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+    let _alone = Alone::start().await;
     let stack = Stack::get();
     // ~3.7 MB of input in 64 KiB segments: about 60 segments of 3 tables each, several seconds.
     let mut w = Workload::three_tables(11);
     let text = w.generate(30_000).take_text();
-    let rs = Redshift::new("outage_maintenance", "segment_max_bytes = 65536").await;
+    let rs = ReDms::redshift("outage_maintenance")
+        .await
+        .segment_max_bytes(65536)
+        .build();
     let mut run = rs.spawn(text.into_bytes());
 
     // The first table-segment committed (read through the backend, bypassing the sim).
-    support::wait_until(Duration::from_secs(30), "a first ledger row", || async {
+    wait_until(Duration::from_secs(30), "a first ledger row", || async {
         !rs.ledger().await.is_empty()
     })
     .await;
@@ -141,32 +148,59 @@ async fn maintenance_window_mid_run_is_retried_until_it_passes() {
     assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
 }
 
+/// Where [`kill_then_restart`] kills re_dms.
+struct KillAt {
+    /// `failpoints` feature: the fault point it is stopped at.
+    #[cfg(feature = "failpoints")]
+    failpoint: &'static str,
+    /// Without it: the sim's statement log is polled for a statement starting with this.
+    #[cfg(not(feature = "failpoints"))]
+    statement: &'static str,
+}
+
 /// Starts re_dms on a segment (default settings: the whole input is one segment, so it is all
-/// in the WAL before the first statement of its load), kills it with SIGKILL as soon as the sim
-/// logs a statement starting with `trigger`, restarts it with an empty stdin (recovery
-/// re-delivers the WAL) and checks the warehouse is exact with nothing applied twice.
-async fn kill_on_statement_then_restart(name: &str, seed: u64, trigger: &str) {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+/// in the WAL before the first statement of its load), kills it with SIGKILL at `at`, restarts
+/// it with an empty stdin (recovery re-delivers the WAL) and checks the warehouse is exact with
+/// nothing applied twice.
+///
+/// With the `failpoints` feature re_dms stops at the fault point and waits there to be killed.
+/// Without it, the sim's statement log is polled every 2 ms and the kill lands a moment after
+/// the statement was logged.
+async fn kill_then_restart(name: &str, seed: u64, at: KillAt) {
+    let _alone = Alone::start().await;
     let mut w = Workload::three_tables(seed);
-    let rs = Redshift::new(name, "").await;
+    #[cfg_attr(not(feature = "failpoints"), allow(unused_mut))]
+    let mut rs = ReDms::redshift(name).await.build();
     // Rows already in the warehouse, so the killed load has deletes and updates of loaded rows.
     let out = rs.replay(w.generate(1_000).take_text().as_bytes());
-    assert!(out.status.success(), "{}", redshift_support::stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
 
     let text = w.generate(5_000).take_text();
-    let mut log = LogTail::from_now();
-    let mut run = rs.spawn(text.into_bytes());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let seen = 'poll: loop {
-        for l in log.new_lines() {
-            if l.starts_with(trigger) {
-                break 'poll l;
+    #[cfg(feature = "failpoints")]
+    let (run, seen) = {
+        rs.set_failpoints(Some(&format!("{}=return", at.failpoint)));
+        let mut run = rs.spawn(text.into_bytes());
+        run.wait_for_failpoint(at.failpoint, Duration::from_secs(30));
+        rs.set_failpoints(None);
+        (run, format!("failpoint {}", at.failpoint))
+    };
+    #[cfg(not(feature = "failpoints"))]
+    let (run, seen) = {
+        let trigger = at.statement;
+        let mut log = LogTail::from_now();
+        let mut run = rs.spawn(text.into_bytes());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seen = 'poll: loop {
+            for l in log.new_lines() {
+                if l.starts_with(trigger) {
+                    break 'poll l;
+                }
             }
-        }
-        assert!(!run.exited(), "re_dms exited before `{trigger}` was logged");
-        assert!(Instant::now() < deadline, "no `{trigger}` within 30 s");
-        std::thread::sleep(Duration::from_millis(2));
+            assert!(!run.exited(), "re_dms exited before `{trigger}` was logged");
+            assert!(Instant::now() < deadline, "no `{trigger}` within 30 s");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        (run, seen)
     };
     let killed = run.kill_9();
     assert_eq!(
@@ -205,20 +239,44 @@ async fn kill_on_statement_then_restart(name: &str, seed: u64, trigger: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_between_copy_and_commit_then_restart_applies_once() {
-    kill_on_statement_then_restart("outage_kill_copy", 21, "COPY ").await;
+    let at = KillAt {
+        // A COPY into a staging table ran, inside the load transaction.
+        #[cfg(feature = "failpoints")]
+        failpoint: "apply.after_copy",
+        #[cfg(not(feature = "failpoints"))]
+        statement: "COPY ",
+    };
+    kill_then_restart("outage_kill_copy", 21, at).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_between_commit_and_wal_cleanup_then_restart_applies_once() {
     // The ledger row is the last statement of a table-segment's transaction: the kill lands
-    // just before or just after its COMMIT, before the WAL segment is deleted either way.
-    kill_on_statement_then_restart("outage_kill_ledger", 22, "INSERT INTO re_dms.applied").await;
+    // just before or just after its COMMIT, before the WAL segment is deleted either way. With
+    // failpoints: just before (every statement ran, the ledger row's included; COMMIT not sent).
+    let at = KillAt {
+        #[cfg(feature = "failpoints")]
+        failpoint: "apply.before_commit",
+        #[cfg(not(feature = "failpoints"))]
+        statement: "INSERT INTO re_dms.applied",
+    };
+    kill_then_restart("outage_kill_ledger", 22, at).await;
+}
+
+/// The other side of the COMMIT, which only a fault point reaches for sure: the load committed
+/// (its ledger row with it) and the WAL segment is not deleted yet.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_commit_before_wal_cleanup_then_restart_applies_once() {
+    let at = KillAt {
+        failpoint: "apply.after_commit",
+    };
+    kill_then_restart("outage_kill_committed", 23, at).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_rows_stop_their_table_keep_the_segment_and_load_the_others() {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+    let _alone = Alone::start().await;
     let mut w = Workload::new(
         31,
         vec![
@@ -237,10 +295,10 @@ async fn rejected_rows_stop_their_table_keep_the_segment_and_load_the_others() {
     w.commit();
     let text = w.take_text();
 
-    let rs = Redshift::new("outage_definite", "").await;
+    let rs = ReDms::redshift("outage_definite").await.build();
     // The warehouse table exists already, with a column too narrow for the source's text:
     // staging works, the INSERT into it fails (value too long).
-    let c = support::connect(&rs.db.url).await;
+    let c = connect(&rs.db().url).await;
     c.batch_execute("CREATE TABLE public.narrow (id integer, v varchar(3))")
         .await
         .unwrap();
@@ -322,8 +380,7 @@ async fn rejected_rows_stop_their_table_keep_the_segment_and_load_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_table_does_not_hold_back_the_others_in_later_segments() {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+    let _alone = Alone::start().await;
     let mut w = Workload::new(
         32,
         vec![
@@ -336,8 +393,11 @@ async fn a_stopped_table_does_not_hold_back_the_others_in_later_segments() {
     );
     w.generate(3_000);
     let text = w.take_text();
-    let rs = Redshift::new("outage_lanes", "segment_max_bytes = 32768").await;
-    let c = support::connect(&rs.db.url).await;
+    let rs = ReDms::redshift("outage_lanes")
+        .await
+        .segment_max_bytes(32768)
+        .build();
+    let c = connect(&rs.db().url).await;
     c.batch_execute("CREATE TABLE public.narrow (id integer, v varchar(3))")
         .await
         .unwrap();
@@ -381,8 +441,7 @@ async fn a_stopped_table_does_not_hold_back_the_others_in_later_segments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_goes_on_while_redshift_is_away() {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+    let _alone = Alone::start().await;
     let stack = Stack::get();
     // ~7 MB in 256 KiB segments: far more segments than the stages between ingest and the
     // target hold, so all of it reaches the WAL only if ingest does not wait for Redshift.
@@ -394,7 +453,10 @@ async fn reading_goes_on_while_redshift_is_away() {
         .find(|l| l.starts_with("table "))
         .unwrap()
         .to_string();
-    let rs = Redshift::new("outage_spill", "segment_max_bytes = 262144").await;
+    let rs = ReDms::redshift("outage_spill")
+        .await
+        .segment_max_bytes(262144)
+        .build();
     let _off = MaintenanceOff;
     stack.set_maintenance(true);
     let mut run = rs.spawn(text.into_bytes());
@@ -435,25 +497,20 @@ async fn reading_goes_on_while_redshift_is_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+    let _alone = Alone::start().await;
     let stack = Stack::get();
     let s3 = stack.s3_client();
     let bucket = format!("re-dms-gone-{}", std::process::id());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let rs = Redshift::new("outage_fatal_idle", "segment_max_age_secs = 1").await;
-    let config = std::fs::read_to_string(rs.config()).unwrap().replace(
-        &format!("bucket = \"{}\"", stack.s3_bucket),
-        &format!("bucket = \"{bucket}\""),
-    );
-    std::fs::write(rs.config(), config).unwrap();
+    let rs = ReDms::redshift("outage_fatal_idle")
+        .await
+        .segment_max_age_secs(1)
+        .build();
+    rs.set_config_line("bucket = ", &format!("bucket = \"{bucket}\""));
 
-    let (run, mut stdin) = rs.spawn_open();
-    stdin
-        .write_all(b"BEGIN 1\ntable public.t: INSERT: id[integer]:1\nCOMMIT 1\n")
-        .unwrap();
-    stdin.flush().unwrap();
-    support::wait_until(
+    let mut run = rs.spawn_open();
+    run.write(b"BEGIN 1\ntable public.t: INSERT: id[integer]:1\nCOMMIT 1\n");
+    wait_until(
         Duration::from_secs(30),
         "the first segment loaded",
         || async { !rs.ledger().await.is_empty() },
@@ -472,14 +529,10 @@ async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
             .unwrap();
     }
     s3.delete_bucket().bucket(&bucket).send().await.unwrap();
-    stdin
-        .write_all(b"BEGIN 2\ntable public.t: INSERT: id[integer]:2\nCOMMIT 2\n")
-        .unwrap();
-    stdin.flush().unwrap();
+    run.write(b"BEGIN 2\ntable public.t: INSERT: id[integer]:2\nCOMMIT 2\n");
 
     // Exits by itself (stdin still open); `wait` kills and fails the test after 60 s.
     let done = run.wait(Duration::from_secs(60));
-    drop(stdin);
     assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
     assert!(done.stderr.contains("NoSuchBucket"), "{}", done.stderr);
     assert!(
@@ -490,24 +543,25 @@ async fn a_fatal_error_ends_the_run_even_while_the_input_is_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_outage_stops_within_the_grace_period_and_keeps_the_wal() {
-    let _serial = SERIAL.lock().await;
-    let _timer = Timer::start();
+    let _alone = Alone::start().await;
     let stack = Stack::get();
-    let rs = Redshift::new("outage_sigterm", "segment_max_age_secs = 1").await;
+    let rs = ReDms::redshift("outage_sigterm")
+        .await
+        .segment_max_age_secs(1)
+        .build();
     let _off = MaintenanceOff;
     stack.set_maintenance(true);
-    let (run, mut stdin) = rs.spawn_open();
+    let mut run = rs.spawn_open();
     let line = b"table public.t: INSERT: id[integer]:1";
-    stdin.write_all(b"BEGIN 1\n").unwrap();
-    stdin.write_all(line).unwrap();
-    stdin.write_all(b"\nCOMMIT 1\n").unwrap();
-    stdin.flush().unwrap();
-    support::wait_until(Duration::from_secs(30), "the change in the WAL", || async {
+    run.write(b"BEGIN 1\n");
+    run.write(line);
+    run.write(b"\nCOMMIT 1\n");
+    wait_until(Duration::from_secs(30), "the change in the WAL", || async {
         rs.wal_contains(line)
     })
     .await;
     // Let the segment age out and reach the (unreachable) target.
-    support::wait_until(
+    wait_until(
         Duration::from_secs(30),
         "the segment handed to the target",
         || async {
@@ -516,14 +570,9 @@ async fn sigterm_during_an_outage_stops_within_the_grace_period_and_keeps_the_wa
     )
     .await;
 
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &run.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    run.sigterm();
     // Stops within the grace period although Redshift is away; `wait` fails the test after 60 s.
     let done = run.wait(Duration::from_secs(60));
-    drop(stdin);
     // The input was still open: the run did not finish, and says so.
     done.assert_stopped_before_eof();
     assert!(

@@ -2,14 +2,9 @@
 //! replayed with `source.connection` set, into redshift-sim. Typmods shape the target columns,
 //! partitions load into their root, and a source column widened later (which the stream does
 //! not show) widens the target column before its wider values arrive.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod model;
-mod redshift_support;
-mod support;
-
-use redshift_support::{stderr, Redshift};
-use support::Stack;
+use crate::harness::stack::{connect, Stack};
+use crate::harness::ReDms;
 
 /// test_decoding text of everything the slot holds, as `pg_recvlogical -f -` prints it, once it
 /// holds `until` (the stack commits asynchronously, and a slot decodes only flushed WAL).
@@ -42,7 +37,7 @@ async fn drain_slot(source: &tokio_postgres::Client, slot: &str, until: &str) ->
 /// `(column, data_type, character_maximum_length, numeric_precision, numeric_scale)` of a
 /// warehouse table, read from the backend.
 async fn columns(
-    rs: &Redshift,
+    rs: &ReDms,
     table: &str,
 ) -> Vec<(String, String, Option<i32>, Option<i32>, Option<i32>)> {
     let c = rs.backend().await;
@@ -60,7 +55,7 @@ async fn columns(
     .collect()
 }
 
-async fn tables_in(rs: &Redshift, schema: &str) -> Vec<String> {
+async fn tables_in(rs: &ReDms, schema: &str) -> Vec<String> {
     let c = rs.backend().await;
     c.query(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
@@ -75,9 +70,10 @@ async fn tables_in(rs: &Redshift, schema: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
+    let _sim = Stack::sim_shared().await;
     let stack = Stack::get();
     let db = stack.new_source_db("catalog_e2e").await;
-    let src = support::connect(&db.url).await;
+    let src = connect(&db.url).await;
     src.batch_execute(
         "CREATE TABLE public.items (id integer PRIMARY KEY, code varchar(10), grade char(2), \
              price numeric(12,4), big numeric(38,0), note text);
@@ -107,13 +103,12 @@ async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
     .unwrap();
     let first = drain_slot(&src, "catalog_e2e", "'moved'").await;
 
-    let rs = Redshift::new(
-        "catalog_e2e",
-        &format!("[source]\nconnection = \"{}\"\n", db.conninfo),
-    )
-    .await;
+    let rs = ReDms::redshift("catalog_e2e")
+        .await
+        .config(&format!("[source]\nconnection = \"{}\"", db.conninfo))
+        .build();
     let out = rs.replay(&first);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
 
     // Typmods: VARCHAR(4n) for varchar(n) and char(n); NUMERIC(p,s) when p - s <= 28; text and
     // numeric(38,0) keep the defaults.
@@ -170,7 +165,7 @@ async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
         "the capture holds the wide value"
     );
     let out = rs.replay(&second);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     let code = columns(&rs, "public.items")
         .await
         .into_iter()
@@ -197,67 +192,60 @@ async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
     );
 }
 
+/// A `[source]` where nothing listens (port 1).
+const UNREACHABLE_SOURCE: &str =
+    "[source]\nconnection = \"host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2\"";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_source_means_the_defaults_with_a_warning() {
-    let rs = Redshift::new(
-        "catalog_unreachable",
-        "[source]\nconnection = \"host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2\"\n",
-    )
-    .await;
+    let _sim = Stack::sim_shared().await;
+    let rs = ReDms::redshift("catalog_unreachable")
+        .await
+        .config(UNREACHABLE_SOURCE)
+        .build();
     let text = b"BEGIN 1\n\
 table public.plain: INSERT: id[integer]:1 code[character varying]:'x'\n\
 COMMIT 1\n";
     let out = rs.replay(text);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     assert!(
-        stderr(&out).contains("source catalog unreachable"),
+        out.stderr.contains("source catalog unreachable"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     let cols = columns(&rs, "public.plain").await;
     assert_eq!(cols[1].2, Some(65535), "{cols:?}");
 }
 
-/// `re_dms validate --config ...` with the stack's environment.
-fn validate(rs: &Redshift) -> std::process::Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_re_dms"));
-    c.arg("validate").arg("--config").arg(rs.config());
-    for (k, v) in &Stack::get().vars {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reads_the_source_catalog() {
+    let _sim = Stack::sim_shared().await;
     let stack = Stack::get();
     let db = stack.new_source_db("catalog_validate").await;
-    let src = support::connect(&db.url).await;
+    let src = connect(&db.url).await;
     src.batch_execute(
         "CREATE TABLE public.p (id integer, d date) PARTITION BY RANGE (d);
          CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');",
     )
     .await
     .unwrap();
-    let good = Redshift::new(
-        "catalog_validate",
-        &format!("[source]\nconnection = \"{}\"\n", db.conninfo),
-    )
-    .await;
-    let out = validate(&good);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let good = ReDms::redshift("catalog_validate")
+        .await
+        .config(&format!("[source]\nconnection = \"{}\"", db.conninfo))
+        .build();
+    let out = good.validate();
+    let text = &out.stdout;
     assert!(
         text.contains("ok    source: catalog read: 2 tables (1 partitions)"),
         "{text}{}",
-        stderr(&out)
+        out.stderr
     );
-    let bad = Redshift::new(
-        "catalog_validate_bad",
-        "[source]\nconnection = \"host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2\"\n",
-    )
-    .await;
-    let out = validate(&bad);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let bad = ReDms::redshift("catalog_validate_bad")
+        .await
+        .config(UNREACHABLE_SOURCE)
+        .build();
+    let out = bad.validate();
+    let text = &out.stdout;
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("FAIL  source: "), "{text}");
 }

@@ -1,17 +1,13 @@
 //! The Redshift loader issues a number of statements that depends on tables and segments, never
 //! on rows: generated changes over 3 tables are replayed into redshift-sim and the statements it
-//! logged (`--statement-log`) are counted. Its own test binary, so the stack and its statement
-//! log are private to it; the two runs are in one test so nothing else writes to the log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod model;
-mod redshift_support;
-mod support;
+//! logged (`--statement-log`) are counted. The test holds the sim alone
+//! ([`Stack::sim_exclusive`]), so nothing else writes to the log while it counts.
 
 use std::time::Instant;
 
-use redshift_support::{stderr, Redshift, Workload};
-use support::Stack;
+use crate::harness::stack::Stack;
+use crate::harness::workload::Workload;
+use crate::harness::ReDms;
 
 /// Into a fresh database: a first replay of 1,000 changes (so that the measured run updates and
 /// deletes rows already in the warehouse, not only rows of its own segment, which folding would
@@ -19,9 +15,9 @@ use support::Stack;
 /// measured run, table-segments of that run).
 async fn run(name: &str, seed: u64, changes: usize) -> (Vec<String>, usize) {
     let mut w = Workload::three_tables(seed);
-    let rs = Redshift::new(name, "").await;
+    let rs = ReDms::redshift(name).await.build();
     let out = rs.replay(w.generate(1_000).take_text().as_bytes());
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     let preload = rs.ledger().await.len();
 
     let (changes_before, txns_before) = (w.changes, w.transactions);
@@ -31,7 +27,7 @@ async fn run(name: &str, seed: u64, changes: usize) -> (Vec<String>, usize) {
     let started = Instant::now();
     let out = rs.replay(text.as_bytes());
     let took = started.elapsed();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     // Only the run's statements: every check below reads the backend directly.
     let statements = stack.statements()[before..].to_vec();
     eprintln!(
@@ -54,6 +50,7 @@ fn count(statements: &[String], prefix: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_count_does_not_grow_with_rows() {
+    let _sim = Stack::sim_exclusive().await;
     let (small, small_segments) = run("stmt_10k", 1, 10_000).await;
     let all = small.join("\n");
     assert_eq!(small_segments, 3, "default settings: one segment, 3 tables");

@@ -6,18 +6,16 @@
 //! budget: once with a CSV stage taking every batch from memory, once with every segment spilled
 //! (nobody takes them until ingest is done) and rebuilt from disk. Both runs' outputs must be
 //! identical, segment by segment.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use re_dms::shutdown::Shutdown;
 use std::io::Read;
 use std::path::Path;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
-use re_dms::csv::SegmentOutput;
-use re_dms::pipeline::handoff::{ConsumerGuard, Entry, ProducerGuard, SealedQueue};
-use re_dms::wal::ingest::{self, Ingest, IngestLimits, Input, KnownKeys};
+use re_dms::pipeline::handoff::SegmentOutput;
+use re_dms::pipeline::handoff::{ConsumerGuard, Entry, SealedQueue};
+use re_dms::wal::ingest::{Ingest, IngestLimits, Input, KnownKeys};
 
 const BUDGET: usize = 16 * 1024;
 
@@ -34,7 +32,7 @@ fn limits(spill_after: Duration) -> IngestLimits {
 /// ingest is done (so every segment is spilled). Returns each segment's manifest and the
 /// decompressed contents of its files, in order, and how many entries came spilled.
 fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String>)>, usize) {
-    let (wal, recovery) = ingest::open_wal(&dir.join("wal")).unwrap();
+    let (wal, recovery) = re_dms::wal::Wal::open(&dir.join("wal")).unwrap();
     let queue = Arc::new(SealedQueue::default());
     let keys = KnownKeys::new();
     let patience = if spill {
@@ -42,24 +40,25 @@ fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String
     } else {
         Duration::from_secs(600)
     };
-    let mut ingest = Ingest::new(
+    let ingest = Ingest::new(
         wal,
         &recovery,
         keys.clone(),
         limits(patience),
         Arc::clone(&queue),
-        Arc::new(Shutdown::new()),
+        Shutdown::new(),
     );
-    let (tx, rx) = sync_channel(2);
+    let (tx, rx) = crossbeam_channel::bounded(2);
     tx.send(Input::Bytes(input.to_vec())).unwrap();
     tx.send(Input::Eof).unwrap();
-    let producer = Arc::clone(&queue);
-    let mut ingest_thread = Some(std::thread::spawn(move || {
-        let _done = ProducerGuard(&producer);
-        ingest.run(&rx).unwrap();
-    }));
+    let mut ingest_stage = Some(ingest.spawn(Vec::new(), Some(rx)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     if spill {
-        ingest_thread.take().unwrap().join().unwrap();
+        runtime
+            .block_on(ingest_stage.take().unwrap().wait())
+            .unwrap();
     }
     let spool = dir.join("spool");
     let mut outputs = Vec::new();
@@ -67,13 +66,10 @@ fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String
     {
         let _gone = ConsumerGuard(&queue);
         while let Some(entry) = queue.take() {
-            let sealed = match entry {
-                Entry::Batched(s) => s,
-                Entry::Spilled(s) => {
-                    spilled += 1;
-                    ingest::rebatch_spilled(s, &keys, BUDGET).unwrap()
-                }
-            };
+            if matches!(entry, Entry::Spilled(_)) {
+                spilled += 1;
+            }
+            let sealed = entry.into_sealed(&keys, BUDGET).unwrap();
             let out = re_dms::csv::write_segment(sealed, &spool).unwrap();
             let mut files = Vec::new();
             for t in &out.manifest.tables {
@@ -93,8 +89,8 @@ fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String
             outputs.push((out, files));
         }
     }
-    if let Some(t) = ingest_thread {
-        t.join().unwrap();
+    if let Some(t) = ingest_stage {
+        runtime.block_on(t.wait()).unwrap();
     }
     (outputs, spilled)
 }
@@ -102,10 +98,7 @@ fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String
 /// The capture three times over (its schema changes then run again, from the first shape), each
 /// time followed by a transaction of 200 inserts that no segment can hold whole at [`BUDGET`].
 fn input_from(capture: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(capture);
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = String::from_utf8(crate::harness::capture(capture)).unwrap();
     let mut input = String::new();
     for round in 0..3 {
         input.push_str(&text);

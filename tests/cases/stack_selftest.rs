@@ -1,13 +1,14 @@
 //! The local test stack works end to end: source PostgreSQL with logical decoding, a warehouse
 //! database behind redshift-sim, and a COPY from an object in moto.
 
-mod support;
-
 use std::time::Duration;
-use support::{connect, gzip, Stack};
+
+use crate::harness::stack::{connect, gzip, Stack};
+use crate::harness::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_comes_up_and_works() {
+    let _sim = Stack::sim_shared().await;
     let stack = Stack::get();
 
     // Source: logical decoding with test_decoding.
@@ -24,7 +25,7 @@ async fn stack_comes_up_and_works() {
     s.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'x')")
         .await
         .unwrap();
-    let changes: Vec<String> = support::wait_for(Duration::from_secs(10), "decoded insert", || {
+    let changes: Vec<String> = wait_for(Duration::from_secs(10), "decoded insert", || {
         let s = &s;
         async move {
             let rows = s

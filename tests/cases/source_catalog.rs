@@ -1,24 +1,28 @@
 //! `catalog::load` against the local stack's source PostgreSQL: typmods, primary keys in index
 //! order, exact names, and partitions (two levels, one attached with another column order)
-//! resolved to their root.
+//! resolved to their root. Only the first test needs the stack.
 
-mod support;
-
+#[cfg(feature = "stack-tests")]
 use std::collections::BTreeMap;
 
 use re_dms::source::catalog::{self, CatalogError};
-use support::{connect, Stack};
 
+#[cfg(feature = "stack-tests")]
+use crate::harness::stack::{connect, describe, Stack};
+
+#[cfg(feature = "stack-tests")]
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+#[cfg(feature = "stack-tests")]
 fn columns(v: &[(&str, &str)]) -> BTreeMap<String, String> {
     v.iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect()
 }
 
+#[cfg(feature = "stack-tests")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_reads_typmods_keys_and_partition_roots() {
     let stack = Stack::get();
@@ -53,7 +57,7 @@ async fn catalog_reads_typmods_keys_and_partition_roots() {
         "#,
     )
     .await
-    .unwrap_or_else(|e| panic!("{}", support::describe(&e)));
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
 
     let cat = catalog::load(&db.conninfo).await.expect("catalog");
 

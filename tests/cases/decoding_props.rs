@@ -1,9 +1,9 @@
 //! Property tests for the test_decoding parser and framer: random messages rendered exactly the
 //! way PostgreSQL's test_decoding prints them, pushed in random chunks, must come back as the
 //! messages that were rendered; and no input whatsoever may make the parser or framer panic.
-#![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use re_dms::source::decoding::{parse_message, Message, MessageStream, ParseError, Tuple, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -521,9 +521,12 @@ fn chunked<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
 }
 
 proptest! {
-    // 512 cases unless PROPTEST_CASES says otherwise.
+    // 512 cases unless PROPTEST_CASES says otherwise. Failures are kept next to this file
+    // (decoding_props.proptest-regressions) and replayed first; proptest's default would put
+    // them under proptest-regressions/ beside tests/, the directory holding main.rs.
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 
