@@ -12,13 +12,21 @@
 //! signal every stage waits on; `connection` is the libpq-style connection code (conninfo, TLS)
 //! that the source catalog and the Redshift sink share.
 
-pub mod batch;
-pub mod csv;
-pub mod pipeline;
-pub mod sink;
+// The stages, in pipeline order (a comment between each keeps rustfmt from sorting them).
+// 1. Where changes come from: test_decoding text on stdin; the slot reader next.
 pub mod source;
+// 2. The local WAL: appended, fsynced, then acknowledged; segments are the unit of work.
 pub mod wal;
+// 3. One segment's changes folded into per-table load steps.
+pub mod batch;
+// 4. Gzipped CSV files and a manifest per segment.
+pub mod csv;
+// 5. Local files, or S3 + Redshift; WAL segments deleted once loaded.
+pub mod sink;
+// The wiring and the hand-offs between the stages.
+pub mod pipeline;
 
+// Beside the stages.
 pub mod cli;
 pub mod config;
 pub mod connection;

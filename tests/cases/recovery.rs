@@ -133,13 +133,22 @@ fn a_stage_stuck_while_draining_is_named_then_abandoned() {
         .lines()
         .filter(|l| l.contains("draining: still waiting") && l.contains("ingest"))
         .count();
-    assert!(named >= 2, "the stuck stage is named while draining:\n{err}");
-    assert!(err.contains("did not stop within the drain deadline"), "{err}");
+    assert!(
+        named >= 2,
+        "the stuck stage is named while draining:\n{err}"
+    );
+    assert!(
+        err.contains("did not stop within the drain deadline"),
+        "{err}"
+    );
 
     env.set_failpoints(None);
     replay_ok(&env, b"");
     let rows = env.model().tables["public.cust"].rows.clone();
-    assert_eq!(rows, vec![vec![Some("1".to_string()), Some("a".to_string())]]);
+    assert_eq!(
+        rows,
+        vec![vec![Some("1".to_string()), Some("a".to_string())]]
+    );
 }
 
 #[test]
