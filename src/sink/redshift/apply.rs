@@ -80,7 +80,9 @@ impl RedshiftLoader {
                 target,
                 quarantine: quarantined.then_some(out.dir.as_path()),
             };
-            match self.run_plan(conn.client(), &key, &widen, &plan).await {
+            // Boxed: the plan's future nests every statement's future, and its layout inline
+            // here came within a few levels of rustc's query depth limit.
+            match Box::pin(self.run_plan(conn.client(), &key, &widen, &plan)).await {
                 Ok(applied) => {
                     if applied {
                         metrics::TABLE_SEGMENTS_LOADED.inc();
