@@ -43,7 +43,7 @@ use crate::source::stdin;
 use crate::wal::ingest::{Ingest, IngestError, IngestLimits, Input, Interrupted, RunEnd};
 use crate::wal::{self, Wal, WalError};
 use handoff::SealedQueue;
-use stage::{StageError, StageHandle};
+use stage::{StageError, StageFault, StageHandle};
 
 /// Each batch's index (with its write plan) is budgeted at this fraction of
 /// `batch.max_memory_bytes`: two batches are alive at once (one filling, one being written), and
@@ -74,17 +74,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the {stage} stage could not be started: {source}")]
-    Spawn {
-        stage: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the {stage} stage panicked: {message}")]
-    Panic {
-        stage: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Stage(#[from] StageFault),
     #[error("the CSV stage stopped unexpectedly")]
     CsvGone,
 }
@@ -95,8 +86,7 @@ where
 {
     fn from(e: StageError<E>) -> Self {
         match e {
-            StageError::Spawn { stage, source } => PipelineError::Spawn { stage, source },
-            StageError::Panic { stage, message } => PipelineError::Panic { stage, message },
+            StageError::Fault(f) => f.into(),
             StageError::Failed(e) => e.into(),
         }
     }

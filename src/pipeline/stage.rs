@@ -10,9 +10,9 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-/// How a stage ended other than with its result.
+/// How a stage ended without a result of its own: it could not be started, or it panicked.
 #[derive(Debug, thiserror::Error)]
-pub enum StageError<E: std::error::Error + 'static> {
+pub enum StageFault {
     #[error("the {stage} stage could not be started: {source}")]
     Spawn {
         stage: &'static str,
@@ -24,6 +24,13 @@ pub enum StageError<E: std::error::Error + 'static> {
         stage: &'static str,
         message: String,
     },
+}
+
+/// How a stage ended other than with its result.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Fault(#[from] StageFault),
     /// The stage's own error.
     #[error(transparent)]
     Failed(E),
@@ -120,7 +127,7 @@ where
         self.finished().await;
         let stage = self.stage;
         let joined = match self.running {
-            Running::NotStarted(source) => return Err(StageError::Spawn { stage, source }),
+            Running::NotStarted(source) => return Err(StageFault::Spawn { stage, source }.into()),
             // The thread has left its body: joining does not block for long.
             Running::Thread(h) => h.join().map_err(|p| panic_message(p.as_ref())),
             Running::Task(h) => h.await.map_err(|e| match e.try_into_panic() {
@@ -131,7 +138,7 @@ where
         match joined {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StageError::Failed(e)),
-            Err(message) => Err(StageError::Panic { stage, message }),
+            Err(message) => Err(StageFault::Panic { stage, message }.into()),
         }
     }
 }
@@ -159,12 +166,15 @@ mod tests {
         assert!(matches!(own.wait().await, Err(StageError::Failed(Own))));
         let panicked = StageHandle::<u8, Own>::thread("boom", || panic!("kaboom"));
         match panicked.wait().await {
-            Err(StageError::Panic { stage, message }) => {
+            Err(StageError::Fault(StageFault::Panic { stage, message })) => {
                 assert_eq!((stage, message.as_str()), ("boom", "kaboom"));
             }
             other => panic!("{other:?}"),
         }
         let task = StageHandle::<u8, Own>::task("task", async { panic!("in a task") });
-        assert!(matches!(task.wait().await, Err(StageError::Panic { .. })));
+        assert!(matches!(
+            task.wait().await,
+            Err(StageError::Fault(StageFault::Panic { .. }))
+        ));
     }
 }
