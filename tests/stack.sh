@@ -191,7 +191,12 @@ synchronous_commit = off
 full_page_writes = off
 EOF
     cat >"$data/pg_hba.conf" <<EOF
-# re_dms test stack: trust, local use only
+# re_dms test stack: trust, local use only; two roles of the replication tests must give a
+# password (md5, SCRAM-SHA-256), so that the client's authentication is tested for real.
+host    all             re_dms_md5      127.0.0.1/32    md5
+host    replication     re_dms_md5      127.0.0.1/32    md5
+host    all             re_dms_scram    127.0.0.1/32    scram-sha-256
+host    replication     re_dms_scram    127.0.0.1/32    scram-sha-256
 local   all             all                             trust
 host    all             all             127.0.0.1/32    trust
 local   replication     all                             trust

@@ -190,6 +190,36 @@ impl crate::connection::TlsError {
     }
 }
 
+impl crate::source::replication::ReplicationError {
+    /// For the source there is no table to stop: what is not worth retrying stops the process.
+    /// Lost connections and a slot still held by a previous session (SQLSTATE 55006, e.g. the
+    /// instance that was just restarted) are retried; a missing slot (42704), refused
+    /// credentials, a certificate that does not verify and a protocol the server does not
+    /// speak are fatal.
+    pub fn class(&self) -> ErrorClass {
+        use crate::source::replication::ReplicationError as E;
+        match self {
+            E::Conninfo(e) => e.class(),
+            E::Connect { .. }
+            | E::Timeout { .. }
+            | E::CommandTimeout { .. }
+            | E::Closed { .. }
+            | E::Io { .. } => ErrorClass::Transient,
+            // rustls reports a certificate it refuses as InvalidData.
+            E::Handshake { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+                ErrorClass::Fatal
+            }
+            E::Handshake { .. } => ErrorClass::Transient,
+            E::TlsRefused { .. } | E::Auth { .. } | E::Protocol { .. } => ErrorClass::Fatal,
+            E::Server { code, .. } if code == "55006" => ErrorClass::Transient,
+            E::Server { code, message, .. } => match classify_sqlstate(code, message) {
+                ErrorClass::Transient => ErrorClass::Transient,
+                _ => ErrorClass::Fatal,
+            },
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------ S3
 
 /// How a request to S3 failed before any service error code was known.

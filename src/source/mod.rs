@@ -6,8 +6,10 @@
 //! - `catalog`: the source database's catalog (primary keys, column types, partitions), read
 //!   once at start, optional.
 //!
-//! The live replication-slot reader will live here too.
+//! - `replication`: the replication protocol client for a test_decoding slot (connect, slot,
+//!   stream, status updates); the live reader stage is built on it.
 
 pub mod catalog;
 pub mod decoding;
+pub mod replication;
 pub mod stdin;

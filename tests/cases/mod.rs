@@ -22,4 +22,6 @@ mod redshift_statements;
 #[cfg(feature = "stack-tests")]
 mod redshift_tls;
 #[cfg(feature = "stack-tests")]
+mod replication;
+#[cfg(feature = "stack-tests")]
 mod stack_selftest;

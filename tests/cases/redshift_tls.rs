@@ -1,6 +1,7 @@
-//! `tls::connect` against a real TLS endpoint: a throwaway PostgreSQL 15 with `ssl=on`, a server
-//! certificate signed by a CA made here, and a pg_hba.conf that accepts TCP only over TLS
-//! (`hostssl`), so every connection that succeeds was encrypted and `sslmode=disable` is refused.
+//! `tls::connect`, and the replication client's own TLS negotiation, against a real TLS
+//! endpoint: a throwaway PostgreSQL 15 with `ssl=on`, a server certificate signed by a CA made
+//! here, and a pg_hba.conf that accepts TCP only over TLS (`hostssl`), so every connection that
+//! succeeds was encrypted and `sslmode=disable` is refused.
 //!
 //! The server certificate names `DNS:localhost` only (no IP address): `host=localhost` passes
 //! `verify-full`, `host=127.0.0.1` passes `verify-ca` (chain only) and fails `verify-full` (name).
@@ -18,6 +19,7 @@ use rcgen::{
 use re_dms::connection::{self as tls, TlsError};
 use re_dms::error_chain;
 use re_dms::retry::classify::ErrorClass;
+use re_dms::source::replication::{ReplicationError, Session};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -308,6 +310,16 @@ async fn connect_ssl(conn: &str) -> Result<bool, String> {
     Ok(row.get::<_, bool>(1))
 }
 
+/// A replication connection (startup with `replication=database`) and IDENTIFY_SYSTEM.
+async fn replication_session(conn: &str) -> Result<(), String> {
+    let mut session = Session::connect(conn).await.map_err(|e| error_chain(&e))?;
+    session
+        .identify_system()
+        .await
+        .map_err(|e| format!("IDENTIFY_SYSTEM: {}", error_chain(&e)))?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn tls_modes_against_postgres_with_ssl() {
     let dir = tempfile::Builder::new()
@@ -435,11 +447,49 @@ async fn tls_modes_against_postgres_with_ssl() {
         }
     }
 
+    // The replication client negotiates TLS itself (SSLRequest, then the same connector):
+    // the same cases give the same answers.
+    for (case, conn) in &succeed {
+        if let Err(e) = replication_session(conn).await {
+            failures.push(format!("replication, {case}: {e}"));
+        }
+    }
+    for (case, conn, want) in &certificate_failures {
+        match Session::connect(conn).await {
+            Ok(_) => failures.push(format!(
+                "replication, {case}: connected, should have failed"
+            )),
+            Err(err) => {
+                let text = error_chain(&err).to_ascii_lowercase();
+                if !text.contains(want) || err.class() != ErrorClass::Fatal {
+                    let class = err.class();
+                    failures.push(format!(
+                        "replication, {case}: want a fatal certificate error ({want}), got \
+                         {class}: {text}"
+                    ));
+                }
+            }
+        }
+    }
+    match Session::connect(&pg.conninfo("host=127.0.0.1 sslmode=disable")).await {
+        Ok(_) => failures.push("replication, disable: connected without TLS".to_string()),
+        Err(err) => {
+            let refused = matches!(&err, ReplicationError::Server { code, .. } if code == "28000");
+            if !refused || err.class() != ErrorClass::Fatal {
+                let class = err.class();
+                failures.push(format!(
+                    "replication, disable: want a pg_hba refusal (28000, fatal), got {class}: {}",
+                    error_chain(&err)
+                ));
+            }
+        }
+    }
+
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}\n{}",
         failures.len(),
-        succeed.len() + certificate_failures.len() + 1,
+        2 * (succeed.len() + certificate_failures.len() + 1),
         failures.join("\n"),
         pg.log_text()
     );
