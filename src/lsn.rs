@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A position in the source's WAL (`16/B374D848`). Replayed input (`--stdin`) has no LSNs, so
-/// each message gets the next number of a local sequence instead.
+/// A position in the source's WAL (`16/B374D848`), as a replication slot sends it with each
+/// message. Replayed input (`--stdin`) has no LSNs, so each message gets the next number of a
+/// local sequence instead (continuing after the highest LSN the WAL has seen).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]

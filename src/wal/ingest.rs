@@ -1,7 +1,8 @@
 //! The ingest stage: input -> local WAL -> batcher; closes segments and hands them on.
 //!
 //! Owns the WAL writer and the batcher. Runs on its own thread: parsing, appending and indexing
-//! are one tight loop per message, with a bounded channel in (input chunks) and the
+//! are one tight loop per message, with a bounded channel in (text chunks from `--stdin`, or
+//! messages with their source LSNs from a replication slot) and the
 //! [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it takes it, or, when
 //! the CSV stage is stuck behind a slow target, is dropped and its segment spilled (rebuilt from
 //! disk later), so a slow target neither blocks reading nor grows memory.
@@ -31,18 +32,29 @@ use crate::metrics;
 use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{Frame, Message, MessageStream, ParseError};
+use crate::source::decoding::{parse_message, Frame, Message, MessageStream, ParseError};
 use crate::wal::segment::SegmentReader;
 use crate::wal::{Recovery, SegmentFile, Snapshot, Wal, WalError};
 
 /// fsync at least this often (bytes of WAL) while input keeps arriving.
 pub const GROUP_COMMIT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// One test_decoding message from a replication slot, with its position in the source's WAL.
+#[derive(Debug, Clone)]
+pub struct SourcedMessage {
+    pub lsn: Lsn,
+    /// The message exactly as the slot sent it (one XLogData's payload).
+    pub raw: bytes::Bytes,
+}
+
 /// What the input side sends.
 #[derive(Debug)]
 pub enum Input {
     /// test_decoding text exactly as `pg_recvlogical -f -` prints it, in chunks of any size.
     Bytes(Vec<u8>),
+    /// Messages from a replication slot, in the order sent: each is stored in the WAL with its
+    /// source LSN (text input gets local sequence numbers instead).
+    Sourced(Vec<SourcedMessage>),
     /// End of input.
     Eof,
     /// Reading failed.
@@ -57,6 +69,12 @@ pub enum IngestError {
     Input(#[source] std::io::Error),
     #[error(transparent)]
     Parse(#[from] ParseError),
+    #[error("message at LSN {lsn}: {source}")]
+    SourcedParse {
+        lsn: Lsn,
+        #[source]
+        source: ParseError,
+    },
     #[error("line {line} (LSN {lsn}): {source}")]
     Batch {
         line: u64,
@@ -289,7 +307,7 @@ impl Ingest {
         let mut eof = false;
         loop {
             while let Some(frame) = stream.next_frame()? {
-                self.ingest_frame(&frame)?;
+                self.ingest_frame(&frame, None)?;
             }
             if eof {
                 if self.in_txn {
@@ -314,6 +332,7 @@ impl Ingest {
             let waited = self.next_input(input)?;
             match waited {
                 Waited::Input(Input::Bytes(b)) => stream.push(&b),
+                Waited::Input(Input::Sourced(messages)) => self.ingest_sourced(&messages)?,
                 Waited::Input(Input::Eof) => {
                     stream.finish();
                     eof = true;
@@ -330,15 +349,36 @@ impl Ingest {
         }
     }
 
+    /// Messages from a slot: each is a whole message (no framing), numbered as lines go on.
+    fn ingest_sourced(&mut self, messages: &[SourcedMessage]) -> Result<(), IngestError> {
+        for m in messages {
+            let line = self.last_line + 1;
+            let message = parse_message(&m.raw, line)
+                .map_err(|source| IngestError::SourcedParse { lsn: m.lsn, source })?;
+            let frame = Frame {
+                line,
+                raw: &m.raw,
+                message,
+            };
+            self.ingest_frame(&frame, Some(m.lsn))?;
+        }
+        Ok(())
+    }
+
     /// One message: appended to the WAL (opening a segment if none is open), then indexed.
+    /// `source_lsn`: its position in the source's WAL; without, the next local number.
     #[inline]
-    fn ingest_frame(&mut self, frame: &Frame<'_>) -> Result<(), IngestError> {
+    fn ingest_frame(
+        &mut self,
+        frame: &Frame<'_>,
+        source_lsn: Option<Lsn>,
+    ) -> Result<(), IngestError> {
         self.last_line = frame.line;
         if !self.in_txn && is_row_change(&frame.message) {
             return Err(IngestError::OutsideTransaction { line: frame.line });
         }
-        let lsn = Lsn(self.next_local_lsn);
-        self.next_local_lsn += 1;
+        let lsn = source_lsn.unwrap_or(Lsn(self.next_local_lsn));
+        self.next_local_lsn = self.next_local_lsn.max(lsn.0) + 1;
         metrics::MESSAGES_READ.inc();
         if !self.wal.has_segment() {
             self.open_segment(lsn)?;
@@ -475,9 +515,12 @@ impl Ingest {
                     source,
                 })?
         };
-        let Some(file) = self
-            .wal
-            .seal(self.batcher.registry(), self.next_local_lsn, complete)?
+        let Some(file) = self.wal.seal(
+            self.batcher.registry(),
+            self.next_local_lsn,
+            self.last_commit_lsn,
+            complete,
+        )?
         else {
             return Ok(());
         };
@@ -534,4 +577,95 @@ pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
         );
     }
     Ok((wal, recovery))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::segment::{Next, RecordKind, SegmentScanner};
+
+    fn sourced(lsn: u64, raw: &'static str) -> SourcedMessage {
+        SourcedMessage {
+            lsn: Lsn(lsn),
+            raw: bytes::Bytes::from_static(raw.as_bytes()),
+        }
+    }
+
+    /// Ingest into the WAL at `dir`; sealed batches are dropped (spilled) at once.
+    fn ingest_into(dir: &std::path::Path) -> Ingest {
+        let (wal, recovery) = Wal::open(dir).unwrap();
+        let limits = IngestLimits {
+            segment_max_bytes: 1 << 20,
+            segment_max_age: Duration::from_secs(3600),
+            batch_max_memory: 1 << 20,
+            spill_after: Duration::ZERO,
+        };
+        let queue = Arc::new(SealedQueue::default());
+        Ingest::new(
+            wal,
+            &recovery,
+            KnownKeys::new(),
+            limits,
+            queue,
+            Shutdown::new(),
+        )
+    }
+
+    /// Messages from a slot keep their LSNs in the WAL, and the last COMMIT's LSN is known on
+    /// the next open: from the kept segments, and from `state.json` once they are deleted.
+    #[test]
+    fn sourced_messages_keep_their_lsns_and_the_last_commit_outlives_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ingest = ingest_into(dir.path());
+        let durable = Arc::clone(&ingest.durable_lsn);
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let input = [
+            sourced(0x100, "BEGIN 7"),
+            sourced(0x110, "table public.t: INSERT: id[integer]:1"),
+            sourced(0x150, "COMMIT 7"),
+            sourced(0x120, "BEGIN 8"),
+            sourced(0x160, "table public.t: INSERT: id[integer]:2"),
+            sourced(0x1a0, "COMMIT 8"),
+        ];
+        tx.send(Input::Sourced(input[..3].to_vec())).unwrap();
+        tx.send(Input::Sourced(input[3..].to_vec())).unwrap();
+        drop(tx);
+        assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
+        assert_eq!(durable.load(Ordering::Acquire), 0x1a0);
+        drop(ingest);
+
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
+        let [segment] = recovery.segments.as_slice() else {
+            panic!("one segment: {:?}", recovery.segments);
+        };
+        let mut scanner = SegmentScanner::open(&segment.path).unwrap();
+        let mut lsns = Vec::new();
+        while let Next::Record(r) = scanner.next_record().unwrap() {
+            if r.kind == RecordKind::Message {
+                lsns.push(r.lsn.0);
+            }
+        }
+        assert_eq!(lsns, input.iter().map(|m| m.lsn.0).collect::<Vec<_>>());
+
+        crate::wal::remove_segment(dir.path(), segment.id).unwrap();
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert!(recovery.segments.is_empty());
+        assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
+    }
+
+    #[test]
+    fn a_message_from_a_slot_that_does_not_parse_names_its_lsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ingest = ingest_into(dir.path());
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        tx.send(Input::Sourced(vec![
+            sourced(0x100, "BEGIN 7"),
+            sourced(0x2_0000_0110, "table public.t: FROB: id[integer]:1"),
+        ]))
+        .unwrap();
+        drop(tx);
+        let err = ingest.run(&rx).unwrap_err();
+        assert!(err.to_string().contains("LSN 2/110"), "{err}");
+    }
 }

@@ -2,8 +2,12 @@
 //!
 //! Owns the WAL directory: segment files (`<id:020>.wal`, format in `segment.rs`) and
 //! `state.json`: the directory's [`Lineage`] (created, and fsynced, when the directory is first
-//! opened, before any segment), the next segment id, and the table schemas as of the end of the
-//! newest complete sealed segment.
+//! opened, before any segment), the next segment id, and, as of the end of the newest complete
+//! sealed segment, the table schemas and the LSN of its last COMMIT (where a live source resumes
+//! once every segment is loaded and deleted).
+//!
+//! A record's LSN is its position in the source's WAL when it came from a replication slot, and
+//! the next number of a local sequence when it came from text (`--stdin`).
 //!
 //! Segment ids are never reused within a lineage, whatever the exit: the id of a new segment is
 //! reserved in `state.json` (fsynced) before its file is created. Targets key their ledgers on
@@ -106,6 +110,10 @@ pub struct WalState {
     /// No segment id below this is ever issued again (reserved before each segment is created).
     pub next_segment_id: u64,
     pub next_local_lsn: u64,
+    /// The LSN of the last COMMIT in a complete sealed segment: with a live source, the source
+    /// position from which streaming resumes once every segment is loaded and deleted.
+    #[serde(default)]
+    pub last_commit_lsn: Lsn,
     pub schema: SchemaRegistry,
 }
 
@@ -131,6 +139,9 @@ pub struct Recovery {
     /// The schema to start from when `segments` is empty.
     pub schema: SchemaRegistry,
     pub next_local_lsn: u64,
+    /// The LSN of the last COMMIT the WAL holds durably (kept segments or `state.json`): a live
+    /// source resumes streaming after it.
+    pub last_commit_lsn: Lsn,
     /// Records dropped from the tail because their transaction never completed.
     pub discarded_records: u64,
 }
@@ -304,14 +315,15 @@ impl Wal {
     }
 
     /// Closes the open segment: fsync, then hand it out for batching. When the segment ends at
-    /// a transaction boundary (`complete`), `schema` and `next_local_lsn` are saved in
-    /// `state.json` for the day no segment is left. A segment closed inside a transaction does
+    /// a transaction boundary (`complete`), `schema`, `next_local_lsn` and `last_commit_lsn`
+    /// are saved in `state.json` for the day no segment is left. A segment closed inside a transaction does
     /// not save them: recovery may still cut that transaction away, and the saved schema must
     /// never run ahead of what will be loaded (its id stays reserved all the same).
     pub fn seal(
         &mut self,
         schema: &SchemaRegistry,
         next_local_lsn: u64,
+        last_commit_lsn: Lsn,
         complete: bool,
     ) -> Result<Option<SegmentFile>, WalError> {
         let Some(mut w) = self.current.take() else {
@@ -322,6 +334,7 @@ impl Wal {
             let state = WalState {
                 next_segment_id: self.next_id.max(self.state.next_segment_id),
                 next_local_lsn,
+                last_commit_lsn: last_commit_lsn.max(self.state.last_commit_lsn),
                 schema: schema.clone(),
                 ..self.state.clone()
             };
@@ -420,7 +433,7 @@ mod tests {
         for (i, m) in msgs.iter().enumerate() {
             wal.append(Lsn(i as u64 + 1), m.as_bytes()).unwrap();
         }
-        wal.seal(&SchemaRegistry::default(), 1, !starts_in_txn)
+        wal.seal(&SchemaRegistry::default(), 1, Lsn(0), !starts_in_txn)
             .unwrap()
             .unwrap()
     }

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::lsn::Lsn;
+
 use super::segment::{self, Next, RecordKind, SegmentError, SegmentScanner};
 use super::{
     dir_err, is_begin, is_commit, Lineage, Recovery, SegmentFile, Snapshot, WalError, WalState,
@@ -64,6 +66,7 @@ pub(super) fn recover(
         recovery.next_local_lsn = recovery.next_local_lsn.max(snap.next_local_lsn);
     }
     recovery.next_local_lsn = recovery.next_local_lsn.max(scan.last_lsn + 1);
+    recovery.last_commit_lsn = state.last_commit_lsn.max(scan.last_commit_lsn);
     recovery.discarded_records = scan.records_after_cut;
     if scan.records_after_cut > 0 {
         tracing::warn!(
@@ -87,6 +90,8 @@ struct Scan {
     /// A torn record or header: nothing after it counts.
     torn: bool,
     last_lsn: u64,
+    /// The last COMMIT before the cut.
+    last_commit_lsn: Lsn,
 }
 
 impl Scan {
@@ -146,6 +151,7 @@ impl Scan {
                         self.in_txn = true;
                     } else if is_commit(r.payload) {
                         self.in_txn = false;
+                        self.last_commit_lsn = r.lsn;
                     }
                 }
             }
