@@ -4,9 +4,9 @@
 //! Unknown keys are rejected by serde (`deny_unknown_fields`) with the key's name and line;
 //! `validate()` checks values and names the offending key (`wal.segment_max_bytes`).
 //!
-//! Keys of features not built yet (the live source's `slot`, `create_slot`, `ack`, `include`,
-//! `exclude`; the `[metrics]` and `[sentry]` sections) are known by name and refused by
-//! `validate()` with "not supported yet", so a config never looks as if they took effect.
+//! Keys of features not built yet (the live source's `include` and `exclude`, `ack = "loaded"`;
+//! the `[metrics]` and `[sentry]` sections) are known by name and refused by `validate()` with
+//! "not supported yet", so a config never looks as if they took effect.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -27,6 +27,11 @@ pub const DEFAULT_TARGET_DIRECTORY: &str = "./re_dms_out";
 pub const DEFAULT_S3_PREFIX: &str = "re_dms/";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_REDSHIFT_MAX_CONNECTIONS: u32 = 8;
+/// The replication slot re_dms streams from.
+pub const DEFAULT_SOURCE_SLOT: &str = "re_dms";
+/// Seconds between standby status updates to the source (the server also asks when it wants
+/// one; PostgreSQL's `wal_sender_timeout` defaults to 60 s).
+pub const DEFAULT_SOURCE_STATUS_INTERVAL_SECS: u64 = 10;
 /// 30 minutes: Redshift cancels a statement running longer (`SET statement_timeout`), and
 /// re_dms stops waiting for any answer 30 s after that; both retry the table-segment.
 pub const DEFAULT_REDSHIFT_STATEMENT_TIMEOUT_SECS: u64 = 1800;
@@ -87,16 +92,46 @@ impl NotYet {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
     pub connection: String,
-    /// The live source's settings: not supported yet.
-    pub slot: NotYet,
-    pub create_slot: NotYet,
-    pub ack: NotYet,
+    /// The test_decoding replication slot.
+    pub slot: String,
+    /// Create the slot when it does not exist (never re-created when it was dropped or lost:
+    /// see `source::live`).
+    pub create_slot: bool,
+    /// When a source position is confirmed to the slot.
+    pub ack: Ack,
+    pub status_interval_secs: u64,
+    /// Table filters: not supported yet.
     pub include: NotYet,
     pub exclude: NotYet,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            connection: String::new(),
+            slot: DEFAULT_SOURCE_SLOT.to_string(),
+            create_slot: true,
+            ack: Ack::Wal,
+            status_interval_secs: DEFAULT_SOURCE_STATUS_INTERVAL_SECS,
+            include: NotYet::default(),
+            exclude: NotYet::default(),
+        }
+    }
+}
+
+/// When the live source confirms a transaction to the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Ack {
+    /// Once its COMMIT is fsynced in the local WAL.
+    #[default]
+    Wal,
+    /// Once it is loaded into the target (not supported yet).
+    Loaded,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +314,7 @@ impl Config {
         if !self.source.connection.trim().is_empty() {
             check_connection("source.connection", &self.source.connection)?;
         }
+        self.validate_slot()?;
         if self.wal.directory.as_os_str().is_empty() {
             return Err(invalid("wal.directory", "must not be empty"));
         }
@@ -346,13 +382,37 @@ impl Config {
         Ok(())
     }
 
+    fn validate_slot(&self) -> Result<(), ConfigError> {
+        let slot = &self.source.slot;
+        // PostgreSQL's rule for slot names.
+        let valid = !slot.is_empty()
+            && slot.len() <= 63
+            && slot
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(invalid(
+                "source.slot",
+                "a slot name is 1 to 63 characters: lower-case letters, digits and underscores",
+            ));
+        }
+        if self.source.status_interval_secs == 0 {
+            return Err(invalid("source.status_interval_secs", "must be at least 1"));
+        }
+        if self.source.ack == Ack::Loaded {
+            return Err(invalid(
+                "source.ack",
+                "\"loaded\" is not supported yet: this build confirms once the WAL holds a \
+                 transaction (\"wal\")",
+            ));
+        }
+        Ok(())
+    }
+
     /// Keys of features not built yet: an error naming the first one set.
     fn refuse_not_yet(&self) -> Result<(), ConfigError> {
         let s = &self.source;
         let keys = [
-            ("source.slot", &s.slot),
-            ("source.create_slot", &s.create_slot),
-            ("source.ack", &s.ack),
             ("source.include", &s.include),
             ("source.exclude", &s.exclude),
             ("metrics", &self.metrics),
@@ -477,9 +537,7 @@ mod tests {
     #[test]
     fn keys_not_acted_on_yet_are_refused_by_name() {
         for (text, key) in [
-            ("[source]\nslot = \"re_dms\"\n", "source.slot"),
-            ("[source]\ncreate_slot = true\n", "source.create_slot"),
-            ("[source]\nack = \"wal\"\n", "source.ack"),
+            ("[source]\nack = \"loaded\"\n", "source.ack"),
             ("[source]\ninclude = [\"*.*\"]\n", "source.include"),
             ("[source]\nexclude = []\n", "source.exclude"),
             ("[metrics]\nlisten = \"127.0.0.1:9187\"\n", "metrics"),
@@ -491,6 +549,26 @@ mod tests {
                 err.contains(key) && err.contains("not supported yet"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn the_slot_settings_have_defaults_and_a_bad_slot_name_is_named() {
+        let c = parse("[target]\nkind = \"local\"\n").unwrap();
+        assert_eq!(c.source.slot, DEFAULT_SOURCE_SLOT);
+        assert!(c.source.create_slot);
+        assert_eq!(c.source.ack, Ack::Wal);
+        for (text, key) in [
+            ("slot = \"Re-DMS\"", "source.slot"),
+            ("slot = \"\"", "source.slot"),
+            ("status_interval_secs = 0", "source.status_interval_secs"),
+            ("ack = \"sometimes\"", "ack"),
+        ] {
+            let err = parse(&format!("[target]\nkind = \"local\"\n[source]\n{text}\n"))
+                .and_then(|c| c.validate(Mode::Replay))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
         }
     }
 

@@ -37,8 +37,7 @@ fn main() -> ExitCode {
             if cli.stdin {
                 run_replay(&config)
             } else {
-                eprintln!("re_dms: streaming from a replication slot is not available in this build yet; use --stdin");
-                ExitCode::from(1)
+                run_live(&config)
             }
         }
         Some(Command::Validate) => status::validate(&config),
@@ -50,7 +49,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_replay(config: &Config) -> ExitCode {
+/// Runs `run` on a runtime of its own, with SIGTERM/SIGINT triggering the stop signal.
+fn with_runtime<F, Fut>(
+    run: F,
+) -> Result<Result<pipeline::Summary, pipeline::PipelineError>, ExitCode>
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<pipeline::Summary, pipeline::PipelineError>>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -59,7 +65,7 @@ fn run_replay(config: &Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("re_dms: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return Err(ExitCode::from(1));
         }
     };
     let stop = Shutdown::new();
@@ -70,9 +76,39 @@ fn run_replay(config: &Config) -> ExitCode {
             tracing::info!("signal received: finishing what is in flight");
             s.trigger();
         });
-        pipeline::run_replay(config, std::io::stdin(), stop.clone()).await
+        run(stop.clone()).await
     });
     runtime.shutdown_background();
+    Ok(result)
+}
+
+/// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why).
+fn run_live(config: &Config) -> ExitCode {
+    let result = match with_runtime(|stop| pipeline::run_live(config, stop)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match result {
+        Ok(summary) => {
+            tracing::info!(
+                segments_loaded = summary.segments_loaded,
+                segments_left = summary.segments_left,
+                "stopped; segments not loaded yet stay in the WAL and load at the next start"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("re_dms: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_replay(config: &Config) -> ExitCode {
+    let result = match with_runtime(|stop| pipeline::run_replay(config, std::io::stdin(), stop)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     match result {
         Ok(pipeline::Summary {
             interrupted: Some(at),

@@ -39,6 +39,8 @@ impl Counter {
 }
 
 counters! {
+    /// Reconnections to the source's replication slot after a lost connection.
+    SOURCE_RECONNECTS => "re_dms_source_reconnects_total",
     /// Messages read from the source (or `--stdin`), all kinds.
     MESSAGES_READ => "re_dms_messages_read_total",
     /// Row changes (INSERT/UPDATE/DELETE) read.

@@ -3,12 +3,17 @@
 //! ```text
 //! source::stdin ──(chunks, cap 4)──> wal::ingest ──(handoff::SealedQueue)──> csv::stage
 //!   (thread)                          (thread: WAL + batcher)                 (thread: gzip, tables ∥)
+//! or source::live ─(batches, cap 4)─┘  durable LSN ──> back to source::live (status updates)
+//!   (thread: the slot)
 //!        ──(SegmentOutput, cap 2)──> sink::deliver (task: gate incomplete segments, submit while
 //!                                    the target has room, delete WAL segments in order)
 //! ```
 //! Every channel is bounded and the sink takes a segment only when it has room, so a slow target
 //! holds back the CSV stage; ingest then spills sealed segments (drops their batch, keeps the WAL
 //! file) instead of waiting, so reading goes on and memory stays bounded by configuration.
+//!
+//! `run_replay` (`--stdin`) ends at the input's end; `run_live` runs until the stop signal or a
+//! fatal error of the live source, which triggers the stop itself.
 //!
 //! Each stage's `spawn()` returns a [`stage::StageHandle`]. A run ends when the sink ends: in a
 //! clean run after the input's end has flowed through; on a fatal sink error at once (the others
@@ -39,6 +44,7 @@ use crate::shutdown::{Shutdown, DRAIN_REPORT_EVERY};
 use crate::sink::deliver::{DeliverError, Delivered, Delivery};
 use crate::sink::{Target, TargetError};
 use crate::source::catalog::SourceCatalog;
+use crate::source::live::{LiveError, LiveSource};
 use crate::source::stdin;
 use crate::wal::ingest::{Ingest, IngestError, IngestLimits, Input, Interrupted, RunEnd};
 use crate::wal::{self, Wal, WalError};
@@ -58,6 +64,8 @@ const ABANDON_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] LiveError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error("CSV stage: {0}")]
@@ -121,7 +129,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
     };
     // Detached: after the stop signal it may stay blocked in `read` until the process exits.
     let (_input, input) = stdin::spawn(input, stop.clone());
-    let stages = Stages::spawn(config, &keys, target, Some(input), &stop)?;
+    let stages = Stages::spawn(config, &keys, target, Feed::Text(input), &stop)?;
     let (target, first) = stages.finish(&stop, &mut summary).await;
     match (first, target) {
         (Ok(()), _) => {
@@ -133,7 +141,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
         // Bad input: deliver every transaction complete before it, then report it.
         (Err(e @ PipelineError::Ingest(_)), Some(target)) => {
             tracing::error!(error = %e, "ingest stopped: loading every complete transaction before it");
-            let again = match Stages::spawn(config, &keys, target, None, &stop) {
+            let again = match Stages::spawn(config, &keys, target, Feed::Recovered, &stop) {
                 Ok(stages) => stages.finish(&stop, &mut summary).await.1,
                 Err(e) => Err(e),
             };
@@ -144,6 +152,27 @@ pub async fn run_replay<R: Read + Send + 'static>(
         }
         (Err(e), _) => Err(e),
     }
+}
+
+/// `re_dms` without `--stdin`: the WAL's unloaded segments first, then the replication slot,
+/// until the stop signal (or a fatal error). What is not loaded when it stops stays in the WAL
+/// and loads at the next start ([`Summary::segments_left`]).
+pub async fn run_live(config: &Config, stop: Shutdown) -> Result<Summary, PipelineError> {
+    let _lock = wal::lock::lock_dir(&config.wal.directory)?;
+    let mut summary = Summary::default();
+    let Some((keys, target)) = open_ends(config, &stop).await? else {
+        return Ok(summary);
+    };
+    let live = LiveSource {
+        connection: config.source.connection.clone(),
+        slot: config.source.slot.clone(),
+        create_slot: config.source.create_slot,
+        status_interval: Duration::from_secs(config.source.status_interval_secs),
+    };
+    let stages = Stages::spawn(config, &keys, target, Feed::Slot(live), &stop)?;
+    stages.finish(&stop, &mut summary).await.1?;
+    summary.segments_left = wal::segment_ids(&config.wal.directory)?.len();
+    Ok(summary)
 }
 
 /// Opens the two ends: the source catalog (for keys and types) and the target. `None` when the
@@ -194,9 +223,21 @@ fn limits(config: &Config) -> IngestLimits {
     }
 }
 
+/// Where a pass's input comes from, after what the WAL holds.
+enum Feed {
+    /// Nothing more: only the segments recovery found.
+    Recovered,
+    /// `--stdin` text in chunks.
+    Text(Receiver<Input>),
+    /// The replication slot (the live source stage).
+    Slot(LiveSource),
+}
+
 /// One pass over the WAL: ingest (recovery first, then the input if any), the CSV stage and the
 /// sink, running.
 struct Stages {
+    /// The live source, when the input is a replication slot.
+    source: Option<StageHandle<(), LiveError>>,
     ingest: StageHandle<RunEnd, IngestError>,
     csv: StageHandle<(), CsvError>,
     sink: StageHandle<Delivered, DeliverError>,
@@ -208,7 +249,7 @@ impl Stages {
         config: &Config,
         keys: &KnownKeys,
         target: Target,
-        input: Option<Receiver<Input>>,
+        feed: Feed,
         stop: &Shutdown,
     ) -> Result<Self, PipelineError> {
         let wal_dir = config.wal.directory.clone();
@@ -242,8 +283,18 @@ impl Stages {
             Arc::clone(&queue),
             stop.clone(),
         );
+        let (source, input) = match feed {
+            Feed::Recovered => (None, None),
+            Feed::Text(rx) => (None, Some(rx)),
+            Feed::Slot(live) => {
+                let durable = Arc::clone(&ingest.durable_lsn);
+                let (handle, rx) = live.spawn(recovery.last_commit_lsn, durable, stop.clone());
+                (Some(handle), Some(rx))
+            }
+        };
         Ok(Self {
             ingest: ingest.spawn(recovery.segments, input),
+            source,
             csv: CsvStage {
                 queue: Arc::clone(&queue),
                 out: out_tx,
@@ -264,7 +315,11 @@ impl Stages {
         stop: &Shutdown,
         summary: &mut Summary,
     ) -> (Option<Target>, Result<(), PipelineError>) {
-        drain_wait(&mut self.sink, &[&self.ingest, &self.csv], stop).await;
+        let mut others: Vec<&dyn Running> = vec![&self.ingest, &self.csv];
+        if let Some(source) = &self.source {
+            others.push(source);
+        }
+        drain_wait(&mut self.sink, &others, stop).await;
         let delivered = self.sink.wait().await;
         if delivered.is_err() || stop.is_triggered() {
             // The sink ended early: stop reading, and wake the CSV stage and ingest wherever they
@@ -280,13 +335,23 @@ impl Stages {
             true => Some(self.ingest.wait().await),
             false => None,
         };
+        // A live source that failed triggered the stop: its error is the run's.
+        let mut source_failed = None;
+        if let Some(mut source) = self.source.take() {
+            if drain_wait(&mut source, &[], stop).await {
+                source_failed = source.wait().await.err();
+            }
+        }
         let delivered = match delivered {
             Ok(d) => d,
             Err(e) => return (None, Err(e.into())),
         };
         summary.segments_loaded += delivered.segments_loaded;
         let target = Some(delivered.target);
-        let result = outcome(delivered.tables_stopped, csv, ingest, stop, summary);
+        let result = match source_failed {
+            Some(e) => Err(e.into()),
+            None => outcome(delivered.tables_stopped, csv, ingest, stop, summary),
+        };
         (target, result)
     }
 }

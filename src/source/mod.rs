@@ -7,9 +7,12 @@
 //!   once at start, optional.
 //!
 //! - `replication`: the replication protocol client for a test_decoding slot (connect, slot,
-//!   stream, status updates); the live reader stage is built on it.
+//!   stream, status updates);
+//! - `live`: the live source stage on it: the slot streamed into ingest, and the rules for what
+//!   is confirmed back.
 
 pub mod catalog;
 pub mod decoding;
+pub mod live;
 pub mod replication;
 pub mod stdin;

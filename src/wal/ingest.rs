@@ -218,8 +218,9 @@ impl Ingest {
             durable_line: 0,
             open: None,
             synced_at_len: 0,
-            last_commit_lsn: Lsn(0),
-            durable_lsn: Arc::new(AtomicU64::new(0)),
+            last_commit_lsn: recovery.last_commit_lsn,
+            // What recovery found is on disk already.
+            durable_lsn: Arc::new(AtomicU64::new(recovery.last_commit_lsn.0)),
             stop,
         }
     }
@@ -484,6 +485,7 @@ impl Ingest {
 
     fn sync(&mut self) -> Result<(), IngestError> {
         if self.wal.needs_sync() {
+            crate::failpoint!("wal.before_sync");
             self.wal.sync()?;
             crate::failpoint!("wal.after_sync");
             self.synced_at_len = self.wal.segment_len();

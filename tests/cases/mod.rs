@@ -12,6 +12,8 @@ mod spill_rebatch;
 #[cfg(feature = "stack-tests")]
 mod exactly_once;
 #[cfg(feature = "stack-tests")]
+mod live;
+#[cfg(feature = "stack-tests")]
 mod redshift_catalog;
 #[cfg(feature = "stack-tests")]
 mod redshift_e2e;

@@ -97,6 +97,15 @@ impl Builder {
         )
     }
 
+    /// `[source]` for streaming from `db` (a source database of the stack) through the
+    /// replication slot `<database>_slot`, with status updates every second.
+    #[cfg(feature = "stack-tests")]
+    pub fn live_from(self, db: &TestDb) -> Self {
+        self.option("source", &format!("connection = \"{}\"", db.conninfo))
+            .option("source", &format!("slot = \"{}_slot\"", db.name))
+            .option("source", "status_interval_secs = 1")
+    }
+
     /// Config text appended at the end of the file (whole sections, e.g. `[batch]\n...`).
     pub fn config(mut self, text: &str) -> Self {
         self.extra.push_str(text);
@@ -307,6 +316,14 @@ impl ReDms {
     /// or the run is waited for or killed.
     pub fn spawn_open(&self) -> Running {
         self.start(&["--stdin"])
+    }
+
+    /// Starts `re_dms` streaming from its slot (see [`Builder::live_from`]); stdin is closed.
+    #[cfg(feature = "stack-tests")]
+    pub fn spawn_live(&self) -> Running {
+        let mut run = self.start(&[]);
+        drop(run.stdin.take());
+        run
     }
 
     /// `re_dms validate`, to the end.

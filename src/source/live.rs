@@ -1,0 +1,371 @@
+//! The live source stage: a test_decoding replication slot, streamed over the replication
+//! protocol (`replication/`) into ingest, one [`SourcedMessage`] per XLogData.
+//!
+//! Acknowledgement (`[source] ack = "wal"`), the rules that keep the slot from dropping a change
+//! re_dms does not hold:
+//! - the flush position confirmed to the slot is ingest's durable LSN: the source LSN of the
+//!   last COMMIT whose record an fsync of the local WAL covers. Nothing later is ever confirmed;
+//! - when nothing is pending (every message received is in ingest's hands, the last one was a
+//!   COMMIT and it is durable), the WAL end of the server's last keepalive is confirmed too, so
+//!   that an idle database, or a busy neighbouring database on the same server, never makes
+//!   the slot hold WAL on the source;
+//! - a status update goes out every `status_interval_secs`, at once when the server asks for
+//!   one, and a last time when the stage stops.
+//!
+//! Where streaming starts: at the last COMMIT the WAL holds (recovery's `last_commit_lsn`, or
+//! ingest's durable LSN after a reconnect). PostgreSQL sends only transactions whose commit
+//! record lies after the start position, so what the WAL already holds is not sent again, and
+//! nothing after it is skipped (everything after it is also after the slot's confirmed
+//! position, which never passes what the WAL holds, except for the idle keepalive positions,
+//! which hold no transaction).
+//!
+//! Losing the connection between transactions: reconnect with capped, jittered backoff, for as
+//! long as it takes, with a warning per attempt. Inside a transaction, its first part is in the
+//! WAL already and only the recovery of a new start removes it: the stage fails, the process
+//! exits 1 with one line, and systemd starts it again. A missing slot with `create_slot = false`,
+//! a slot of another plugin or database, and a lost slot are fatal with what to do: a slot is
+//! never re-created silently, as that would skip every change since it was lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::replication::{Event, ReplicationError, ReplicationStream, Session};
+use crate::lsn::Lsn;
+use crate::metrics;
+use crate::pipeline::stage::StageHandle;
+use crate::retry::classify::backoff;
+use crate::shutdown::Shutdown;
+use crate::wal::ingest::{Input, SourcedMessage};
+use crate::wal::{is_begin, is_commit};
+
+/// Batches of messages in flight to ingest.
+pub const BATCHES_AHEAD: usize = 4;
+/// A batch is handed to ingest at each COMMIT, or once it holds this many bytes.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error(
+        "replication slot `{slot}` does not exist and source.create_slot = false: create it \
+         (SELECT pg_create_logical_replication_slot('{slot}', 'test_decoding')) or set \
+         create_slot = true"
+    )]
+    SlotMissing { slot: String },
+    #[error(
+        "replication slot `{slot}` uses the {found} plugin and database {database}; re_dms needs \
+         a test_decoding slot of database {wanted}: name another slot in source.slot"
+    )]
+    SlotMismatch {
+        slot: String,
+        found: String,
+        database: String,
+        wanted: String,
+    },
+    #[error(
+        "replication slot `{slot}` is lost (wal_status = lost): the source removed WAL the slot \
+         still needed, so changes after {confirmed} are gone from the stream. re_dms will not \
+         re-create it silently: drop the slot, create it again and reload the tables (a full \
+         resync); raise max_slot_wal_keep_size to keep it from happening again"
+    )]
+    SlotLost { slot: String, confirmed: String },
+    #[error(
+        "the connection to the source was lost inside a transaction (its first part is in the \
+         WAL; the next start drops it and streams it again whole): {source}"
+    )]
+    LostInTransaction {
+        #[source]
+        source: ReplicationError,
+    },
+    #[error("the live source could not start its runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl LiveError {
+    /// Worth reconnecting for (between transactions).
+    fn is_transient(&self) -> bool {
+        matches!(self, LiveError::Replication(e) if e.class().is_transient())
+    }
+}
+
+/// The live source's settings.
+#[derive(Debug, Clone)]
+pub struct LiveSource {
+    pub connection: String,
+    pub slot: String,
+    pub create_slot: bool,
+    pub status_interval: Duration,
+}
+
+/// How one connection's streaming ended without an error.
+enum Ended {
+    Stopped,
+    /// The server ended the stream (CopyDone), e.g. a shutting-down server.
+    ServerClosed,
+}
+
+/// The stage's state across connections.
+struct Reader {
+    config: LiveSource,
+    /// Ingest's durable LSN (the last fsynced COMMIT's source LSN).
+    durable: Arc<AtomicU64>,
+    /// Where the WAL ends: the last COMMIT it held when the stage started.
+    resume_from: Lsn,
+    stop: Shutdown,
+    tx: Sender<Input>,
+    pending: Vec<SourcedMessage>,
+    pending_bytes: usize,
+    in_txn: bool,
+    /// The last COMMIT handed to ingest.
+    last_commit: Lsn,
+    /// The position of the last message received.
+    received: Lsn,
+    /// The server's WAL end from its last keepalive.
+    server_end: Lsn,
+}
+
+impl LiveSource {
+    /// Starts streaming on a thread of its own; ingest takes the messages from the returned
+    /// channel. `resume_from` is the last COMMIT the WAL holds; `durable` is ingest's durable LSN.
+    pub fn spawn(
+        self,
+        resume_from: Lsn,
+        durable: Arc<AtomicU64>,
+        stop: Shutdown,
+    ) -> (StageHandle<(), LiveError>, Receiver<Input>) {
+        let (tx, rx) = crossbeam_channel::bounded(BATCHES_AHEAD);
+        let handle = StageHandle::thread("source", move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(LiveError::Runtime)?;
+            let mut reader = Reader {
+                config: self,
+                durable,
+                resume_from,
+                stop: stop.clone(),
+                tx,
+                pending: Vec::new(),
+                pending_bytes: 0,
+                in_txn: false,
+                last_commit: resume_from,
+                received: resume_from,
+                server_end: Lsn(0),
+            };
+            let result = runtime.block_on(reader.run());
+            if let Err(e) = &result {
+                // Take the process down: ingest keeps what it has, the sink drains.
+                tracing::error!(error = %crate::error_chain(e), "the live source stopped");
+                stop.trigger();
+            }
+            result
+        });
+        (handle, rx)
+    }
+}
+
+impl Reader {
+    /// Connects and streams until the stop signal, reconnecting after transient errors between
+    /// transactions.
+    async fn run(&mut self) -> Result<(), LiveError> {
+        let mut attempt = 0u32;
+        loop {
+            let before = self.received;
+            let error = match self.stream().await {
+                Ok(Ended::Stopped) => return Ok(()),
+                Ok(Ended::ServerClosed) => None,
+                Err(e) => Some(e),
+            };
+            if self.in_txn {
+                return Err(match error {
+                    Some(LiveError::Replication(source)) => LiveError::LostInTransaction { source },
+                    Some(other) => other,
+                    None => LiveError::LostInTransaction {
+                        source: ReplicationError::Closed {
+                            target: crate::connection::redact(&self.config.connection),
+                            context: "streaming",
+                        },
+                    },
+                });
+            }
+            match error {
+                Some(e) if !e.is_transient() => return Err(e),
+                _ => {}
+            }
+            // A connection that streamed something starts the backoff over.
+            attempt = if self.received > before {
+                1
+            } else {
+                attempt + 1
+            };
+            let wait = backoff(attempt);
+            metrics::SOURCE_RECONNECTS.inc();
+            match &error {
+                Some(e) => tracing::warn!(
+                    error = %crate::error_chain(e), attempt, retry_in = ?wait,
+                    "source connection failed; reconnecting"
+                ),
+                None => tracing::warn!(
+                    attempt, retry_in = ?wait,
+                    "the source ended the replication stream; reconnecting"
+                ),
+            }
+            if self.stop.sleep(wait).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One connection: check the slot, stream from the WAL's end until the stop signal or an
+    /// error.
+    async fn stream(&mut self) -> Result<Ended, LiveError> {
+        let Some(mut session) = self
+            .until_stop(Session::connect(&self.config.connection))
+            .await?
+        else {
+            return Ok(Ended::Stopped);
+        };
+        let Some(()) = self.until_stop(self.check_slot(&mut session)).await? else {
+            return Ok(Ended::Stopped);
+        };
+        let from = self
+            .resume_from
+            .max(Lsn(self.durable.load(Ordering::Acquire)));
+        let slot = self.config.slot.clone();
+        let Some(mut stream) = self
+            .until_stop(session.start_replication(&slot, from))
+            .await?
+        else {
+            return Ok(Ended::Stopped);
+        };
+        tracing::info!(slot = %slot, from = %from, "streaming from the replication slot");
+        let mut status = tokio::time::interval(self.config.status_interval);
+        status.reset();
+        loop {
+            tokio::select! {
+                biased;
+                // The stop signal: confirm what is durable, end the stream.
+                () = self.stop.wait() => {
+                    let _ = self.send_status(&mut stream, false).await;
+                    stream.close(Duration::from_secs(2)).await;
+                    return Ok(Ended::Stopped);
+                }
+                // Periodic status update.
+                _ = status.tick() => self.send_status(&mut stream, false).await?,
+                // The next message (cancel-safe).
+                event = stream.next() => match event? {
+                    Some(Event::XLogData { start, data, .. }) => {
+                        self.received = self.received.max(start);
+                        if !self.take(SourcedMessage { lsn: start, raw: data }) {
+                            return Ok(Ended::Stopped);
+                        }
+                    }
+                    Some(Event::Keepalive { wal_end, reply, .. }) => {
+                        self.server_end = self.server_end.max(wal_end);
+                        if reply {
+                            self.send_status(&mut stream, false).await?;
+                        }
+                    }
+                    None => return Ok(Ended::ServerClosed),
+                },
+            }
+        }
+    }
+
+    /// Runs `work` unless the stop signal comes first (`None`).
+    async fn until_stop<T, E>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Option<T>, LiveError>
+    where
+        LiveError: From<E>,
+    {
+        tokio::select! {
+            biased;
+            () = self.stop.wait() => Ok(None),
+            r = work => Ok(Some(r?)),
+        }
+    }
+
+    /// The slot exists (or is created), is test_decoding's for this database, and is not lost.
+    async fn check_slot(&self, session: &mut Session) -> Result<(), LiveError> {
+        let slot = &self.config.slot;
+        let me = session.identify_system().await?;
+        let database = me.database.unwrap_or_default();
+        let Some(state) = session.slot(slot).await? else {
+            if !self.config.create_slot {
+                return Err(LiveError::SlotMissing { slot: slot.clone() });
+            }
+            let point = session.create_slot(slot).await?;
+            tracing::info!(slot = %slot, consistent_point = %point, "created the replication slot");
+            return Ok(());
+        };
+        let plugin = state.plugin.clone().unwrap_or_default();
+        let slot_db = state.database.clone().unwrap_or_default();
+        if plugin != super::replication::slot::PLUGIN || slot_db != database {
+            return Err(LiveError::SlotMismatch {
+                slot: slot.clone(),
+                found: plugin,
+                database: slot_db,
+                wanted: database,
+            });
+        }
+        if state.is_lost() {
+            return Err(LiveError::SlotLost {
+                slot: slot.clone(),
+                confirmed: state
+                    .confirmed_flush
+                    .map_or_else(|| "its last confirmed position".into(), |l| l.to_string()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a message to the batch for ingest; hands the batch over at a COMMIT or when it is
+    /// full. False when the stop signal came while ingest was not taking it.
+    fn take(&mut self, message: SourcedMessage) -> bool {
+        let commit = is_commit(&message.raw);
+        if is_begin(&message.raw) {
+            self.in_txn = true;
+        } else if commit {
+            self.in_txn = false;
+            self.last_commit = message.lsn;
+        }
+        self.pending_bytes += message.raw.len();
+        self.pending.push(message);
+        if commit || self.pending_bytes >= BATCH_BYTES {
+            self.pending_bytes = 0;
+            let batch = Input::Sourced(std::mem::take(&mut self.pending));
+            // Blocks while ingest is behind (it only waits on its disk): bounded memory.
+            return crossbeam_channel::select! {
+                send(self.tx, batch) -> sent => sent.is_ok(),
+                recv(self.stop.receiver()) -> _ => false,
+            };
+        }
+        true
+    }
+
+    /// A standby status update: flushed = what the WAL holds durably (plus, when nothing is
+    /// pending, the server's WAL end: see the module's note).
+    async fn send_status(
+        &mut self,
+        stream: &mut ReplicationStream,
+        reply: bool,
+    ) -> Result<(), LiveError> {
+        let durable = Lsn(self.durable.load(Ordering::Acquire));
+        let idle = !self.in_txn && self.pending.is_empty() && durable >= self.last_commit;
+        let flushed = if idle {
+            durable.max(self.server_end)
+        } else {
+            durable
+        };
+        let written = self.received.max(flushed);
+        stream.send_status(written, flushed, reply).await?;
+        tracing::debug!(written = %written, flushed = %flushed, idle, "status update sent");
+        Ok(())
+    }
+}

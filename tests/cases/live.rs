@@ -1,0 +1,230 @@
+//! The live source end to end: `re_dms` streaming from a replication slot of the stack's source
+//! into the local target, compared with the source row by row; the slot's confirmed position
+//! following what the WAL holds, idle included; kill -9 at random moments while the source is
+//! busy, each time started again, ending exact; SIGTERM ending with exit 0.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::harness::model::Field;
+use crate::harness::stack::{connect, wait_until, Stack, TestDb};
+use crate::harness::ReDms;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The local target's rows of `public.t` sorted by id (as text); `None` while a segment is
+/// still being written.
+fn target_rows(re: &ReDms) -> Option<Vec<Vec<Field>>> {
+    if let Ok(dir) = std::fs::read_dir(re.out_dir()) {
+        for entry in dir {
+            if !entry.ok()?.path().join("manifest.json").exists() {
+                return None;
+            }
+        }
+    }
+    let model = re.model();
+    Some(
+        model
+            .tables
+            .get("public.t")
+            .map(|t| t.sorted(&["id"]))
+            .unwrap_or_default(),
+    )
+}
+
+async fn source_rows(c: &Client) -> Vec<Vec<Field>> {
+    let mut rows: Vec<Vec<Field>> = c
+        .query("SELECT id::text, v FROM public.t", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| vec![r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1)])
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Waits until the local target holds exactly what the source holds.
+async fn wait_equal(re: &ReDms, c: &Client) {
+    let want = source_rows(c).await;
+    wait_until(WAIT, "the target equal to the source", || async {
+        target_rows(re).as_ref() == Some(&want)
+    })
+    .await;
+}
+
+async fn slot_active(c: &Client, slot: &str) -> bool {
+    c.query_opt(
+        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .is_some()
+}
+
+/// Transaction `n` of a small mixed workload: inserts, an update of an earlier row, now and
+/// then a delete and a TOAST-sized value.
+async fn transaction(c: &Client, n: i32) {
+    let big = if n % 7 == 0 {
+        "x".repeat(5000)
+    } else {
+        format!("v{n}")
+    };
+    c.batch_execute(&format!(
+        "BEGIN;
+         INSERT INTO public.t VALUES ({a}, 'row {a}'), ({b}, '{big}');
+         UPDATE public.t SET v = v || ' updated' WHERE id = {upd};
+         DELETE FROM public.t WHERE id = {del};
+         COMMIT;",
+        a = 2 * n,
+        b = 2 * n + 1,
+        upd = n,
+        del = if n % 3 == 0 { n / 2 } else { -1 },
+    ))
+    .await
+    .unwrap();
+}
+
+async fn new_source(name: &str) -> (TestDb, Client) {
+    let db = Stack::get().new_source_db(name).await;
+    let c = connect(&db.url).await;
+    c.batch_execute("CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    (db, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
+    let (db, c) = new_source("live_basic").await;
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::local()
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .build();
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_active(&c, &slot)
+    })
+    .await;
+    for n in 1..=40 {
+        transaction(&c, n).await;
+    }
+    let end: String = c
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_equal(&re, &c).await;
+
+    // Idle now: the slot is confirmed up to the server's WAL end, past the last commit.
+    wait_until(WAIT, "confirmed_flush_lsn past the last commit", || async {
+        c.query_one(
+            "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
+             WHERE slot_name = $2",
+            &[&end, &slot],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    })
+    .await;
+
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(re.wal_segments().is_empty(), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
+    let (db, c) = new_source("live_kill").await;
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::local()
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .build();
+    let mut run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_active(&c, &slot)
+    })
+    .await;
+    let url = db.url.clone();
+    let writer = tokio::spawn(async move {
+        let c = connect(&url).await;
+        for n in 1..=600 {
+            transaction(&c, n).await;
+        }
+    });
+    for kill in 0..6u64 {
+        // A moment of its own each time, between 0.2 and 1.2 s into the run.
+        let at = 200 + (kill * 7919 + 311) % 1000;
+        tokio::time::sleep(Duration::from_millis(at)).await;
+        let killed = run.kill_9();
+        assert!(
+            !killed.stderr.contains("panicked"),
+            "kill {kill}: {}",
+            killed.stderr
+        );
+        run = re.spawn_live();
+    }
+    writer.await.unwrap();
+    wait_equal(&re, &c).await;
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// Ingest held just before its fsync (`wal.before_sync`): the slot is never confirmed past
+/// what the WAL holds durably, so after kill -9 the transaction is streamed again and loaded.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
+    let (db, c) = new_source("live_ack").await;
+    let slot = format!("{}_slot", db.name);
+    let mut re = ReDms::local()
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .failpoints("wal.before_sync=return")
+        .build();
+    let mut run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_active(&c, &slot)
+    })
+    .await;
+    transaction(&c, 1).await;
+    let end: String = c
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    run.wait_for_failpoint("wal.before_sync", WAIT);
+    // Several status updates (one a second) go out while ingest is held.
+    let confirmed_past = || async {
+        c.query_one(
+            "SELECT coalesce(confirmed_flush_lsn >= $1::text::pg_lsn, false) \
+             FROM pg_replication_slots WHERE slot_name = $2",
+            &[&end, &slot],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !confirmed_past().await,
+            "the slot was confirmed past a transaction the WAL does not hold"
+        );
+    }
+    run.kill_9();
+    re.set_failpoints(None);
+    let run = re.spawn_live();
+    wait_equal(&re, &c).await;
+    assert_eq!(target_rows(&re).unwrap().len(), 2);
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+}
