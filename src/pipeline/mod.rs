@@ -164,6 +164,7 @@ pub async fn run_live(config: &Config, stop: Shutdown) -> Result<Summary, Pipeli
         return Ok(summary);
     };
     let live = LiveSource {
+        wal_dir: config.wal.directory.clone(),
         connection: config.source.connection.clone(),
         slot: config.source.slot.clone(),
         create_slot: config.source.create_slot,

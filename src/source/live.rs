@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::binding::{self, BindingError, SlotBinding};
 use super::replication::{Event, ReplicationError, ReplicationStream, Session};
 use crate::lsn::Lsn;
 use crate::metrics;
@@ -81,6 +82,25 @@ pub enum LiveError {
         #[source]
         source: ReplicationError,
     },
+    #[error(
+        "replication slot `{slot}` is gone, but this WAL directory streamed from it (through LSN \
+         {through}): it was dropped, and re-creating it would skip every change made since. \
+         re_dms will not: create the slot and reload the tables (a full resync), then remove \
+         {binding} to start this directory over"
+    )]
+    SlotDropped {
+        slot: String,
+        through: Lsn,
+        binding: std::path::PathBuf,
+    },
+    #[error(
+        "this WAL directory streams from slot `{bound}`, and source.slot, the database or the \
+         cluster now names `{now}`: streaming from another slot would skip or repeat changes. \
+         Use the WAL directory of that source, or a new one for this source"
+    )]
+    OtherSource { bound: String, now: String },
+    #[error(transparent)]
+    Binding(#[from] BindingError),
     #[error("the live source could not start its runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -95,10 +115,20 @@ impl LiveError {
 /// The live source's settings.
 #[derive(Debug, Clone)]
 pub struct LiveSource {
+    /// The WAL directory: its `source.json` binds it to one slot (`binding.rs`).
+    pub wal_dir: std::path::PathBuf,
     pub connection: String,
     pub slot: String,
     pub create_slot: bool,
     pub status_interval: Duration,
+}
+
+/// `slot` of database `db` on cluster `id`.
+fn describe_binding(b: &SlotBinding) -> String {
+    format!(
+        "{}` of database `{}` on cluster `{}",
+        b.slot, b.database, b.system_id
+    )
 }
 
 /// How one connection's streaming ended without an error.
@@ -291,16 +321,41 @@ impl Reader {
         }
     }
 
-    /// The slot exists (or is created), is test_decoding's for this database, and is not lost.
+    /// The slot exists (or is created on a first start), is test_decoding's for this database,
+    /// is not lost, and is the one this WAL directory streams from.
     async fn check_slot(&self, session: &mut Session) -> Result<(), LiveError> {
         let slot = &self.config.slot;
         let me = session.identify_system().await?;
-        let database = me.database.unwrap_or_default();
+        let database = me.database.clone().unwrap_or_default();
+        let now = SlotBinding {
+            slot: slot.clone(),
+            database: database.clone(),
+            system_id: me.system_id.clone(),
+        };
+        let bound = binding::load(&self.config.wal_dir)?;
+        if let Some(bound) = &bound {
+            if *bound != now {
+                return Err(LiveError::OtherSource {
+                    bound: describe_binding(bound),
+                    now: describe_binding(&now),
+                });
+            }
+        }
         let Some(state) = session.slot(slot).await? else {
+            if bound.is_some() {
+                return Err(LiveError::SlotDropped {
+                    slot: slot.clone(),
+                    through: self.resume_from,
+                    binding: self.config.wal_dir.join(binding::BINDING_FILE),
+                });
+            }
             if !self.config.create_slot {
                 return Err(LiveError::SlotMissing { slot: slot.clone() });
             }
+            // Bound once the slot exists: a stop or crash in between leaves a slot without a
+            // binding, which the next start adopts (nothing was streamed yet).
             let point = session.create_slot(slot).await?;
+            binding::save(&self.config.wal_dir, &now)?;
             tracing::info!(slot = %slot, consistent_point = %point, "created the replication slot");
             return Ok(());
         };
@@ -321,6 +376,10 @@ impl Reader {
                     .confirmed_flush
                     .map_or_else(|| "its last confirmed position".into(), |l| l.to_string()),
             });
+        }
+        if bound.is_none() {
+            // An existing slot, first streamed into this directory: bind them.
+            binding::save(&self.config.wal_dir, &now)?;
         }
         Ok(())
     }

@@ -9,8 +9,9 @@
 //! - `replication`: the replication protocol client for a test_decoding slot (connect, slot,
 //!   stream, status updates);
 //! - `live`: the live source stage on it: the slot streamed into ingest, and the rules for what
-//!   is confirmed back.
+//!   is confirmed back; `binding`: the one slot a WAL directory streams from.
 
+pub mod binding;
 pub mod catalog;
 pub mod decoding;
 pub mod live;

@@ -3,10 +3,11 @@
 //! following what the WAL holds, idle included; kill -9 at random moments while the source is
 //! busy, each time started again, ending exact; SIGTERM ending with exit 0.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use crate::harness::binary::Running;
 use crate::harness::model::Field;
 use crate::harness::stack::{connect, wait_until, Stack, TestDb};
 use crate::harness::ReDms;
@@ -45,18 +46,32 @@ async fn source_rows(c: &Client) -> Vec<Vec<Field>> {
     rows
 }
 
-/// Waits until the local target holds exactly what the source holds.
-async fn wait_equal(re: &ReDms, c: &Client) {
+/// Waits until the local target holds exactly what the source holds; after [`WAIT`], kills
+/// `run` and fails with its stderr.
+async fn wait_equal(re: &ReDms, c: &Client, run: Running) -> Running {
     let want = source_rows(c).await;
-    wait_until(WAIT, "the target equal to the source", || async {
-        target_rows(re).as_ref() == Some(&want)
-    })
-    .await;
+    let deadline = Instant::now() + WAIT;
+    while target_rows(re).as_ref() != Some(&want) {
+        if Instant::now() >= deadline {
+            let out = run.kill_9();
+            panic!(
+                "the target is not equal to the source after {WAIT:?}; re_dms said:\n{}",
+                out.stderr
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run
 }
 
-async fn slot_active(c: &Client, slot: &str) -> bool {
+/// The slot exists, is being read, and is past its creation: a slot is listed (and active)
+/// while it waits for the transactions running at its creation to end, and a transaction that
+/// commits before that point is not in its stream (what was there before is an initial load's
+/// job, not the stream's).
+async fn slot_ready(c: &Client, slot: &str) -> bool {
     c.query_opt(
-        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active \
+         AND confirmed_flush_lsn IS NOT NULL",
         &[&slot],
     )
     .await
@@ -106,7 +121,7 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
         .build();
     let run = re.spawn_live();
     wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_active(&c, &slot)
+        slot_ready(&c, &slot)
     })
     .await;
     for n in 1..=40 {
@@ -117,7 +132,7 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
         .await
         .unwrap()
         .get(0);
-    wait_equal(&re, &c).await;
+    let run = wait_equal(&re, &c, run).await;
 
     // Idle now: the slot is confirmed up to the server's WAL end, past the last commit.
     wait_until(WAIT, "confirmed_flush_lsn past the last commit", || async {
@@ -148,7 +163,7 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
         .build();
     let mut run = re.spawn_live();
     wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_active(&c, &slot)
+        slot_ready(&c, &slot)
     })
     .await;
     let url = db.url.clone();
@@ -171,7 +186,7 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
         run = re.spawn_live();
     }
     writer.await.unwrap();
-    wait_equal(&re, &c).await;
+    let run = wait_equal(&re, &c, run).await;
     run.sigterm();
     let out = run.wait(WAIT);
     assert!(out.status.success(), "{}", out.stderr);
@@ -191,7 +206,7 @@ async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
         .build();
     let mut run = re.spawn_live();
     wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_active(&c, &slot)
+        slot_ready(&c, &slot)
     })
     .await;
     transaction(&c, 1).await;
@@ -221,9 +236,106 @@ async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
     }
     run.kill_9();
     re.set_failpoints(None);
-    let run = re.spawn_live();
-    wait_equal(&re, &c).await;
+    let run = wait_equal(&re, &c, re.spawn_live()).await;
     assert_eq!(target_rows(&re).unwrap().len(), 2);
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+/// A slot dropped behind re_dms's back is never re-created (that would skip every change made
+/// since): the start fails saying so. A fresh directory with `create_slot = false` and no slot
+/// fails too, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_slot_is_a_fatal_error_not_a_silent_re_create() {
+    let (db, c) = new_source("live_dropped").await;
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::local()
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .build();
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(&c, &slot)
+    })
+    .await;
+    transaction(&c, 1).await;
+    let run = wait_equal(&re, &c, run).await;
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+
+    c.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .unwrap();
+    transaction(&c, 2).await;
+    let out = re.spawn_live().wait(WAIT);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is gone") && out.stderr.contains("would skip every change"),
+        "{}",
+        out.stderr
+    );
+    let slots: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0, "the slot was re-created");
+
+    let fresh = ReDms::local()
+        .live_from(&db)
+        .option("source", "create_slot = false")
+        .build();
+    let out = fresh.spawn_live().wait(WAIT);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("create_slot = false"), "{}", out.stderr);
+}
+
+/// Nothing happens in re_dms's database while a neighbour on the same server writes: the slot's
+/// confirmed position still follows the server's WAL, so the source does not keep WAL for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_slot_is_confirmed_while_another_database_writes() {
+    let (db, c) = new_source("live_idle").await;
+    let (neighbour, n) = new_source("live_idle_neighbour").await;
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::local().live_from(&db).build();
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(&c, &slot)
+    })
+    .await;
+    for i in 1..=200 {
+        transaction(&n, i).await;
+    }
+    let end: String = n
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_until(
+        WAIT,
+        "the idle slot confirmed past the neighbour's writes",
+        || async {
+            c.query_one(
+                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
+             WHERE slot_name = $2",
+                &[&end, &slot],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        },
+    )
+    .await;
+    assert!(
+        re.wal_segments().is_empty(),
+        "nothing of the neighbour's reached the WAL"
+    );
+    drop(neighbour);
     run.sigterm();
     let out = run.wait(WAIT);
     assert!(out.status.success(), "{}", out.stderr);
