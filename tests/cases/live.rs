@@ -147,6 +147,17 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
     })
     .await;
 
+    // `status` shows the slot, its position and its lag, and where the WAL ends.
+    let status = re.status_json();
+    let slot_status = &status["slot"];
+    assert_eq!(slot_status["active"], true, "{status}");
+    assert!(
+        slot_status["lag_bytes"].as_i64().is_some_and(|b| b >= 0),
+        "{status}"
+    );
+    assert!(slot_status["confirmed_flush_lsn"].is_string(), "{status}");
+    assert_ne!(status["wal_last_commit_lsn"], "0/0", "{status}");
+
     run.sigterm();
     let out = run.wait(WAIT);
     assert!(out.status.success(), "{}", out.stderr);

@@ -326,6 +326,17 @@ impl ReDms {
         run
     }
 
+    /// `re_dms status --json`, to the end: its output, parsed.
+    #[cfg(feature = "stack-tests")]
+    pub fn status_json(&self) -> serde_json::Value {
+        let mut run = self.start(&["status", "--json"]);
+        drop(run.stdin.take());
+        let out = run.wait(REPLAY_TIMEOUT);
+        assert!(out.status.success(), "{}", out.stderr);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", out.stdout))
+    }
+
     /// `re_dms validate`, to the end.
     #[cfg(feature = "stack-tests")]
     pub fn validate(&self) -> Output {
