@@ -9,6 +9,8 @@
 //!   COMMIT and it is durable), the WAL end of the server's last keepalive is confirmed too, so
 //!   that an idle database, or a busy neighbouring database on the same server, never makes
 //!   the slot hold WAL on the source;
+//! - a position once confirmed is never sent lower again (PostgreSQL 15 would move the slot
+//!   back, and hold WAL for nothing);
 //! - a status update goes out every `status_interval_secs`, at once when the server asks for
 //!   one, and a last time when the stage stops.
 //!
@@ -156,6 +158,9 @@ struct Reader {
     received: Lsn,
     /// The server's WAL end from its last keepalive.
     server_end: Lsn,
+    /// The highest flush position confirmed so far: never sent lower again (PostgreSQL 15
+    /// would move the slot back).
+    confirmed: Lsn,
 }
 
 impl LiveSource {
@@ -185,6 +190,7 @@ impl LiveSource {
                 last_commit: resume_from,
                 received: resume_from,
                 server_end: Lsn(0),
+                confirmed: Lsn(0),
             };
             let result = runtime.block_on(reader.run());
             if let Err(e) = &result {
@@ -421,9 +427,11 @@ impl Reader {
             durable.max(self.server_end)
         } else {
             durable
-        };
+        }
+        .max(self.confirmed);
         let written = self.received.max(flushed);
         stream.send_status(written, flushed, reply).await?;
+        self.confirmed = flushed;
         tracing::debug!(written = %written, flushed = %flushed, idle, "status update sent");
         Ok(())
     }

@@ -341,7 +341,16 @@ async fn startup(
     frontend::startup_message(params.iter().copied(), session.wire.out())
         .map_err(|e| session.io(context, e))?;
     session.flush(context).await?;
-    let password = config.get_password();
+    authenticate(session, user, config.get_password()).await
+}
+
+/// Answers the server's authentication requests until ReadyForQuery.
+async fn authenticate(
+    session: &mut Session,
+    user: &str,
+    password: Option<&[u8]>,
+) -> Result<(), ReplicationError> {
+    let context = "startup";
     let mut scram: Option<ScramSha256> = None;
     loop {
         let message = match session.read(context).await? {
