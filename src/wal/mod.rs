@@ -70,6 +70,17 @@ pub enum WalError {
         found: String,
         expected: Lineage,
     },
+    #[error(
+        "WAL segment {path} is damaged at byte {pos} ({why}) and newer segments follow it: it was \
+         fsynced before them, so this is corruption, not a crash's torn tail. re_dms will not cut \
+         the WAL there (that would drop the newer segments, which may be confirmed upstream): \
+         restore the file, or move it and the newer segments away knowing their changes are lost"
+    )]
+    Damaged {
+        path: PathBuf,
+        pos: u64,
+        why: &'static str,
+    },
     #[error("WAL directory {path} is in use by another re_dms process")]
     Locked { path: PathBuf },
     #[error("WAL directory {path}: cannot create its lineage id: {source}")]
@@ -447,6 +458,25 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A sealed segment was fsynced before the next one existed: damage there is corruption,
+    /// refused by name, and nothing is cut or deleted.
+    #[test]
+    fn damage_before_the_newest_segment_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let first = write_segment(&mut wal, false, &["BEGIN 1", "COMMIT 1"]);
+        write_segment(&mut wal, false, &["BEGIN 2", "COMMIT 2"]);
+        drop(wal);
+        let mut bytes = std::fs::read(&first.path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&first.path, &bytes).unwrap();
+        let err = Wal::open(dir.path()).err().expect("damage refused");
+        assert!(matches!(err, WalError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("newer segments follow"), "{err}");
+        assert_eq!(segment_ids(dir.path()).unwrap().len(), 2, "nothing deleted");
     }
 
     #[test]

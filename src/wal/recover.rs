@@ -2,7 +2,10 @@
 //! order; the WAL is cut just after the last record that ends outside a transaction (a torn
 //! record, a bad CRC, a header that never reached the disk, or a transaction without its COMMIT
 //! at the tail is dropped, with a loud log); segments before the cut are handed back for
-//! re-batching, the one holding it is truncated there, the rest deleted.
+//! re-batching, the one holding it is truncated there, the rest deleted. Damage in any segment
+//! but the newest is refused (it was fsynced before the next one existed: corruption, not a
+//! torn tail). Kept segments are fsynced before recovery reports the last COMMIT they hold,
+//! since after a kill -9 their tail may be only in the page cache.
 
 use std::path::Path;
 
@@ -51,10 +54,20 @@ pub(super) fn recover(
 ) -> Result<Recovery, WalError> {
     let mut scan = Scan::default();
     for (seg_index, &id) in ids.iter().enumerate() {
-        if scan.torn {
+        scan.segment(dir, seg_index, id, state, lineage)?;
+        if let Some((pos, why)) = scan.torn {
+            // Every segment but the newest was fsynced before the next one was created: damage
+            // there is corruption, not a crash's torn tail, and cutting would delete later
+            // segments whose changes may already be confirmed upstream.
+            if seg_index + 1 < ids.len() {
+                return Err(WalError::Damaged {
+                    path: dir.join(segment::segment_file_name(id)),
+                    pos,
+                    why,
+                });
+            }
             break;
         }
-        scan.segment(dir, seg_index, id, state, lineage)?;
     }
     let mut recovery = Recovery {
         schema: state.schema.clone(),
@@ -87,8 +100,8 @@ struct Scan {
     cut: Option<Cut>,
     in_txn: bool,
     records_after_cut: u64,
-    /// A torn record or header: nothing after it counts.
-    torn: bool,
+    /// A torn record or header (where, why): nothing after it counts.
+    torn: Option<(u64, &'static str)>,
     last_lsn: u64,
     /// The last COMMIT before the cut.
     last_commit_lsn: Lsn,
@@ -109,7 +122,7 @@ impl Scan {
             Ok(s) => s,
             Err(SegmentError::BadHeader { .. }) => {
                 // Created but the header never reached the disk: an empty tail segment.
-                self.torn = true;
+                self.torn = Some((0, "header never written"));
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -126,7 +139,7 @@ impl Scan {
                         why,
                         "WAL: torn record at the tail, cutting"
                     );
-                    self.torn = true;
+                    self.torn = Some((pos, why));
                     return Ok(());
                 }
                 Next::Record(r) => r,
@@ -199,6 +212,10 @@ fn apply_cut(
                 continue;
             }
         };
+        // What a crash left in the page cache is on disk before anything is confirmed from it.
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(dir_err(dir))?;
         kept.push(SegmentFile {
             id,
             path,
@@ -207,5 +224,8 @@ fn apply_cut(
             legacy: id < state.legacy_below,
         });
     }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(dir_err(dir))?;
     Ok(kept)
 }
