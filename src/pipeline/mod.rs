@@ -339,6 +339,9 @@ impl Stages {
         // A live source that failed triggered the stop: its error is the run's.
         let mut source_failed = None;
         if let Some(mut source) = self.source.take() {
+            // Everything downstream has ended (e.g. ingest failed on bad input): the source
+            // must stop too, or it would wait for its next COMMIT to notice.
+            stop.trigger();
             if drain_wait(&mut source, &[], stop).await {
                 source_failed = source.wait().await.err();
             }

@@ -14,15 +14,18 @@
 //! - a status update goes out every `status_interval_secs`, at once when the server asks for
 //!   one, and a last time when the stage stops.
 //!
-//! Where streaming starts: at the last COMMIT the WAL holds (recovery's `last_commit_lsn`, or
-//! ingest's durable LSN after a reconnect). PostgreSQL sends only transactions whose commit
-//! record lies after the start position, so what the WAL already holds is not sent again, and
-//! nothing after it is skipped (everything after it is also after the slot's confirmed
+//! Where streaming starts: at the last COMMIT the WAL holds (recovery's `last_commit_lsn`; after
+//! a reconnect, the last COMMIT handed to ingest, which appends everything it is given or fails
+//! the process). PostgreSQL sends only transactions whose commit record lies after the start
+//! position, so what the WAL already holds is not sent again, and nothing after it is skipped (everything after it is also after the slot's confirmed
 //! position, which never passes what the WAL holds, except for the idle keepalive positions,
 //! which hold no transaction).
 //!
 //! Losing the connection between transactions: reconnect with capped, jittered backoff, for as
-//! long as it takes, with a warning per attempt. Inside a transaction, its first part is in the
+//! long as it takes, with a warning per attempt. Every status update asks the server for an
+//! answer; a server silent for three status intervals and 30 s more, or a status update that
+//! cannot be written within 30 s, is a lost connection (a half-open TCP connection is otherwise
+//! noticed only after many minutes). Inside a transaction, its first part is in the
 //! WAL already and only the recovery of a new start removes it: the stage fails, the process
 //! exits 1 with one line, and systemd starts it again. A missing slot with `create_slot = false`,
 //! a slot of another plugin or database, and a lost slot are fatal with what to do: a slot is
@@ -30,7 +33,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -48,6 +51,10 @@ use crate::wal::{is_begin, is_commit};
 pub const BATCHES_AHEAD: usize = 4;
 /// A batch is handed to ingest at each COMMIT, or once it holds this many bytes.
 pub const BATCH_BYTES: usize = 1 << 20;
+/// A status update that cannot be written within this is a dead connection.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Added to three status intervals: how long the server may stay silent.
+pub const SILENT_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -101,6 +108,19 @@ pub enum LiveError {
          Use the WAL directory of that source, or a new one for this source"
     )]
     OtherSource { bound: String, now: String },
+    #[error(
+        "the source has not answered for {}s although every status update asks it to: the \
+         connection is taken as dead",
+        after.as_secs()
+    )]
+    Silent { after: Duration },
+    #[error(
+        "WAL directory {} holds positions from --stdin replays (local numbers, not source \
+         LSNs) and is not bound to a slot: streaming from that position could skip changes. \
+         Use a new WAL directory for the live source",
+        wal_dir.display()
+    )]
+    ReplayHistory { wal_dir: std::path::PathBuf },
     #[error(transparent)]
     Binding(#[from] BindingError),
     #[error("the live source could not start its runtime: {0}")]
@@ -110,7 +130,11 @@ pub enum LiveError {
 impl LiveError {
     /// Worth reconnecting for (between transactions).
     fn is_transient(&self) -> bool {
-        matches!(self, LiveError::Replication(e) if e.class().is_transient())
+        match self {
+            LiveError::Replication(e) => e.class().is_transient(),
+            LiveError::Silent { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -265,12 +289,14 @@ impl Reader {
         else {
             return Ok(Ended::Stopped);
         };
-        let Some(()) = self.until_stop(self.check_slot(&mut session)).await? else {
+        let Some(confirmed) = self.until_stop(self.check_slot(&mut session)).await? else {
             return Ok(Ended::Stopped);
         };
-        let from = self
-            .resume_from
-            .max(Lsn(self.durable.load(Ordering::Acquire)));
+        // The slot's position as the server has it: never confirmed lower.
+        self.confirmed = self.confirmed.max(confirmed);
+        // After everything handed to ingest (which appends it all, or fails the process): a
+        // transaction handed over but not yet fsynced must not be streamed again.
+        let from = self.last_commit;
         let slot = self.config.slot.clone();
         let Some(mut stream) = self
             .until_stop(session.start_replication(&slot, from))
@@ -280,7 +306,9 @@ impl Reader {
         };
         tracing::info!(slot = %slot, from = %from, "streaming from the replication slot");
         let mut status = tokio::time::interval(self.config.status_interval);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status.reset();
+        let mut heard = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -290,26 +318,51 @@ impl Reader {
                     stream.close(Duration::from_secs(2)).await;
                     return Ok(Ended::Stopped);
                 }
-                // Periodic status update.
-                _ = status.tick() => self.send_status(&mut stream, false).await?,
+                // Periodic status update, asking for an answer: a server that stays silent
+                // past `silent_after()` is a dead connection (a half-open TCP connection would
+                // otherwise go unnoticed for many minutes).
+                _ = status.tick() => {
+                    if heard.elapsed() > self.silent_after() {
+                        return Err(LiveError::Silent { after: heard.elapsed() });
+                    }
+                    self.send_status(&mut stream, true).await?;
+                }
                 // The next message (cancel-safe).
-                event = stream.next() => match event? {
-                    Some(Event::XLogData { start, data, .. }) => {
-                        self.received = self.received.max(start);
-                        if !self.take(SourcedMessage { lsn: start, raw: data }) {
-                            return Ok(Ended::Stopped);
-                        }
+                event = stream.next() => {
+                    heard = Instant::now();
+                    if let Some(end) = self.on_event(event?, &mut stream).await? {
+                        return Ok(end);
                     }
-                    Some(Event::Keepalive { wal_end, reply, .. }) => {
-                        self.server_end = self.server_end.max(wal_end);
-                        if reply {
-                            self.send_status(&mut stream, false).await?;
-                        }
-                    }
-                    None => return Ok(Ended::ServerClosed),
-                },
+                }
             }
         }
+    }
+
+    /// One message from the server; `Some` when streaming ends with it.
+    async fn on_event(
+        &mut self,
+        event: Option<Event>,
+        stream: &mut ReplicationStream,
+    ) -> Result<Option<Ended>, LiveError> {
+        match event {
+            Some(Event::XLogData { start, data, .. }) => {
+                self.received = self.received.max(start);
+                if !self.take(SourcedMessage {
+                    lsn: start,
+                    raw: data,
+                }) {
+                    return Ok(Some(Ended::Stopped));
+                }
+            }
+            Some(Event::Keepalive { wal_end, reply, .. }) => {
+                self.server_end = self.server_end.max(wal_end);
+                if reply {
+                    self.send_status(stream, false).await?;
+                }
+            }
+            None => return Ok(Some(Ended::ServerClosed)),
+        }
+        Ok(None)
     }
 
     /// Runs `work` unless the stop signal comes first (`None`).
@@ -327,9 +380,15 @@ impl Reader {
         }
     }
 
+    /// How long the server may stay silent, although every status update asks for an answer.
+    fn silent_after(&self) -> Duration {
+        3 * self.config.status_interval + SILENT_GRACE
+    }
+
     /// The slot exists (or is created on a first start), is test_decoding's for this database,
-    /// is not lost, and is the one this WAL directory streams from.
-    async fn check_slot(&self, session: &mut Session) -> Result<(), LiveError> {
+    /// is not lost, and is the one this WAL directory streams from. Returns the slot's
+    /// confirmed position (0/0 for a new slot).
+    async fn check_slot(&self, session: &mut Session) -> Result<Lsn, LiveError> {
         let slot = &self.config.slot;
         let me = session.identify_system().await?;
         let database = me.database.clone().unwrap_or_default();
@@ -360,10 +419,16 @@ impl Reader {
             }
             // Bound once the slot exists: a stop or crash in between leaves a slot without a
             // binding, which the next start adopts (nothing was streamed yet).
+            if self.resume_from != Lsn(0) {
+                return Err(LiveError::ReplayHistory {
+                    wal_dir: self.config.wal_dir.clone(),
+                });
+            }
+            tracing::info!(slot = %slot, "creating the replication slot (waits for the transactions running now to end)");
             let point = session.create_slot(slot).await?;
             binding::save(&self.config.wal_dir, &now)?;
             tracing::info!(slot = %slot, consistent_point = %point, "created the replication slot");
-            return Ok(());
+            return Ok(Lsn(0));
         };
         let plugin = state.plugin.clone().unwrap_or_default();
         let slot_db = state.database.clone().unwrap_or_default();
@@ -384,25 +449,31 @@ impl Reader {
             });
         }
         if bound.is_none() {
+            if self.resume_from != Lsn(0) {
+                return Err(LiveError::ReplayHistory {
+                    wal_dir: self.config.wal_dir.clone(),
+                });
+            }
             // An existing slot, first streamed into this directory: bind them.
             binding::save(&self.config.wal_dir, &now)?;
         }
-        Ok(())
+        Ok(state.confirmed_flush.unwrap_or_default())
     }
 
     /// Adds a message to the batch for ingest; hands the batch over at a COMMIT or when it is
     /// full. False when the stop signal came while ingest was not taking it.
     fn take(&mut self, message: SourcedMessage) -> bool {
-        let commit = is_commit(&message.raw);
         if is_begin(&message.raw) {
             self.in_txn = true;
-        } else if commit {
+        } else if is_commit(&message.raw) {
             self.in_txn = false;
             self.last_commit = message.lsn;
         }
         self.pending_bytes += message.raw.len();
         self.pending.push(message);
-        if commit || self.pending_bytes >= BATCH_BYTES {
+        // Outside a transaction (a COMMIT, or a non-transactional logical message) nothing is
+        // held back: the idle rule needs everything received to be in ingest's hands.
+        if !self.in_txn || self.pending_bytes >= BATCH_BYTES {
             self.pending_bytes = 0;
             let batch = Input::Sourced(std::mem::take(&mut self.pending));
             // Blocks while ingest is behind (it only waits on its disk): bounded memory.
@@ -430,7 +501,11 @@ impl Reader {
         }
         .max(self.confirmed);
         let written = self.received.max(flushed);
-        stream.send_status(written, flushed, reply).await?;
+        tokio::time::timeout(STATUS_TIMEOUT, stream.send_status(written, flushed, reply))
+            .await
+            .map_err(|_| LiveError::Silent {
+                after: STATUS_TIMEOUT,
+            })??;
         self.confirmed = flushed;
         tracing::debug!(written = %written, flushed = %flushed, idle, "status update sent");
         Ok(())

@@ -100,7 +100,7 @@ impl Session {
             })?
     }
 
-    async fn run_query(
+    pub(super) async fn run_query(
         &mut self,
         context: &'static str,
         sql: &str,
@@ -299,6 +299,13 @@ async fn negotiate_tls(
     frontend::ssl_request(&mut request);
     tcp.write_all(&request).await.map_err(handshake_err)?;
     let answer = tcp.read_u8().await.map_err(handshake_err)?;
+    if answer == b'E' {
+        // A server too old for SSLRequest answers with an error message instead.
+        return Err(ReplicationError::Handshake {
+            target: target.to_string(),
+            source: std::io::Error::other("the server answered SSLRequest with an error"),
+        });
+    }
     if answer != b'S' {
         if matches!(policy.mode, TlsMode::Allow | TlsMode::Prefer) {
             return Ok(Box::new(tcp));
@@ -352,12 +359,20 @@ async fn authenticate(
 ) -> Result<(), ReplicationError> {
     let context = "startup";
     let mut scram: Option<ScramSha256> = None;
+    let mut scram_done = false;
     loop {
         let message = match session.read(context).await? {
             Backend::Message(m) => m,
             Backend::CopyBoth => return Err(session.unexpected(context, "CopyBothResponse")),
         };
         match message {
+            // SCRAM authenticates the server too: its final message must have been checked.
+            Message::AuthenticationOk if scram.is_some() && !scram_done => {
+                return Err(auth_err(
+                    session,
+                    "the server ended SCRAM without its signature",
+                ))
+            }
             Message::AuthenticationOk
             | Message::ParameterStatus(_)
             | Message::BackendKeyData(_) => {}
@@ -398,6 +413,7 @@ async fn authenticate(
                     .ok_or_else(|| auth_err(session, "SCRAM out of order"))?;
                 s.finish(body.data())
                     .map_err(|e| auth_err(session, &format!("server signature: {e}")))?;
+                scram_done = true;
             }
             _ => {
                 return Err(auth_err(

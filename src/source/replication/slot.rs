@@ -62,14 +62,16 @@ impl Session {
     }
 
     /// `CREATE_REPLICATION_SLOT <name> LOGICAL test_decoding`; returns its consistent point,
-    /// the position from which it delivers every committed transaction.
+    /// the position from which it delivers every committed transaction. Not bounded by the
+    /// command timeout: the server waits for every transaction running now to end, which may
+    /// take as long as the longest of them (the caller races it against the stop signal).
     pub async fn create_slot(&mut self, name: &str) -> Result<Lsn, ReplicationError> {
         let context = "CREATE_REPLICATION_SLOT";
         let sql = format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL {PLUGIN} NOEXPORT_SNAPSHOT",
             quote_ident(name)
         );
-        let rows = self.simple_query(context, &sql).await?;
+        let rows = self.run_query(context, &sql).await?;
         let point = rows
             .first()
             .and_then(|r| r.get(1).cloned().flatten())
