@@ -4,8 +4,8 @@
 //! Unknown keys are rejected by serde (`deny_unknown_fields`) with the key's name and line;
 //! `validate()` checks values and names the offending key (`wal.segment_max_bytes`).
 //!
-//! Keys of features not built yet (the live source's `include` and `exclude`, `ack = "loaded"`;
-//! the `[metrics]` and `[sentry]` sections) are known by name and refused by `validate()` with
+//! Keys of features not built yet (`source.ack = "loaded"`, the `[metrics]` and `[sentry]`
+//! sections) are known by name and refused by `validate()` with
 //! "not supported yet", so a config never looks as if they took effect.
 
 use serde::Deserialize;
@@ -104,9 +104,9 @@ pub struct SourceConfig {
     /// When a source position is confirmed to the slot.
     pub ack: Ack,
     pub status_interval_secs: u64,
-    /// Table filters: not supported yet.
-    pub include: NotYet,
-    pub exclude: NotYet,
+    /// `schema.table` globs of the tables to take (`source::filter`); exclude wins.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
 }
 
 impl Default for SourceConfig {
@@ -117,8 +117,8 @@ impl Default for SourceConfig {
             create_slot: true,
             ack: Ack::Wal,
             status_interval_secs: DEFAULT_SOURCE_STATUS_INTERVAL_SECS,
-            include: NotYet::default(),
-            exclude: NotYet::default(),
+            include: vec!["*.*".to_string()],
+            exclude: Vec::new(),
         }
     }
 }
@@ -396,6 +396,14 @@ impl Config {
                 "a slot name is 1 to 63 characters: lower-case letters, digits and underscores",
             ));
         }
+        for (key, patterns) in [
+            ("source.include", &self.source.include),
+            ("source.exclude", &self.source.exclude),
+        ] {
+            if patterns.iter().any(|p| p.trim().is_empty()) {
+                return Err(invalid(key, "patterns must not be empty"));
+            }
+        }
         if self.source.status_interval_secs == 0 {
             return Err(invalid("source.status_interval_secs", "must be at least 1"));
         }
@@ -411,13 +419,7 @@ impl Config {
 
     /// Keys of features not built yet: an error naming the first one set.
     fn refuse_not_yet(&self) -> Result<(), ConfigError> {
-        let s = &self.source;
-        let keys = [
-            ("source.include", &s.include),
-            ("source.exclude", &s.exclude),
-            ("metrics", &self.metrics),
-            ("sentry", &self.sentry),
-        ];
+        let keys = [("metrics", &self.metrics), ("sentry", &self.sentry)];
         match keys.iter().find(|(_, v)| v.is_set()) {
             Some((key, _)) => Err(invalid(
                 *key,
@@ -538,8 +540,6 @@ mod tests {
     fn keys_not_acted_on_yet_are_refused_by_name() {
         for (text, key) in [
             ("[source]\nack = \"loaded\"\n", "source.ack"),
-            ("[source]\ninclude = [\"*.*\"]\n", "source.include"),
-            ("[source]\nexclude = []\n", "source.exclude"),
             ("[metrics]\nlisten = \"127.0.0.1:9187\"\n", "metrics"),
             ("[sentry]\ndsn = \"\"\n", "sentry"),
         ] {

@@ -43,6 +43,9 @@ counters! {
     SOURCE_RECONNECTS => "re_dms_source_reconnects_total",
     /// Messages read from the source (or `--stdin`), all kinds.
     MESSAGES_READ => "re_dms_messages_read_total",
+    /// Row changes and TRUNCATEs of tables `[source] include`/`exclude` leave out, dropped before
+    /// the WAL.
+    CHANGES_FILTERED => "re_dms_changes_filtered_total",
     /// Row changes (INSERT/UPDATE/DELETE) read.
     CHANGES_READ => "re_dms_changes_read_total",
     /// Bytes appended to the local WAL.

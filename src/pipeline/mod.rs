@@ -44,6 +44,7 @@ use crate::shutdown::{Shutdown, DRAIN_REPORT_EVERY};
 use crate::sink::deliver::{DeliverError, Delivered, Delivery};
 use crate::sink::{Target, TargetError};
 use crate::source::catalog::SourceCatalog;
+use crate::source::filter::TableFilter;
 use crate::source::live::{LiveError, LiveSource};
 use crate::source::stdin;
 use crate::wal::ingest::{Ingest, IngestError, IngestLimits, Input, Interrupted, RunEnd};
@@ -283,7 +284,11 @@ impl Stages {
             limits,
             Arc::clone(&queue),
             stop.clone(),
-        );
+        )
+        .with_filter(TableFilter::new(
+            &config.source.include,
+            &config.source.exclude,
+        ));
         let (source, input) = match feed {
             Feed::Recovered => (None, None),
             Feed::Text(rx) => (None, Some(rx)),

@@ -9,11 +9,13 @@
 //! - `replication`: the replication protocol client for a test_decoding slot (connect, slot,
 //!   stream, status updates);
 //! - `live`: the live source stage on it: the slot streamed into ingest, and the rules for what
-//!   is confirmed back; `binding`: the one slot a WAL directory streams from.
+//!   is confirmed back; `binding`: the one slot a WAL directory streams from;
+//! - `filter`: `[source] include` / `exclude`, applied by ingest before the WAL.
 
 pub mod binding;
 pub mod catalog;
 pub mod decoding;
+pub mod filter;
 pub mod live;
 pub mod replication;
 pub mod stdin;

@@ -33,6 +33,7 @@ use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
 use crate::source::decoding::{parse_message, Frame, Message, MessageStream, ParseError};
+use crate::source::filter::{Filtered, TableFilter};
 use crate::wal::segment::SegmentReader;
 use crate::wal::{Recovery, SegmentFile, Snapshot, Wal, WalError};
 
@@ -163,6 +164,8 @@ pub struct Ingest {
     last_commit_lsn: Lsn,
     /// The last COMMIT LSN known durable (for upstream confirmation).
     pub durable_lsn: Arc<AtomicU64>,
+    /// `[source] include` / `exclude`.
+    filter: TableFilter,
     stop: Shutdown,
 }
 
@@ -221,8 +224,15 @@ impl Ingest {
             last_commit_lsn: recovery.last_commit_lsn,
             // What recovery found is on disk already.
             durable_lsn: Arc::new(AtomicU64::new(recovery.last_commit_lsn.0)),
+            filter: TableFilter::default(),
             stop,
         }
+    }
+
+    /// Takes only the tables `filter` takes (default: every table).
+    pub fn with_filter(mut self, filter: TableFilter) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// Runs on a thread of its own: first the segments a previous run left (`recovered`), then
@@ -378,6 +388,30 @@ impl Ingest {
         if !self.in_txn && is_row_change(&frame.message) {
             return Err(IngestError::OutsideTransaction { line: frame.line });
         }
+        match self.filter.apply(&frame.message) {
+            Filtered::Take => self.append_frame(frame, source_lsn),
+            Filtered::Skip => {
+                metrics::CHANGES_FILTERED.inc();
+                Ok(())
+            }
+            Filtered::Rewrite(raw) => {
+                let message = parse_message(&raw, frame.line)?;
+                let frame = Frame {
+                    line: frame.line,
+                    raw: &raw,
+                    message,
+                };
+                self.append_frame(&frame, source_lsn)
+            }
+        }
+    }
+
+    /// Appends a message taken by the filter to the WAL, then indexes it.
+    fn append_frame(
+        &mut self,
+        frame: &Frame<'_>,
+        source_lsn: Option<Lsn>,
+    ) -> Result<(), IngestError> {
         let lsn = source_lsn.unwrap_or(Lsn(self.next_local_lsn));
         self.next_local_lsn = self.next_local_lsn.max(lsn.0) + 1;
         metrics::MESSAGES_READ.inc();
@@ -489,11 +523,10 @@ impl Ingest {
             self.wal.sync()?;
             crate::failpoint!("wal.after_sync");
             self.synced_at_len = self.wal.segment_len();
-            if !self.in_txn {
-                self.durable_lsn
-                    .store(self.last_commit_lsn.0, Ordering::Release);
-            }
-            // Every transaction up to the last COMMIT read is in the synced bytes.
+            // Every transaction up to the last COMMIT read is in the synced bytes (also while
+            // the next one is open: a long transaction does not hold confirmation back).
+            self.durable_lsn
+                .store(self.last_commit_lsn.0, Ordering::Release);
             self.durable_line = self.commit_line;
         }
         Ok(())

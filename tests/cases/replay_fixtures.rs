@@ -85,6 +85,36 @@ fn plain_capture_replays_exactly() {
     assert!(left.is_empty(), "segments left: {left:?}");
 }
 
+/// `[source] exclude` drops a table before the WAL: its rows are nowhere (not in the WAL, not
+/// in the target), and the other tables load exactly as without the filter.
+#[test]
+fn an_excluded_table_never_reaches_the_wal_or_the_target() {
+    let run = ReDms::local()
+        .option("source", "include = [\"public.*\", \"inventory.*\"]")
+        .option("source", "exclude = [\"public.art*\"]")
+        .segment_max_age_secs(3600)
+        .build();
+    let mut open = run.spawn_open();
+    open.write(&capture("capture_plain.txt"));
+    crate::harness::wait_until_blocking(
+        std::time::Duration::from_secs(30),
+        "the capture's last COMMIT in the WAL",
+        || run.wal_contains(b"table inventory.stock"),
+    );
+    assert!(!run.wal_contains(b"table public.articles"));
+    drop(open);
+    let out = run.replay(b"");
+    assert!(out.status.success(), "{}", out.stderr);
+    let model = run.model();
+    assert!(
+        !model.tables.contains_key("public.articles"),
+        "{:?}",
+        model.tables.keys()
+    );
+    assert_table_matches(&model, "public.users", &["id"]);
+    assert_table_matches(&model, "inventory.stock", &["warehouse", "sku"]);
+}
+
 #[test]
 fn timestamps_capture_replays_exactly() {
     let run = ReDms::local().build();
