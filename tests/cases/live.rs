@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::harness::binary::Running;
+use crate::harness::binary::{Builder, Running};
 use crate::harness::model::Field;
 use crate::harness::stack::{connect, wait_until, Stack, TestDb};
 use crate::harness::ReDms;
@@ -79,6 +79,37 @@ async fn slot_ready(c: &Client, slot: &str) -> bool {
     .is_some()
 }
 
+/// Builds `builder`, starts re_dms streaming and waits until it reads `slot` (past creation).
+async fn start_live(builder: Builder, c: &Client, slot: &str) -> (ReDms, Running) {
+    let re = builder.build();
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(c, slot)
+    })
+    .await;
+    (re, run)
+}
+
+/// The server's WAL insert position now.
+async fn insert_lsn(c: &Client) -> String {
+    c.query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Whether `slot` is confirmed at or past `lsn`.
+async fn confirmed_past(c: &Client, slot: &str, lsn: &str) -> bool {
+    c.query_one(
+        "SELECT coalesce(confirmed_flush_lsn >= $1::text::pg_lsn, false) \
+         FROM pg_replication_slots WHERE slot_name = $2",
+        &[&lsn, &slot],
+    )
+    .await
+    .unwrap()
+    .get::<_, bool>(0)
+}
+
 /// Transaction `n` of a small mixed workload: inserts, an update of an earlier row, now and
 /// then a delete and a TOAST-sized value.
 async fn transaction(c: &Client, n: i32) {
@@ -115,35 +146,21 @@ async fn new_source(name: &str) -> (TestDb, Client) {
 async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
     let (db, c) = new_source("live_basic").await;
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::local()
-        .live_from(&db)
-        .segment_max_age_secs(1)
-        .build();
-    let run = re.spawn_live();
-    wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_ready(&c, &slot)
-    })
+    let (re, run) = start_live(
+        ReDms::local().live_from(&db).segment_max_age_secs(1),
+        &c,
+        &slot,
+    )
     .await;
     for n in 1..=40 {
         transaction(&c, n).await;
     }
-    let end: String = c
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let end = insert_lsn(&c).await;
     let run = wait_equal(&re, &c, run).await;
 
     // Idle now: the slot is confirmed up to the server's WAL end, past the last commit.
-    wait_until(WAIT, "confirmed_flush_lsn past the last commit", || async {
-        c.query_one(
-            "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
-             WHERE slot_name = $2",
-            &[&end, &slot],
-        )
-        .await
-        .unwrap()
-        .get::<_, bool>(0)
+    wait_until(WAIT, "confirmed_flush_lsn past the last commit", || {
+        confirmed_past(&c, &slot, &end)
     })
     .await;
 
@@ -168,14 +185,11 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
 async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
     let (db, c) = new_source("live_kill").await;
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::local()
-        .live_from(&db)
-        .segment_max_age_secs(1)
-        .build();
-    let mut run = re.spawn_live();
-    wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_ready(&c, &slot)
-    })
+    let (re, mut run) = start_live(
+        ReDms::local().live_from(&db).segment_max_age_secs(1),
+        &c,
+        &slot,
+    )
     .await;
     let url = db.url.clone();
     let writer = tokio::spawn(async move {
@@ -210,38 +224,23 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
 async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
     let (db, c) = new_source("live_ack").await;
     let slot = format!("{}_slot", db.name);
-    let mut re = ReDms::local()
-        .live_from(&db)
-        .segment_max_age_secs(1)
-        .failpoints("wal.before_sync=return")
-        .build();
-    let mut run = re.spawn_live();
-    wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_ready(&c, &slot)
-    })
+    let (mut re, mut run) = start_live(
+        ReDms::local()
+            .live_from(&db)
+            .segment_max_age_secs(1)
+            .failpoints("wal.before_sync=return"),
+        &c,
+        &slot,
+    )
     .await;
     transaction(&c, 1).await;
-    let end: String = c
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let end = insert_lsn(&c).await;
     run.wait_for_failpoint("wal.before_sync", WAIT);
     // Several status updates (one a second) go out while ingest is held.
-    let confirmed_past = || async {
-        c.query_one(
-            "SELECT coalesce(confirmed_flush_lsn >= $1::text::pg_lsn, false) \
-             FROM pg_replication_slots WHERE slot_name = $2",
-            &[&end, &slot],
-        )
-        .await
-        .unwrap()
-        .get::<_, bool>(0)
-    };
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(
-            !confirmed_past().await,
+            !confirmed_past(&c, &slot, &end).await,
             "the slot was confirmed past a transaction the WAL does not hold"
         );
     }
@@ -261,14 +260,11 @@ async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
 async fn a_dropped_slot_is_a_fatal_error_not_a_silent_re_create() {
     let (db, c) = new_source("live_dropped").await;
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::local()
-        .live_from(&db)
-        .segment_max_age_secs(1)
-        .build();
-    let run = re.spawn_live();
-    wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_ready(&c, &slot)
-    })
+    let (re, run) = start_live(
+        ReDms::local().live_from(&db).segment_max_age_secs(1),
+        &c,
+        &slot,
+    )
     .await;
     transaction(&c, 1).await;
     let run = wait_equal(&re, &c, run).await;
@@ -313,33 +309,15 @@ async fn an_idle_slot_is_confirmed_while_another_database_writes() {
     let (db, c) = new_source("live_idle").await;
     let (neighbour, n) = new_source("live_idle_neighbour").await;
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::local().live_from(&db).build();
-    let run = re.spawn_live();
-    wait_until(WAIT, "re_dms streaming from its slot", || {
-        slot_ready(&c, &slot)
-    })
-    .await;
+    let (re, run) = start_live(ReDms::local().live_from(&db), &c, &slot).await;
     for i in 1..=200 {
         transaction(&n, i).await;
     }
-    let end: String = n
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let end = insert_lsn(&n).await;
     wait_until(
         WAIT,
         "the idle slot confirmed past the neighbour's writes",
-        || async {
-            c.query_one(
-                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
-             WHERE slot_name = $2",
-                &[&end, &slot],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-        },
+        || confirmed_past(&c, &slot, &end),
     )
     .await;
     assert!(
