@@ -329,3 +329,50 @@ async fn an_idle_slot_is_confirmed_while_another_database_writes() {
     let out = run.wait(WAIT);
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// The server ends re_dms's replication connection between transactions (as a restart or a
+/// failover would): re_dms reconnects by itself and goes on from where the WAL ends, with
+/// nothing lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_ends_between_transactions_is_reopened() {
+    let (db, c) = new_source("live_reconnect").await;
+    let slot = format!("{}_slot", db.name);
+    let (re, run) = start_live(
+        ReDms::local().live_from(&db).segment_max_age_secs(1),
+        &c,
+        &slot,
+    )
+    .await;
+    for n in 1..=10 {
+        transaction(&c, n).await;
+    }
+    let mut run = run;
+    for round in 0..2 {
+        // Between transactions: everything written so far is streamed (and loaded).
+        wait_until(WAIT, "re_dms reading its slot", || slot_ready(&c, &slot)).await;
+        run = wait_equal(&re, &c, run).await;
+        let ended: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND active_pid IS NOT NULL",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ended, 1, "round {round}: the walsender was not running");
+        for n in 11 + 10 * round..=20 + 10 * round {
+            transaction(&c, n).await;
+        }
+    }
+    let run = wait_equal(&re, &c, run).await;
+    assert!(slot_ready(&c, &slot).await, "re_dms reads the slot again");
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("reconnecting"),
+        "the reconnects are logged:\n{}",
+        out.stderr
+    );
+}
