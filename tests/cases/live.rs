@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::harness::binary::{Builder, Running};
+use crate::harness::binary::{Builder, Output, Running};
 use crate::harness::model::Field;
 use crate::harness::stack::{connect, wait_until, Stack, TestDb};
 use crate::harness::ReDms;
@@ -77,6 +77,14 @@ async fn slot_ready(c: &Client, slot: &str) -> bool {
     .await
     .unwrap()
     .is_some()
+}
+
+/// SIGTERM, then the exit: 0 (a daemon stopped by a signal), or the test fails with its stderr.
+fn stop_cleanly(run: Running) -> Output {
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    out
 }
 
 /// Builds `builder`, starts re_dms streaming and waits until it reads `slot` (past creation).
@@ -175,9 +183,7 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
     assert!(slot_status["confirmed_flush_lsn"].is_string(), "{status}");
     assert_ne!(status["wal_last_commit_lsn"], "0/0", "{status}");
 
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    let out = stop_cleanly(run);
     assert!(re.wal_segments().is_empty(), "{}", out.stderr);
 }
 
@@ -212,9 +218,7 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
     }
     writer.await.unwrap();
     let run = wait_equal(&re, &c, run).await;
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    stop_cleanly(run);
 }
 
 /// Ingest held just before its fsync (`wal.before_sync`): the slot is never confirmed past
@@ -248,9 +252,7 @@ async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
     re.set_failpoints(None);
     let run = wait_equal(&re, &c, re.spawn_live()).await;
     assert_eq!(target_rows(&re).unwrap().len(), 2);
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    stop_cleanly(run);
 }
 
 /// A slot dropped behind re_dms's back is never re-created (that would skip every change made
@@ -268,9 +270,7 @@ async fn a_dropped_slot_is_a_fatal_error_not_a_silent_re_create() {
     .await;
     transaction(&c, 1).await;
     let run = wait_equal(&re, &c, run).await;
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    stop_cleanly(run);
 
     c.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await
@@ -325,9 +325,7 @@ async fn an_idle_slot_is_confirmed_while_another_database_writes() {
         "nothing of the neighbour's reached the WAL"
     );
     drop(neighbour);
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    stop_cleanly(run);
 }
 
 /// The server ends re_dms's replication connection between transactions (as a restart or a
@@ -367,9 +365,7 @@ async fn a_connection_the_server_ends_between_transactions_is_reopened() {
     }
     let run = wait_equal(&re, &c, run).await;
     assert!(slot_ready(&c, &slot).await, "re_dms reads the slot again");
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
+    let out = stop_cleanly(run);
     assert!(
         out.stderr.contains("reconnecting"),
         "the reconnects are logged:\n{}",
