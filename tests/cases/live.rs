@@ -1,18 +1,23 @@
 //! The live source end to end: `re_dms` streaming from a replication slot of the stack's source
 //! into the local target, compared with the source row by row; the slot's confirmed position
 //! following what the WAL holds, idle included; kill -9 at random moments while the source is
-//! busy, each time started again, ending exact; SIGTERM ending with exit 0.
+//! busy, each time started again, ending exact; the source server restarting under it; SIGTERM
+//! ending with exit 0.
 
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::harness::binary::{Builder, Output, Running};
+use crate::harness::binary::{Builder, Running};
 use crate::harness::model::Field;
+use crate::harness::postgres::Postgres;
+use crate::harness::slot::{confirmed_past, insert_lsn, slot_ready};
 use crate::harness::stack::{connect, wait_until, Stack, TestDb};
 use crate::harness::ReDms;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// How many times the kill -9 test kills re_dms while the source is busy.
+const KILLS: u64 = 12;
 
 /// The local target's rows of `public.t` sorted by id (as text); `None` while a segment is
 /// still being written.
@@ -64,29 +69,6 @@ async fn wait_equal(re: &ReDms, c: &Client, run: Running) -> Running {
     run
 }
 
-/// The slot exists, is being read, and is past its creation: a slot is listed (and active)
-/// while it waits for the transactions running at its creation to end, and a transaction that
-/// commits before that point is not in its stream (what was there before is an initial load's
-/// job, not the stream's).
-async fn slot_ready(c: &Client, slot: &str) -> bool {
-    c.query_opt(
-        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active \
-         AND confirmed_flush_lsn IS NOT NULL",
-        &[&slot],
-    )
-    .await
-    .unwrap()
-    .is_some()
-}
-
-/// SIGTERM, then the exit: 0 (a daemon stopped by a signal), or the test fails with its stderr.
-fn stop_cleanly(run: Running) -> Output {
-    run.sigterm();
-    let out = run.wait(WAIT);
-    assert!(out.status.success(), "{}", out.stderr);
-    out
-}
-
 /// Builds `builder`, starts re_dms streaming and waits until it reads `slot` (past creation).
 async fn start_live(builder: Builder, c: &Client, slot: &str) -> (ReDms, Running) {
     let re = builder.build();
@@ -96,26 +78,6 @@ async fn start_live(builder: Builder, c: &Client, slot: &str) -> (ReDms, Running
     })
     .await;
     (re, run)
-}
-
-/// The server's WAL insert position now.
-async fn insert_lsn(c: &Client) -> String {
-    c.query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// Whether `slot` is confirmed at or past `lsn`.
-async fn confirmed_past(c: &Client, slot: &str, lsn: &str) -> bool {
-    c.query_one(
-        "SELECT coalesce(confirmed_flush_lsn >= $1::text::pg_lsn, false) \
-         FROM pg_replication_slots WHERE slot_name = $2",
-        &[&lsn, &slot],
-    )
-    .await
-    .unwrap()
-    .get::<_, bool>(0)
 }
 
 /// Transaction `n` of a small mixed workload: inserts, an update of an earlier row, now and
@@ -183,7 +145,7 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
     assert!(slot_status["confirmed_flush_lsn"].is_string(), "{status}");
     assert_ne!(status["wal_last_commit_lsn"], "0/0", "{status}");
 
-    let out = stop_cleanly(run);
+    let out = run.stop_cleanly(WAIT);
     assert!(re.wal_segments().is_empty(), "{}", out.stderr);
 }
 
@@ -197,17 +159,31 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
         &slot,
     )
     .await;
+    // The workload runs until the last kill: every kill lands while the source is busy.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let url = db.url.clone();
+    let writing = std::sync::Arc::clone(&busy);
     let writer = tokio::spawn(async move {
         let c = connect(&url).await;
-        for n in 1..=600 {
+        // Paced (a transaction every 5 ms at most): enough to be busy at every kill, few
+        // enough rows for the comparison at the end.
+        let mut pace = tokio::time::interval(Duration::from_millis(5));
+        let mut n = 0;
+        while writing.load(std::sync::atomic::Ordering::Relaxed) {
+            pace.tick().await;
+            n += 1;
             transaction(&c, n).await;
         }
+        n
     });
-    for kill in 0..6u64 {
+    for kill in 0..KILLS {
         // A moment of its own each time, between 0.2 and 1.2 s into the run.
         let at = 200 + (kill * 7919 + 311) % 1000;
         tokio::time::sleep(Duration::from_millis(at)).await;
+        assert!(
+            !writer.is_finished(),
+            "kill {kill}: the workload ended early"
+        );
         let killed = run.kill_9();
         assert!(
             !killed.stderr.contains("panicked"),
@@ -216,9 +192,11 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
         );
         run = re.spawn_live();
     }
-    writer.await.unwrap();
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let transactions = writer.await.unwrap();
+    assert!(transactions > 100, "only {transactions} transactions");
     let run = wait_equal(&re, &c, run).await;
-    stop_cleanly(run);
+    run.stop_cleanly(WAIT);
 }
 
 /// Ingest held just before its fsync (`wal.before_sync`): the slot is never confirmed past
@@ -252,7 +230,7 @@ async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
     re.set_failpoints(None);
     let run = wait_equal(&re, &c, re.spawn_live()).await;
     assert_eq!(target_rows(&re).unwrap().len(), 2);
-    stop_cleanly(run);
+    run.stop_cleanly(WAIT);
 }
 
 /// A slot dropped behind re_dms's back is never re-created (that would skip every change made
@@ -270,7 +248,7 @@ async fn a_dropped_slot_is_a_fatal_error_not_a_silent_re_create() {
     .await;
     transaction(&c, 1).await;
     let run = wait_equal(&re, &c, run).await;
-    stop_cleanly(run);
+    run.stop_cleanly(WAIT);
 
     c.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await
@@ -325,7 +303,7 @@ async fn an_idle_slot_is_confirmed_while_another_database_writes() {
         "nothing of the neighbour's reached the WAL"
     );
     drop(neighbour);
-    stop_cleanly(run);
+    run.stop_cleanly(WAIT);
 }
 
 /// The server ends re_dms's replication connection between transactions (as a restart or a
@@ -365,7 +343,77 @@ async fn a_connection_the_server_ends_between_transactions_is_reopened() {
     }
     let run = wait_equal(&re, &c, run).await;
     assert!(slot_ready(&c, &slot).await, "re_dms reads the slot again");
-    let out = stop_cleanly(run);
+    let out = run.stop_cleanly(WAIT);
+    assert!(
+        out.stderr.contains("reconnecting"),
+        "the reconnects are logged:\n{}",
+        out.stderr
+    );
+}
+
+/// The source server itself restarts mid-run, once shut down cleanly and once crashed
+/// (`immediate`): re_dms keeps running, reconnects when the server is back, and goes on from
+/// where its WAL ends, with nothing lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_server_restarts_mid_run() {
+    let pg = Postgres::start(
+        "live_restart",
+        "wal_level = logical\nmax_replication_slots = 4\nmax_wal_senders = 4",
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n\
+         host replication all 127.0.0.1/32 trust\n",
+    )
+    .unwrap_or_else(|e| panic!("PostgreSQL 15: {e}"));
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    let c = connect(&url).await;
+    c.batch_execute("CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let slot = "restart_slot";
+    let (re, mut run) = start_live(
+        ReDms::local()
+            .option(
+                "source",
+                &format!("connection = \"{}\"", pg.conninfo("host=127.0.0.1")),
+            )
+            .option("source", &format!("slot = \"{slot}\""))
+            .option("source", "status_interval_secs = 1")
+            .segment_max_age_secs(1),
+        &c,
+        slot,
+    )
+    .await;
+    let mut n = 0;
+    for mode in ["fast", "immediate"] {
+        let c = connect(&url).await;
+        for _ in 0..15 {
+            n += 1;
+            transaction(&c, n).await;
+        }
+        run = wait_equal(&re, &c, run).await;
+        pg.stop(mode)
+            .unwrap_or_else(|e| panic!("stop ({mode}): {e}"));
+        // Down for a few status intervals: re_dms waits for it, it does not exit.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if run.exited() {
+            let out = run.wait(WAIT);
+            panic!(
+                "re_dms exited while the source was down ({mode}):\n{}",
+                out.stderr
+            );
+        }
+        pg.start_again().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let c = connect(&url).await;
+    wait_until(WAIT, "re_dms reading its slot again", || {
+        slot_ready(&c, slot)
+    })
+    .await;
+    for _ in 0..15 {
+        n += 1;
+        transaction(&c, n).await;
+    }
+    let run = wait_equal(&re, &c, run).await;
+    let out = run.stop_cleanly(WAIT);
     assert!(
         out.stderr.contains("reconnecting"),
         "the reconnects are logged:\n{}",

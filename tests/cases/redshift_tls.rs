@@ -6,11 +6,7 @@
 //! The server certificate names `DNS:localhost` only (no IP address): `host=localhost` passes
 //! `verify-full`, `host=127.0.0.1` passes `verify-ca` (chain only) and fails `verify-full` (name).
 //!
-//! The server runs in a temporary directory under `CARGO_TARGET_TMPDIR` on a free loopback port.
-//! It is stopped by a drop guard (also when an assertion fails) and, should this process die
-//! without unwinding, by a watchdog shell that waits for this process to exit. If PostgreSQL
-//! cannot be started the test fails: there is no skip. `RE_DMS_PG_BIN` overrides
-//! `/usr/lib/postgresql/15/bin`, as for `tests/stack.sh`.
+//! The server is the test's own ([`crate::harness::postgres`]).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -22,58 +18,12 @@ use re_dms::retry::classify::ErrorClass;
 use re_dms::source::replication::{ReplicationError, Session};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 
-/// How long PostgreSQL may take to initialise and accept a TLS connection.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn pg_bin(name: &str) -> PathBuf {
-    std::env::var_os("RE_DMS_PG_BIN")
-        .map_or_else(
-            || PathBuf::from("/usr/lib/postgresql/15/bin"),
-            PathBuf::from,
-        )
-        .join(name)
-}
-
-fn is_root() -> bool {
-    // /proc/self belongs to this process's effective user.
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A PostgreSQL server binary, run as the `postgres` user when we are root (initdb, pg_ctl and
-/// postgres refuse root), as `tests/stack.sh` does.
-fn as_pg(program: &Path) -> Command {
-    if is_root() {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(mut cmd: Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{what}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
-/// Single-quoted for postgresql.conf and for sh.
-fn quoted(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "''"))
-}
+use crate::harness::postgres::{give_to_postgres, quoted, Postgres, STARTUP_TIMEOUT};
 
 // ------------------------------------------------------------------------------- certificates
 
@@ -127,169 +77,41 @@ fn make_pki(dir: &Path) -> Pki {
 
 // ------------------------------------------------------------------------------------ server
 
-/// A running server; dropping it stops the server, then removes its directory.
-struct Postgres {
-    data: PathBuf,
-    log: PathBuf,
-    port: u16,
-    /// Dropped after `drop` has stopped the server.
-    _dir: tempfile::TempDir,
+/// A server with `ssl=on` that accepts TCP only over TLS (`hostssl`): a plain connection finds
+/// no matching pg_hba.conf line and is refused.
+fn start_tls_server(pki: &Pki) -> Result<Postgres, String> {
+    let conf = format!(
+        "ssl = on\nssl_cert_file = {}\nssl_key_file = {}",
+        quoted(&pki.cert),
+        quoted(&pki.key)
+    );
+    Postgres::start(
+        "redshift_tls",
+        &conf,
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
 }
 
-impl Postgres {
-    fn start(dir: tempfile::TempDir, pki: &Pki) -> Result<Postgres, String> {
-        let data = dir.path().join("data");
-        let log = dir.path().join("postgres.log");
-        // Unix socket paths are limited to 107 bytes; without a socket dir only TCP is used.
-        let sock = if dir.path().as_os_str().len() <= 80 {
-            quoted(dir.path())
-        } else {
-            "''".to_string()
-        };
-        if is_root() {
-            let mut chown = Command::new("chown");
-            chown.arg("-R").arg("postgres:postgres").arg(dir.path());
-            run(chown, "chown the test directory to postgres")?;
-        }
-        let mut initdb = as_pg(&pg_bin("initdb"));
-        initdb.arg("-D").arg(&data);
-        initdb.args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
-        run(initdb, "initdb")?;
-        let conf = format!(
-            "\n# --- redshift_tls test ---\nlisten_addresses = '127.0.0.1'\n\
-             unix_socket_directories = {sock}\nssl = on\nssl_cert_file = {}\n\
-             ssl_key_file = {}\nfsync = off\nmax_connections = 20\n",
-            quoted(&pki.cert),
-            quoted(&pki.key)
-        );
-        let mut file = fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("postgresql.conf"))
-            .map_err(|e| format!("postgresql.conf: {e}"))?;
-        file.write_all(conf.as_bytes())
-            .map_err(|e| format!("postgresql.conf: {e}"))?;
-        // TCP only with TLS: a plain connection finds no matching line and is refused.
-        fs::write(
-            data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
-        )
-        .map_err(|e| format!("pg_hba.conf: {e}"))?;
-
-        // The free port may be taken by someone else before the server binds it: try again.
-        for attempt in 1..=3 {
-            let port = free_port()?;
-            let mut pg_ctl = as_pg(&pg_bin("pg_ctl"));
-            pg_ctl.arg("-D").arg(&data).arg("-l").arg(&log);
-            pg_ctl.args(["-w", "-t", &STARTUP_TIMEOUT.as_secs().to_string()]);
-            pg_ctl.args(["-o", &format!("-p {port}"), "start"]);
-            match run(pg_ctl, "pg_ctl start") {
-                Ok(()) => {
-                    let server = Postgres {
-                        data,
-                        log,
-                        port,
-                        _dir: dir,
-                    };
-                    server.watchdog()?;
-                    return Ok(server);
-                }
-                Err(e) => {
-                    let log_text = fs::read_to_string(&log).unwrap_or_default();
-                    if attempt < 3 && log_text.contains("could not bind") {
-                        continue;
-                    }
-                    return Err(format!("{e}\n--- {} ---\n{log_text}", log.display()));
-                }
-            }
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    /// Stops the server once this process has exited, in case it dies without unwinding
-    /// (SIGKILL, abort). A detached shell: `sh` returns at once, its subshell outlives us.
-    fn watchdog(&self) -> Result<(), String> {
-        let mut stop = String::new();
-        if is_root() {
-            stop.push_str("runuser -u postgres -- ");
-        }
-        stop.push_str(&format!(
-            "{} -D {} -m immediate stop",
-            quoted(&pg_bin("pg_ctl")),
-            quoted(&self.data)
-        ));
-        let script = format!(
-            "(while kill -0 {} 2>/dev/null; do sleep 1; done; {stop}) \
-             </dev/null >/dev/null 2>&1 &",
-            std::process::id()
-        );
-        let mut sh = Command::new("sh");
-        sh.arg("-c").arg(script);
-        run(sh, "start the watchdog")
-    }
-
-    fn conninfo(&self, rest: &str) -> String {
-        format!(
-            "port={} user=postgres dbname=postgres connect_timeout=10 {rest}",
-            self.port
-        )
-    }
-
-    /// Polls until a TLS connection runs a query (pg_ctl -w already waited for the postmaster).
-    async fn wait_ready(&self) -> Result<(), String> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let conn = self.conninfo("host=127.0.0.1 sslmode=require");
-        loop {
-            let err = match tls::connect(&conn).await {
-                Ok(client) => match client.simple_query("SELECT 1").await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => error_chain(&e),
-                },
+/// Polls until a TLS connection runs a query (pg_ctl -w already waited for the postmaster).
+async fn wait_ready(pg: &Postgres) -> Result<(), String> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let conn = pg.conninfo("host=127.0.0.1 sslmode=require");
+    loop {
+        let err = match tls::connect(&conn).await {
+            Ok(client) => match client.simple_query("SELECT 1").await {
+                Ok(_) => return Ok(()),
                 Err(e) => error_chain(&e),
-            };
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "not ready after {STARTUP_TIMEOUT:?}: {err}\n{}",
-                    self.log_text()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            },
+            Err(e) => error_chain(&e),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not ready after {STARTUP_TIMEOUT:?}: {err}\n{}",
+                pg.log_text()
+            ));
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    fn log_text(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("--- {} (tail) ---\n{}", self.log.display(), tail.join("\n"))
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let mut pg_ctl = as_pg(&pg_bin("pg_ctl"));
-        pg_ctl.arg("-D").arg(&self.data);
-        pg_ctl.args(["-m", "immediate", "-w", "stop"]);
-        if let Err(e) = run(pg_ctl, "pg_ctl stop") {
-            eprintln!("redshift_tls: {e}");
-        }
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| format!("addr: {e}"))?
-        .port())
 }
 
 // ------------------------------------------------------------------------------------- checks
@@ -327,9 +149,11 @@ async fn tls_modes_against_postgres_with_ssl() {
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("temporary directory");
     let pki = make_pki(dir.path());
+    // The server reads its certificate and key as the postgres user.
+    give_to_postgres(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let (ca, other) = (pki.ca.display(), pki.other_ca.display());
-    let pg = Postgres::start(dir, &pki).unwrap_or_else(|e| panic!("PostgreSQL 15: {e}"));
-    if let Err(e) = pg.wait_ready().await {
+    let pg = start_tls_server(&pki).unwrap_or_else(|e| panic!("PostgreSQL 15: {e}"));
+    if let Err(e) = wait_ready(&pg).await {
         panic!("PostgreSQL 15: {e}");
     }
     let port = pg.port;

@@ -532,6 +532,16 @@ impl Running {
         assert!(ok, "kill -TERM {pid} failed");
     }
 
+    /// SIGTERM, then the exit: 0 (a daemon stopped by a signal), or the test fails with its
+    /// stderr (also when it is still running after `timeout`).
+    #[cfg(feature = "stack-tests")]
+    pub fn stop_cleanly(self, timeout: Duration) -> Output {
+        self.sigterm();
+        let out = self.wait(timeout);
+        assert!(out.status.success(), "{}", out.stderr);
+        out
+    }
+
     /// Waits until re_dms says it reached fault point `name` (it then blocks there for good);
     /// panics, with its stderr, when it exits first or after `timeout`.
     #[cfg(feature = "failpoints")]

@@ -9,13 +9,19 @@
 //! - With the `stack-tests` feature: [`stack`] (the local stack of `tests/stack.sh`: source
 //!   PostgreSQL, redshift-sim, moto; test databases; who may use the sim's shared state),
 //!   [`warehouse`] (reading and checking what a Redshift [`ReDms`] loaded) and [`workload`]
-//!   (generated changes with the final state they lead to).
+//!   (generated changes with the final state they lead to), and [`postgres`]: a throwaway server
+//!   of one test's own (its own configuration; stopped and started again at will), and
+//!   [`slot`]: how far a replication slot is.
 //!
 //! Without `stack-tests` nothing here starts or needs a database: `tests/stack.sh` is only run by
 //! [`stack::Stack::get`], which does not exist then.
 
 pub mod binary;
 pub mod model;
+#[cfg(feature = "stack-tests")]
+pub mod postgres;
+#[cfg(feature = "stack-tests")]
+pub mod slot;
 #[cfg(feature = "stack-tests")]
 pub mod stack;
 pub mod text;

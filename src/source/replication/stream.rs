@@ -52,8 +52,9 @@ impl ReplicationStream {
         &self.session.target
     }
 
-    /// The next event; `None` when the server ended the stream (CopyDone). Cancel-safe, so it
-    /// can be raced against the status timer and the stop signal.
+    /// The next event; `None` when the server ended the stream: CopyDone, or CommandComplete
+    /// (a walsender shutting down with its server ends the COPY that way, without CopyDone).
+    /// Cancel-safe, so it can be raced against the status timer and the stop signal.
     pub async fn next(&mut self) -> Result<Option<Event>, ReplicationError> {
         let context = "streaming";
         loop {
@@ -69,13 +70,16 @@ impl ReplicationStream {
                         .map(Some)
                         .map_err(|what| self.session.unexpected(context, &what))
                 }
-                Message::CopyDone => return Ok(None),
+                Message::CopyDone | Message::CommandComplete(_) => return Ok(None),
                 Message::ErrorResponse(body) => {
                     return Err(self.session.server_error(context, &body))
                 }
                 Message::NoticeResponse(body) => self.session.notice(&body),
                 Message::ParameterStatus(_) => {}
-                _ => return Err(self.session.unexpected(context, "message")),
+                other => {
+                    let what = format!("message {}", message_name(&other));
+                    return Err(self.session.unexpected(context, &what));
+                }
             }
         }
     }
@@ -113,6 +117,22 @@ impl ReplicationStream {
 }
 
 /// `w` or `k` inside a CopyData.
+/// The protocol name of a message no stream expects, for the error.
+fn message_name(message: &Message) -> &'static str {
+    match message {
+        Message::ReadyForQuery(_) => "ReadyForQuery",
+        Message::RowDescription(_) => "RowDescription",
+        Message::DataRow(_) => "DataRow",
+        Message::EmptyQueryResponse => "EmptyQueryResponse",
+        Message::CopyInResponse(_) => "CopyInResponse",
+        Message::CopyOutResponse(_) => "CopyOutResponse",
+        Message::NotificationResponse(_) => "NotificationResponse",
+        Message::BackendKeyData(_) => "BackendKeyData",
+        Message::AuthenticationOk => "AuthenticationOk",
+        _ => "of another kind",
+    }
+}
+
 fn parse_copy_data(mut b: Bytes) -> Result<Event, String> {
     let kind = if b.is_empty() { 0 } else { b.get_u8() };
     match kind {
