@@ -4,8 +4,7 @@
 //! Unknown keys are rejected by serde (`deny_unknown_fields`) with the key's name and line;
 //! `validate()` checks values and names the offending key (`wal.segment_max_bytes`).
 //!
-//! Keys of features not built yet (`source.ack = "loaded"`, the `[metrics]` and `[sentry]`
-//! sections) are known by name and refused by `validate()` with
+//! Keys of features not built yet (the `[metrics]` and `[sentry]` sections) are known by name and refused by `validate()` with
 //! "not supported yet", so a config never looks as if they took effect.
 
 use serde::Deserialize;
@@ -130,7 +129,8 @@ pub enum Ack {
     /// Once its COMMIT is fsynced in the local WAL.
     #[default]
     Wal,
-    /// Once it is loaded into the target (not supported yet).
+    /// Once the target holds it: every segment up to its COMMIT is loaded (the slot keeps
+    /// what the target lacks, so the WAL directory can be lost without losing a change).
     Loaded,
 }
 
@@ -407,13 +407,6 @@ impl Config {
         if self.source.status_interval_secs == 0 {
             return Err(invalid("source.status_interval_secs", "must be at least 1"));
         }
-        if self.source.ack == Ack::Loaded {
-            return Err(invalid(
-                "source.ack",
-                "\"loaded\" is not supported yet: this build confirms once the WAL holds a \
-                 transaction (\"wal\")",
-            ));
-        }
         Ok(())
     }
 
@@ -539,7 +532,6 @@ mod tests {
     #[test]
     fn keys_not_acted_on_yet_are_refused_by_name() {
         for (text, key) in [
-            ("[source]\nack = \"loaded\"\n", "source.ack"),
             ("[metrics]\nlisten = \"127.0.0.1:9187\"\n", "metrics"),
             ("[sentry]\ndsn = \"\"\n", "sentry"),
         ] {
@@ -558,6 +550,9 @@ mod tests {
         assert_eq!(c.source.slot, DEFAULT_SOURCE_SLOT);
         assert!(c.source.create_slot);
         assert_eq!(c.source.ack, Ack::Wal);
+        let loaded = parse("[target]\nkind = \"local\"\n[source]\nack = \"loaded\"\n").unwrap();
+        assert_eq!(loaded.source.ack, Ack::Loaded);
+        loaded.validate(Mode::Replay).unwrap();
         for (text, key) in [
             ("slot = \"Re-DMS\"", "source.slot"),
             ("slot = \"\"", "source.slot"),

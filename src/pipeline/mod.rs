@@ -30,6 +30,7 @@ pub mod stage;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use crossbeam_channel::Receiver;
 
 use crate::batch::rebuild::KnownKeys;
 use crate::batch::schema::KeySource;
-use crate::config::Config;
+use crate::config::{Ack, Config};
 use crate::csv::stage::CsvStage;
 use crate::csv::CsvError;
 use crate::shutdown::{Shutdown, DRAIN_REPORT_EVERY};
@@ -289,12 +290,21 @@ impl Stages {
             &config.source.include,
             &config.source.exclude,
         ));
+        // Every COMMIT up to the WAL's last is loaded when recovery left no segment behind.
+        let loaded_lsn = Arc::new(AtomicU64::new(if recovery.segments.is_empty() {
+            recovery.last_commit_lsn.0
+        } else {
+            0
+        }));
         let (source, input) = match feed {
             Feed::Recovered => (None, None),
             Feed::Text(rx) => (None, Some(rx)),
             Feed::Slot(live) => {
-                let durable = Arc::clone(&ingest.durable_lsn);
-                let (handle, rx) = live.spawn(recovery.last_commit_lsn, durable, stop.clone());
+                let confirmable = match config.source.ack {
+                    Ack::Wal => Arc::clone(&ingest.durable_lsn),
+                    Ack::Loaded => Arc::clone(&loaded_lsn),
+                };
+                let (handle, rx) = live.spawn(recovery.last_commit_lsn, confirmable, stop.clone());
                 (Some(handle), Some(rx))
             }
         };
@@ -309,7 +319,7 @@ impl Stages {
                 batch_max_memory,
             }
             .spawn(),
-            sink: Delivery::spawn(target, out_rx, wal_dir, stop.clone()),
+            sink: Delivery::spawn(target, out_rx, wal_dir, loaded_lsn, stop.clone()),
             queue,
         })
     }

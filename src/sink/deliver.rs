@@ -7,16 +7,22 @@
 //! - a segment is submitted only while the target has room, so a slow target holds back the CSV
 //!   stage (backpressure), never memory;
 //! - a WAL segment is deleted only once it and every segment before it are loaded;
+//! - the loaded LSN (`ack = "loaded"`, see [`crate::source::live`]) is the last LSN of the
+//!   newest complete segment (one that ends at a transaction boundary) deleted that way: every
+//!   transaction committed at or before it is in the target;
 //! - after the stop signal nothing more is submitted; the segments in flight get until the
 //!   drain deadline ([`crate::shutdown::DRAIN_GRACE`]), then are abandoned (a Redshift
 //!   transaction rolls back; the ledger keeps exactly-once) and stay in the WAL.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::{SegmentDone, Target, TargetError};
+use crate::lsn::Lsn;
 use crate::metrics;
 use crate::pipeline::handoff::SegmentOutput;
 use crate::pipeline::stage::StageHandle;
@@ -57,9 +63,19 @@ pub struct Delivery {
     held: Vec<SegmentOutput>,
     /// Segments ready to go, waiting for room in the target.
     ready: VecDeque<SegmentOutput>,
-    /// Submitted segments in order: `None` while running, then whether every table loaded.
-    submitted: BTreeMap<u64, Option<bool>>,
+    /// Submitted segments in order.
+    submitted: BTreeMap<u64, Submitted>,
     segments_loaded: u64,
+    /// The loaded LSN (see the module docs), raised as segments are deleted.
+    loaded_lsn: Arc<AtomicU64>,
+}
+
+/// A segment handed to the target.
+struct Submitted {
+    /// `None` while running, then whether every table loaded.
+    loaded: Option<bool>,
+    /// Its last LSN, when it ends at a transaction boundary.
+    commit: Option<Lsn>,
 }
 
 impl Delivery {
@@ -69,6 +85,7 @@ impl Delivery {
         target: Target,
         input: mpsc::Receiver<SegmentOutput>,
         wal_dir: PathBuf,
+        loaded_lsn: Arc<AtomicU64>,
         stop: Shutdown,
     ) -> StageHandle<Delivered, DeliverError> {
         let delivery = Self {
@@ -82,6 +99,7 @@ impl Delivery {
             ready: VecDeque::new(),
             submitted: BTreeMap::new(),
             segments_loaded: 0,
+            loaded_lsn,
         };
         StageHandle::task("sink", delivery.run())
     }
@@ -98,7 +116,12 @@ impl Delivery {
                 let Some(out) = self.ready.pop_front() else {
                     break;
                 };
-                self.submitted.insert(out.segment, None);
+                let commit = out.complete.then_some(out.manifest.last_lsn);
+                let entry = Submitted {
+                    loaded: None,
+                    commit,
+                };
+                self.submitted.insert(out.segment, entry);
                 self.target.submit(out).await?;
             }
             if !self.input_open && self.ready.is_empty() && self.target.is_idle() {
@@ -185,7 +208,9 @@ impl Delivery {
                 source,
             })?;
         }
-        self.submitted.insert(out.segment, Some(done.loaded));
+        if let Some(entry) = self.submitted.get_mut(&out.segment) {
+            entry.loaded = Some(done.loaded);
+        }
         if done.loaded {
             tracing::info!(
                 segment = out.segment,
@@ -203,11 +228,13 @@ impl Delivery {
     /// segment goes only once it and every segment before it are in the target.
     fn remove_loaded_prefix(&mut self) -> Result<(), DeliverError> {
         while let Some(entry) = self.submitted.first_entry() {
-            if *entry.get() != Some(true) {
+            if entry.get().loaded != Some(true) {
                 break;
             }
             wal::remove_segment(&self.wal_dir, *entry.key())?;
-            entry.remove();
+            if let Some(commit) = entry.remove().commit {
+                self.loaded_lsn.fetch_max(commit.0, Ordering::AcqRel);
+            }
             metrics::SEGMENTS_LOADED.inc();
             self.segments_loaded += 1;
         }

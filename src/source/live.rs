@@ -1,14 +1,23 @@
 //! The live source stage: a test_decoding replication slot, streamed over the replication
 //! protocol (`replication/`) into ingest, one [`SourcedMessage`] per XLogData.
 //!
-//! Acknowledgement (`[source] ack = "wal"`), the rules that keep the slot from dropping a change
-//! re_dms does not hold:
-//! - the flush position confirmed to the slot is ingest's durable LSN: the source LSN of the
-//!   last COMMIT whose record an fsync of the local WAL covers. Nothing later is ever confirmed;
+//! Acknowledgement, the rules that keep the slot from dropping a change re_dms does not hold:
+//! - the flush position confirmed to the slot is the *confirmable* LSN, by `[source] ack`:
+//!   - `"wal"` (default): ingest's durable LSN, the source LSN of the last COMMIT whose record
+//!     an fsync of the local WAL covers;
+//!   - `"loaded"`: the sink's loaded LSN, the last COMMIT of the newest complete segment that
+//!     the target loaded and the WAL deleted, with every segment before it (see
+//!     [`crate::sink::deliver`]). The slot then keeps everything the target lacks: a lost WAL
+//!     directory costs nothing but a re-read (a new directory adopts the slot and streams again
+//!     from its confirmed position; the target's merge by key makes the repeat harmless). The
+//!     price: the source holds WAL for as long as loads take (`segment_max_age_secs` and the
+//!     load, longer while the target is down or a table is stopped);
+//!
+//!   nothing later is ever confirmed;
 //! - when nothing is pending (every message received is in ingest's hands, the last one was a
-//!   COMMIT and it is durable), the WAL end of the server's last keepalive is confirmed too, so
-//!   that an idle database, or a busy neighbouring database on the same server, never makes
-//!   the slot hold WAL on the source;
+//!   COMMIT and the confirmable LSN has reached it), the WAL end of the server's last keepalive
+//!   is confirmed too, so that an idle database, or a busy neighbouring database on the same
+//!   server, never makes the slot hold WAL on the source;
 //! - a position once confirmed is never sent lower again (PostgreSQL 15 would move the slot
 //!   back, and hold WAL for nothing);
 //! - a status update goes out every `status_interval_secs`, at once when the server asks for
@@ -167,8 +176,8 @@ enum Ended {
 /// The stage's state across connections.
 struct Reader {
     config: LiveSource,
-    /// Ingest's durable LSN (the last fsynced COMMIT's source LSN).
-    durable: Arc<AtomicU64>,
+    /// The confirmable LSN (module docs): ingest's durable LSN, or the sink's loaded LSN.
+    confirmable: Arc<AtomicU64>,
     /// Where the WAL ends: the last COMMIT it held when the stage started.
     resume_from: Lsn,
     stop: Shutdown,
@@ -189,11 +198,12 @@ struct Reader {
 
 impl LiveSource {
     /// Starts streaming on a thread of its own; ingest takes the messages from the returned
-    /// channel. `resume_from` is the last COMMIT the WAL holds; `durable` is ingest's durable LSN.
+    /// channel. `resume_from` is the last COMMIT the WAL holds; `confirmable` is what may be
+    /// confirmed (ingest's durable LSN, or the sink's loaded LSN: see the module docs).
     pub fn spawn(
         self,
         resume_from: Lsn,
-        durable: Arc<AtomicU64>,
+        confirmable: Arc<AtomicU64>,
         stop: Shutdown,
     ) -> (StageHandle<(), LiveError>, Receiver<Input>) {
         let (tx, rx) = crossbeam_channel::bounded(BATCHES_AHEAD);
@@ -204,7 +214,7 @@ impl LiveSource {
                 .map_err(LiveError::Runtime)?;
             let mut reader = Reader {
                 config: self,
-                durable,
+                confirmable,
                 resume_from,
                 stop: stop.clone(),
                 tx,
@@ -312,7 +322,7 @@ impl Reader {
         loop {
             tokio::select! {
                 biased;
-                // The stop signal: confirm what is durable, end the stream.
+                // The stop signal: confirm what is confirmable, end the stream.
                 () = self.stop.wait() => {
                     let _ = self.send_status(&mut stream, false).await;
                     stream.close(Duration::from_secs(2)).await;
@@ -492,7 +502,7 @@ impl Reader {
         stream: &mut ReplicationStream,
         reply: bool,
     ) -> Result<(), LiveError> {
-        let durable = Lsn(self.durable.load(Ordering::Acquire));
+        let durable = Lsn(self.confirmable.load(Ordering::Acquire));
         let idle = !self.in_txn && self.pending.is_empty() && durable >= self.last_commit;
         let flushed = if idle {
             durable.max(self.server_end)

@@ -14,6 +14,8 @@ mod exactly_once;
 #[cfg(feature = "stack-tests")]
 mod live;
 #[cfg(feature = "stack-tests")]
+mod live_redshift;
+#[cfg(feature = "stack-tests")]
 mod redshift_catalog;
 #[cfg(feature = "stack-tests")]
 mod redshift_e2e;

@@ -1,0 +1,266 @@
+//! The live source into the Redshift stand-in: a mixed workload (several tables, TOAST updates,
+//! a partitioned table with rows moving between partitions, columns added and dropped while
+//! streaming) ends with every target table equal to its source, compared row by row; the
+//! warehouse in maintenance for 30 s mid-run with `ack = "loaded"` holds the slot back until
+//! the target has the rows, then ends equal.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::harness::binary::Running;
+use crate::harness::model::Field;
+use crate::harness::slot::{confirmed_past, insert_lsn, slot_ready};
+use crate::harness::stack::{connect, describe, wait_until, Stack, TestDb};
+use crate::harness::ReDms;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The source tables and the columns compared (the key first).
+const TABLES: [(&str, &[&str]); 3] = [
+    (
+        "public.customers",
+        &["id", "name", "balance", "active", "tier"],
+    ),
+    ("public.docs", &["id", "body", "rev"]),
+    ("public.events", &["id", "region", "payload"]),
+];
+
+const SCHEMA: &str = "
+    CREATE TABLE public.customers (id int PRIMARY KEY, name text, balance numeric(12,2),
+        active boolean);
+    CREATE TABLE public.docs (id int PRIMARY KEY, body text, rev int, note text);
+    CREATE TABLE public.events (id int, region text, payload text, PRIMARY KEY (region, id))
+        PARTITION BY LIST (region);
+    CREATE TABLE public.events_eu PARTITION OF public.events FOR VALUES IN ('eu');
+    CREATE TABLE public.events_us PARTITION OF public.events FOR VALUES IN ('us');
+    -- Bodies stored out of line (TOAST): hex digits do not compress below the 2 kB threshold.
+    CREATE FUNCTION public.big(n int) RETURNS text LANGUAGE sql AS
+        $$ SELECT string_agg(md5(n::text || '-' || i::text), '') FROM generate_series(1, 300) i $$;";
+
+/// Transaction `n`: a customer and an event inserted, earlier ones updated (an event moved to
+/// the other partition), now and then a customer deleted, a TOASTed document inserted, or a
+/// document's other columns updated (its body then arrives as `unchanged-toast-datum`).
+async fn transaction(c: &Client, n: i32) {
+    let k = n % 37 + 1;
+    let region = if n % 2 == 0 { "eu" } else { "us" };
+    let mut sql = format!(
+        "BEGIN;
+         INSERT INTO public.customers (id, name, balance, active)
+             VALUES ({n}, 'customer {n}', {n}.25, {even});
+         UPDATE public.customers SET balance = balance + 1.5 WHERE id = {k};
+         INSERT INTO public.events VALUES ({n}, '{region}', 'event {n}');
+         UPDATE public.events SET region = CASE region WHEN 'eu' THEN 'us' ELSE 'eu' END,
+             payload = payload || ' moved' WHERE id = {k};",
+        even = n % 2 == 0,
+    );
+    if n % 5 == 0 {
+        sql.push_str(&format!(
+            "INSERT INTO public.docs (id, body, rev) VALUES ({n}, public.big({n}), 0);"
+        ));
+    }
+    if n % 3 == 0 {
+        sql.push_str(&format!(
+            "UPDATE public.docs SET rev = rev + 1 WHERE id = {};",
+            (n / 15) * 5
+        ));
+    }
+    if n % 11 == 0 {
+        sql.push_str(&format!(
+            "DELETE FROM public.customers WHERE id = {};",
+            n / 2
+        ));
+    }
+    sql.push_str("COMMIT;");
+    c.batch_execute(&sql).await.unwrap();
+}
+
+/// `table`'s rows, columns as text (simple query), sorted; an error when it does not exist yet.
+async fn rows(c: &Client, table: &str, cols: &[&str]) -> Result<Vec<Vec<Field>>, String> {
+    let quoted: Vec<String> = cols.iter().map(|c| format!("\"{c}\"")).collect();
+    let q = format!("SELECT {} FROM {table}", quoted.join(", "));
+    let messages = c.simple_query(&q).await.map_err(|e| describe(&e))?;
+    let mut out: Vec<Vec<Field>> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..cols.len())
+                    .map(|i| r.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Waits until every table of [`TABLES`] holds in the warehouse exactly what it holds in the
+/// source; after [`WAIT`] fails with the first difference and re_dms's stderr.
+async fn wait_equal(source: &Client, re: &ReDms, run: Running) -> Running {
+    let warehouse = re.backend().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut first_difference = None;
+        for (table, cols) in TABLES {
+            let want = rows(source, table, cols).await.unwrap();
+            let got = rows(&warehouse, table, cols).await;
+            if got.as_ref() != Ok(&want) {
+                first_difference = Some(difference(table, &want, &got));
+                break;
+            }
+        }
+        let Some(difference) = first_difference else {
+            return run;
+        };
+        if Instant::now() >= deadline {
+            let out = run.kill_9();
+            panic!("after {WAIT:?}: {difference}\nre_dms said:\n{}", out.stderr);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn difference(table: &str, want: &[Vec<Field>], got: &Result<Vec<Vec<Field>>, String>) -> String {
+    let got = match got {
+        Ok(got) => got,
+        Err(e) => return format!("{table}: not readable in the warehouse: {e}"),
+    };
+    let missing = want.iter().find(|r| !got.contains(r));
+    let extra = got.iter().find(|r| !want.contains(r));
+    format!(
+        "{table}: {} rows in the source, {} in the warehouse; first missing {missing:?}, first \
+         extra {extra:?}",
+        want.len(),
+        got.len()
+    )
+}
+
+async fn source_db(name: &str) -> (TestDb, Client) {
+    let db = Stack::get().new_source_db(name).await;
+    let c = connect(&db.url).await;
+    c.batch_execute(SCHEMA).await.unwrap();
+    (db, c)
+}
+
+async fn start(re: &ReDms, c: &Client, slot: &str) -> Running {
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(c, slot)
+    })
+    .await;
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_live_workload_ends_equal_row_by_row() {
+    let _sim = Stack::sim_shared().await;
+    let (db, c) = source_db("live_mixed").await;
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::redshift("live_mixed")
+        .await
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .build();
+    let run = start(&re, &c, &slot).await;
+    for n in 1..=60 {
+        transaction(&c, n).await;
+    }
+    // Schema changes while streaming: a column added (and filled), one dropped.
+    c.batch_execute("ALTER TABLE public.customers ADD COLUMN tier int")
+        .await
+        .unwrap();
+    for n in 61..=120 {
+        transaction(&c, n).await;
+        let tier = format!(
+            "UPDATE public.customers SET tier = {} WHERE id = {}",
+            n % 4,
+            n / 2
+        );
+        c.batch_execute(&tier).await.unwrap();
+    }
+    c.batch_execute("ALTER TABLE public.docs DROP COLUMN note")
+        .await
+        .unwrap();
+    for n in 121..=200 {
+        transaction(&c, n).await;
+    }
+    let run = wait_equal(&c, &re, run).await;
+    // The partitions load into their root: no table of their own in the warehouse.
+    let leaves: i64 = re
+        .backend()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('events_eu', 'events_us')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaves, 0, "partitions got target tables of their own");
+    run.stop_cleanly(WAIT);
+    re.assert_ledger_unique().await;
+    assert!(
+        re.wal_segments().is_empty(),
+        "everything loaded is out of the WAL"
+    );
+}
+
+/// With `ack = "loaded"`, a warehouse in maintenance for 30 s holds the slot where the target
+/// is (the WAL has the transactions, but they are confirmed only once loaded); re_dms retries
+/// through it and ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warehouse_in_maintenance_mid_run_holds_the_slot_with_ack_loaded() {
+    let _sim = Stack::sim_exclusive().await;
+    let stack = Stack::get();
+    let (db, c) = source_db("live_maint").await;
+    c.batch_execute("ALTER TABLE public.customers ADD COLUMN tier int")
+        .await
+        .unwrap();
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::redshift("live_maint")
+        .await
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .option("source", "ack = \"loaded\"")
+        .build();
+    let run = start(&re, &c, &slot).await;
+    for n in 1..=20 {
+        transaction(&c, n).await;
+    }
+    let run = wait_equal(&c, &re, run).await;
+    let loaded = insert_lsn(&c).await;
+    wait_until(WAIT, "the slot confirmed past what is loaded", || {
+        confirmed_past(&c, &slot, &loaded)
+    })
+    .await;
+
+    stack.set_maintenance(true);
+    let until = Instant::now() + Duration::from_secs(30);
+    for n in 21..=40 {
+        transaction(&c, n).await;
+    }
+    let written = insert_lsn(&c).await;
+    let mut run = run;
+    while Instant::now() < until {
+        if run.exited() {
+            let out = run.wait(WAIT);
+            panic!("re_dms exited during the maintenance:\n{}", out.stderr);
+        }
+        assert!(
+            !confirmed_past(&c, &slot, &written).await,
+            "the slot was confirmed past transactions the warehouse does not have"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stack.set_maintenance(false);
+
+    let run = wait_equal(&c, &re, run).await;
+    wait_until(WAIT, "the slot confirmed once loaded", || {
+        confirmed_past(&c, &slot, &written)
+    })
+    .await;
+    let stderr = run.stop_cleanly(WAIT).stderr;
+    assert!(stderr.contains("retry"), "the outage is logged:\n{stderr}");
+    re.assert_ledger_unique().await;
+}
