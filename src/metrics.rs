@@ -84,6 +84,9 @@ counters! {
     TABLES_STOPPED => "re_dms_redshift_tables_stopped_total",
     /// Source catalog reads that failed (unreachable source, timeout, query error).
     CATALOG_ERRORS => "re_dms_source_catalog_errors_total",
+    /// Full source catalog reads (at start, after a DDL change seen in the stream, or when the
+    /// catalog's stamp moved); the per-segment stamp checks are not counted.
+    CATALOG_READS => "re_dms_source_catalog_reads_total",
     /// Retries of an S3 request after a transient error.
     S3_RETRIES => "re_dms_s3_retries_total",
 }

@@ -22,7 +22,13 @@
 //! partition key columns (two rows of different partitions differ in one of them). Partition
 //! keys on expressions cannot be added that way: such a key stays unique per partition only.
 //!
-//! Pure data after [`load`]: no connection is kept.
+//! [`load`] reads it once (connect, one query, disconnect). [`SourceCatalog`] keeps it current
+//! for the pipeline over one connection kept open (re-opened when it breaks): before each
+//! segment's load it re-reads the catalog when the segment shows a DDL change (a table created,
+//! a column added, dropped or of another type) or a table the catalog lacks, and otherwise only
+//! when the catalog's stamp ([`STAMP_SQL`]) moved. The stamp is needed because some changes
+//! never show in the stream: `varchar(20)` widened to `varchar(50)` prints as `character
+//! varying` both times, a partition attached, a key added.
 
 use std::collections::BTreeMap;
 
@@ -142,8 +148,7 @@ WHERE c.relkind IN ('r', 'p')
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'";
 
 /// Connects to the source (`conninfo`: libpq key=value or URL, `sslmode` honoured as for
-/// Redshift), reads the catalog in one query, and disconnects.
-/// Reads the catalog (connect, one query, disconnect), within [`CATALOG_TIMEOUT`].
+/// Redshift), reads the catalog in one query, and disconnects, within [`CATALOG_TIMEOUT`].
 pub async fn load(conninfo: &str) -> Result<Catalog, CatalogError> {
     tokio::time::timeout(CATALOG_TIMEOUT, read(conninfo))
         .await
@@ -154,6 +159,11 @@ async fn read(conninfo: &str) -> Result<Catalog, CatalogError> {
     let client = tls::connect(conninfo)
         .await
         .map_err(CatalogError::Connect)?;
+    read_catalog(&client).await
+}
+
+/// [`CATALOG_SQL`] over `client`.
+async fn read_catalog(client: &tokio_postgres::Client) -> Result<Catalog, CatalogError> {
     let rows = client
         .query(CATALOG_SQL, &[])
         .await
@@ -169,11 +179,28 @@ async fn read(conninfo: &str) -> Result<Catalog, CatalogError> {
 /// How long one catalog read may take before it counts as failed.
 pub const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// The catalog as last read, refreshed by whoever needs it current (the Redshift target, once
-/// per segment). Without `source.connection` it stays empty and every lookup says "unknown".
+/// A fingerprint of the catalog rows [`CATALOG_SQL`] depends on: every change to a table,
+/// column, primary key or schema writes a new row version (a new `xmin`) or removes one, so the
+/// count and the sum of the `xmin`s move. `VACUUM` and `ANALYZE` update `pg_class` in place
+/// (same `xmin`) and do not. Cheap: a few thousand catalog rows, no per-table function calls.
+pub const STAMP_SQL: &str = "\
+SELECT concat_ws('/',
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::numeric), 0) FROM pg_attribute WHERE attnum > 0),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::numeric), 0) FROM pg_class WHERE relkind IN ('r', 'p')),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::numeric), 0) FROM pg_index WHERE indisprimary),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::numeric), 0) FROM pg_namespace))";
+
+/// The catalog as last read, refreshed by whoever needs it current (the Redshift target, before
+/// each segment: see the module docs). Without `source.connection` it stays empty and every
+/// lookup says "unknown".
 #[derive(Debug, Default)]
 pub struct SourceCatalog {
     conninfo: Option<String>,
+    /// The connection reads go over, kept open between them; `None` until the first read and
+    /// after a failed one.
+    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// [`STAMP_SQL`]'s answer when `current` was read.
+    stamp: std::sync::Mutex<Option<String>>,
     current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
     /// When the last read failed: refreshes wait [`CATALOG_RETRY_AFTER`] after a failure, so an
     /// unreachable source does not cost a connection attempt (up to [`CATALOG_TIMEOUT`]) per
@@ -190,15 +217,16 @@ impl SourceCatalog {
     pub async fn open(conninfo: &str) -> Self {
         let this = Self {
             conninfo: (!conninfo.trim().is_empty()).then(|| conninfo.to_string()),
-            current: Default::default(),
-            failed_at: Default::default(),
+            ..Self::default()
         };
-        this.refresh().await;
+        this.refresh(true).await;
         this
     }
 
-    /// Reads the catalog again; on failure keeps the last one read (and says so).
-    pub async fn refresh(&self) {
+    /// Brings the catalog up to date: re-reads it when `ddl_seen` (the caller saw a schema
+    /// change, or a table the catalog lacks) or when its stamp moved since the last read. On
+    /// failure keeps the last one read (and says so).
+    pub async fn refresh(&self, ddl_seen: bool) {
         let Some(conninfo) = &self.conninfo else {
             return;
         };
@@ -206,10 +234,15 @@ impl SourceCatalog {
         if failed_at.is_some_and(|t| t.elapsed() < CATALOG_RETRY_AFTER) {
             return;
         }
-        let err = match load(conninfo).await {
-            Ok(catalog) => {
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) =
-                    Some(std::sync::Arc::new(catalog));
+        let mut client = self.client.lock().await;
+        let reused = client.is_some();
+        let mut result = self.read_over(&mut client, conninfo, ddl_seen).await;
+        if result.is_err() && reused {
+            // The kept connection may have broken since (a source restart): one fresh try.
+            result = self.read_over(&mut client, conninfo, ddl_seen).await;
+        }
+        let err = match result {
+            Ok(()) => {
                 *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 return;
             }
@@ -222,6 +255,49 @@ impl SourceCatalog {
         } else {
             tracing::warn!(error = %err, "source catalog unreachable: typmod-less defaults (VARCHAR(65535), NUMERIC(38,10)), partitions into tables of their own, keys from the stream");
         }
+    }
+
+    /// One read over the kept connection (opened first when there is none), within
+    /// [`CATALOG_TIMEOUT`]. Any failure drops the connection.
+    async fn read_over(
+        &self,
+        client: &mut Option<tokio_postgres::Client>,
+        conninfo: &str,
+        ddl_seen: bool,
+    ) -> Result<(), CatalogError> {
+        let read = tokio::time::timeout(CATALOG_TIMEOUT, async {
+            if client.is_none() {
+                *client = Some(
+                    tls::connect(conninfo)
+                        .await
+                        .map_err(CatalogError::Connect)?,
+                );
+            }
+            let Some(c) = client.as_ref() else {
+                unreachable!("connected above")
+            };
+            let stamp: String = c
+                .query_one(STAMP_SQL, &[])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(CatalogError::Query)?;
+            let known = self.stamp.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if !ddl_seen && self.get().is_some() && known.as_deref() == Some(stamp.as_str()) {
+                return Ok(());
+            }
+            let catalog = read_catalog(c).await?;
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::sync::Arc::new(catalog));
+            *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamp);
+            crate::metrics::CATALOG_READS.inc();
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(CatalogError::Timeout));
+        if read.is_err() {
+            *client = None;
+        }
+        read
     }
 
     /// Whether the catalog as last read has `schema.name`; `None` without a catalog.

@@ -1,6 +1,7 @@
 //! `catalog::load` against the local stack's source PostgreSQL: typmods, primary keys in index
 //! order, exact names, and partitions (two levels, one attached with another column order)
-//! resolved to their root. Only the first test needs the stack.
+//! resolved to their root; the pipeline's kept connection and when it re-reads. The tests that
+//! need the stack are compiled with `stack-tests` only.
 
 #[cfg(feature = "stack-tests")]
 use std::collections::BTreeMap;
@@ -151,4 +152,54 @@ async fn unreachable_source_is_an_error_without_the_password() {
     let msg = err.to_string();
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(msg.contains("source catalog"), "{msg}");
+}
+
+/// The pipeline's catalog keeps one connection open across refreshes, re-reads only when told
+/// of a DDL change or when the catalog's stamp moved, and sees a change the stream never shows
+/// (a widened varchar) through the stamp.
+#[cfg(feature = "stack-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_catalog_connection_re_reads_only_when_the_catalog_changed() {
+    use std::sync::Arc;
+    let db = Stack::get().new_source_db("source_catalog_kept").await;
+    let c = connect(&db.url).await;
+    c.batch_execute("CREATE TABLE public.items (id int PRIMARY KEY, code varchar(20))")
+        .await
+        .unwrap();
+    let sessions = || async {
+        let rows = c
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() ORDER BY pid",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()
+    };
+    let kept = catalog::SourceCatalog::open(&db.conninfo).await;
+    let first = kept.get().expect("read at open");
+    let pids = sessions().await;
+    assert_eq!(pids.len(), 1, "one catalog connection, kept open: {pids:?}");
+
+    kept.refresh(false).await;
+    assert!(
+        Arc::ptr_eq(&first, &kept.get().unwrap()),
+        "no change, no re-read"
+    );
+    kept.refresh(true).await;
+    let forced = kept.get().unwrap();
+    assert!(!Arc::ptr_eq(&first, &forced), "a DDL change seen re-reads");
+
+    c.batch_execute("ALTER TABLE public.items ALTER COLUMN code TYPE varchar(60)")
+        .await
+        .unwrap();
+    kept.refresh(false).await;
+    let types = kept.get().unwrap().column_types("public", "items").cloned();
+    assert_eq!(
+        types.unwrap()["code"],
+        "character varying(60)",
+        "the stamp moved with the widening"
+    );
+    assert_eq!(sessions().await, pids, "still the same connection");
 }

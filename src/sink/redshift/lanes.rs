@@ -120,7 +120,7 @@ impl TableLanes {
     pub async fn submit(&mut self, out: SegmentOutput) -> Result<(), LoadError> {
         let out = Arc::new(out);
         if !out.manifest.tables.is_empty() {
-            self.loader.refresh_catalog().await;
+            self.loader.refresh_catalog(&out.manifest).await;
         }
         // Keyed by the target itself, not its text: `"a.b".c` and `a."b.c"` are two lanes.
         let mut jobs: BTreeMap<TargetTable, Vec<TableManifest>> = BTreeMap::new();

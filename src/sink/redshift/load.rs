@@ -19,7 +19,7 @@ use super::pool::{Attempt, Cause, Pool};
 use super::sql::{CopyAuth, Naming, TargetTable};
 use super::upload::Uploader;
 use crate::config::Config;
-use crate::csv::manifest::TableManifest;
+use crate::csv::manifest::{Manifest, StepManifest, TableManifest};
 use crate::metrics;
 use crate::pipeline::handoff::SegmentOutput;
 use crate::retry::{ErrorClass, RetryEnd, RetryPolicy};
@@ -166,10 +166,18 @@ impl RedshiftLoader {
         self.catalog.knows(&table.schema, &table.name)
     }
 
-    /// Reads the source catalog again (once per segment, after the segment is sealed, so it is
-    /// at least as new as every change in it: a widened column is seen before its wide values).
-    pub async fn refresh_catalog(&self) {
-        self.catalog.refresh().await;
+    /// Brings the source catalog up to date for `manifest` (after the segment is sealed, so the
+    /// catalog is at least as new as every change in it: a widened column is seen before its
+    /// wide values): a full read when the segment shows a schema change or a table the catalog
+    /// lacks, else only when the catalog's stamp moved (`source::catalog`).
+    pub async fn refresh_catalog(&self, manifest: &Manifest) {
+        let ddl_seen = manifest.tables.iter().any(|t| {
+            self.catalog_knows(t) == Some(false)
+                || t.steps
+                    .iter()
+                    .any(|step| !matches!(step, StepManifest::Load { .. } | StepManifest::Truncate))
+        });
+        self.catalog.refresh(ddl_seen).await;
     }
 
     /// Checks that no two source tables seen map to one target table by accident.
