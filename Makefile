@@ -1,7 +1,7 @@
 # Common entry points. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: build sample test lint fmt bench stack-up stack-down
+.PHONY: build sample demo test lint fmt bench stack-up stack-down
 
 build:
 	$(CARGO) build --release
@@ -11,6 +11,12 @@ sample: build
 	rm -rf target/sample
 	./target/release/re_dms --stdin --config examples/replay-local.toml < tests/fixtures/capture_plain.txt
 	@find target/sample/out -type f | sort
+
+# The newcomer's first command: the local stack, a live source database under pgbench, re_dms
+# streaming it into redshift-sim, every table compared; everything stopped again at the end
+# (examples/demo/demo.sh; about 30 s once built).
+demo:
+	CARGO="$(CARGO)" examples/demo/demo.sh
 
 # The whole test suite: the stack tests and fault points included (Cargo features). The stack
 # tests start the local stack (tests/stack.sh) themselves unless its environment is exported.
