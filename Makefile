@@ -33,10 +33,12 @@ fmt:
 	$(CARGO) fmt --all
 
 # 1,000,000 generated changes through re_dms --stdin: into the local target, then through the
-# local stack into redshift-sim (BENCHMARKS.md).
+# local stack into redshift-sim; then live replication from a pgbench-driven source against
+# pg_recvlogical, and a Redshift outage under load (BENCHMARKS.md).
 bench:
 	benches/run.sh
 	benches/redshift.sh
+	benches/live.sh
 
 stack-up:
 	tests/stack.sh up
