@@ -87,7 +87,8 @@ pub async fn connect(conn: &str) -> Result<tokio_postgres::Client, TlsError> {
         })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::warn!(target_db = %target, error = %e, "database connection ended with an error");
+            let error = pg_detail(&e);
+            tracing::warn!(target_db = %target, error = %error, "database connection ended with an error");
         }
     });
     Ok(client)
