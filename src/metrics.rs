@@ -66,7 +66,8 @@ counters! {
     ROWS_WRITTEN => "re_dms_csv_rows_total",
     /// Numeric values beyond NUMERIC(38,..) range, written as the largest value of the type.
     VALUES_SATURATED => "re_dms_values_saturated_total",
-    /// Values the target cannot hold (numeric NaN, infinite dates), written as NULL.
+    /// Values the target cannot hold (numeric NaN, infinite dates, bytea over VARBYTE's size),
+    /// written as NULL.
     VALUES_NULLED => "re_dms_values_nulled_total",
     /// Strings cut to the target column's byte length on a UTF-8 boundary.
     VALUES_TRUNCATED => "re_dms_values_truncated_total",

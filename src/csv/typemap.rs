@@ -17,6 +17,10 @@ use crate::source::decoding::{unescape_quoted, Value};
 
 /// Redshift's VARCHAR limit in bytes.
 pub const VARCHAR_MAX_BYTES: usize = 65535;
+/// The VARBYTE size bytea columns are created with: the limit every Redshift release accepts
+/// (newer ones go to 16 MiB; 1,024,000 bytes is also 2 MB of hex in a CSV field, well inside
+/// COPY's 4 MB per row). A longer value is written as NULL and counted.
+pub const VARBYTE_MAX_BYTES: usize = 1_024_000;
 /// Digits before the point that NUMERIC(38,10) holds.
 pub const NUMERIC_INT_DIGITS: usize = 28;
 pub const NUMERIC_SCALE: usize = 10;
@@ -32,7 +36,8 @@ pub enum ValueKind {
     Float,
     /// boolean: `t` / `f`.
     Boolean,
-    /// bytea: hex digits without the `\x` prefix (VARBYTE reads hex from CSV).
+    /// bytea: hex digits without the `\x` prefix (VARBYTE reads hex from CSV); longer than
+    /// [`VARBYTE_MAX_BYTES`] -> NULL.
     Bytea,
     /// date and time types: as printed (ISO, UTC); `infinity` -> NULL.
     Temporal,
@@ -75,7 +80,7 @@ pub fn redshift_type(pg_type: &str) -> String {
         "timestamp without time zone" => "TIMESTAMP",
         "timestamp with time zone" => "TIMESTAMPTZ",
         "uuid" => "CHAR(36)",
-        "bytea" => "VARBYTE(65535)",
+        "bytea" => "VARBYTE(1024000)",
         _ => "VARCHAR(65535)",
     };
     t.to_string()
@@ -275,8 +280,13 @@ pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) -> Adj
             Adjusted::NONE
         }
         ValueKind::Bytea => {
+            let hex = raw.strip_prefix(b"\\x").unwrap_or(raw);
+            if hex.len() / 2 > VARBYTE_MAX_BYTES {
+                out.extend_from_slice(b"\\N");
+                return Adjusted::NONE.with(Adjustment::Nulled);
+            }
             out.push(b'"');
-            out.extend_from_slice(raw.strip_prefix(b"\\x").unwrap_or(raw));
+            out.extend_from_slice(hex);
             out.push(b'"');
             Adjusted::NONE
         }
@@ -470,6 +480,17 @@ mod tests {
             "\"0102\""
         );
         assert_eq!(field(ValueKind::Bytea, Value::Quoted(b"\\x")), "\"\"");
+        // Up to VARBYTE_MAX_BYTES as hex; one byte more is NULL, and says so.
+        let fits = format!("\\x{}", "ab".repeat(VARBYTE_MAX_BYTES));
+        let mut out = Vec::new();
+        let adjusted = write_field(&mut out, ValueKind::Bytea, &Value::Quoted(fits.as_bytes()));
+        assert!(adjusted.is_empty());
+        assert_eq!(out.len(), 2 * VARBYTE_MAX_BYTES + 2);
+        let over = format!("\\x{}", "ab".repeat(VARBYTE_MAX_BYTES + 1));
+        let mut out = Vec::new();
+        let adjusted = write_field(&mut out, ValueKind::Bytea, &Value::Quoted(over.as_bytes()));
+        assert_eq!(out, b"\\N");
+        assert_eq!(adjusted.iter().collect::<Vec<_>>(), [Adjustment::Nulled]);
         assert_eq!(
             field(ValueKind::Float, Value::Unquoted(b"-Infinity")),
             "-Infinity"

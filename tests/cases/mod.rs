@@ -16,6 +16,8 @@ mod live;
 #[cfg(feature = "stack-tests")]
 mod live_redshift;
 #[cfg(feature = "stack-tests")]
+mod redshift_bytea;
+#[cfg(feature = "stack-tests")]
 mod redshift_catalog;
 #[cfg(feature = "stack-tests")]
 mod redshift_e2e;

@@ -205,7 +205,7 @@ fn full_plan_in_manifest_order() {
         (
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (\"id\" INTEGER, \"name\" VARCHAR(65535), \
-                 \"flag\" BOOLEAN, \"data\" VARBYTE(65535)) DISTSTYLE AUTO"
+                 \"flag\" BOOLEAN, \"data\" VARBYTE(1024000)) DISTSTYLE AUTO"
             ),
             None,
         ),
@@ -270,7 +270,7 @@ fn load_statements() {
         copy(0, "\"id\"", "p.t.1.delete.csv.gz"),
         format!(
             "CREATE TEMP TABLE {s1} (\"id\" INTEGER, \"name\" VARCHAR(65535), \
-             \"flag\" BOOLEAN, \"data\" VARBYTE(65535))"
+             \"flag\" BOOLEAN, \"data\" VARBYTE(1024000))"
         ),
         copy(
             1,
