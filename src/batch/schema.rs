@@ -99,6 +99,7 @@ impl TableSchema {
     /// The operations that turn the known columns into `row`'s, in the order to apply them:
     /// drops, then type changes, then adds (in the row's column order). Updates `self.columns`.
     pub fn diff(&mut self, row: &[Column<'_>]) -> Vec<SchemaOp> {
+        self.follow_key(row);
         let mut ops = Vec::new();
         for known in &self.columns {
             if !row.iter().any(|c| c.name == known.name) {
@@ -122,6 +123,45 @@ impl TableSchema {
         }
         self.columns = row.iter().map(ColumnDef::from_column).collect();
         ops
+    }
+
+    /// Keeps the key in step with `row` when a key column is gone from it. test_decoding prints
+    /// columns in attnum order, and an added column always gets the highest attnum, so a single
+    /// new name between the gone column's surviving neighbours, with a known column after it, is
+    /// that column renamed: the key follows it. Otherwise the key is forgotten and learned again
+    /// (a DELETE or old-key, the catalog at the next start, a column named `id`).
+    fn follow_key(&mut self, row: &[Column<'_>]) {
+        let Some(mut key) = self.key.take() else {
+            return;
+        };
+        let in_row = |name: &str| row.iter().position(|c| c.name == name);
+        for k in key.iter_mut() {
+            if in_row(k).is_some() {
+                continue;
+            }
+            let Some(i) = self.columns.iter().position(|c| c.name == *k) else {
+                self.key_source = None;
+                return;
+            };
+            let prev = self.columns[..i].iter().rev().find_map(|c| in_row(&c.name));
+            let next = self.columns[i + 1..].iter().find_map(|c| in_row(&c.name));
+            let from = prev.map_or(0, |p| p + 1);
+            let new_between: Vec<&Column<'_>> = match next {
+                Some(n) if n >= from => row[from..n]
+                    .iter()
+                    .filter(|c| !self.columns.iter().any(|k| k.name == c.name))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            match new_between.as_slice() {
+                [renamed] => *k = renamed.name.to_string(),
+                _ => {
+                    self.key_source = None;
+                    return;
+                }
+            }
+        }
+        self.key = Some(key);
     }
 
     /// Index of each key column in `columns`, or the first key column that is missing.
@@ -204,6 +244,20 @@ mod tests {
         );
         assert!(t.matches(&row));
         assert!(t.diff(&row).is_empty());
+    }
+
+    #[test]
+    fn a_renamed_key_column_is_followed_a_dropped_one_forgotten() {
+        let mut t = table(&[("id", "integer"), ("v", "text")]);
+        t.diff(&[col("rid", "integer"), col("v", "text")]);
+        assert_eq!(t.key, Some(vec!["rid".to_string()]));
+        // The last column renamed cannot be told from a drop and an add: learned again.
+        let mut t = table(&[("v", "text"), ("id", "integer")]);
+        t.diff(&[col("v", "text"), col("rid", "integer")]);
+        assert_eq!((t.key, t.key_source), (None, None));
+        let mut t = table(&[("id", "integer"), ("v", "text")]);
+        t.diff(&[col("v", "text"), col("w", "text")]);
+        assert_eq!(t.key, None);
     }
 
     #[test]
