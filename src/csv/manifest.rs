@@ -101,6 +101,12 @@ pub enum StepManifest {
     DropColumn {
         name: String,
     },
+    /// Never written by the CSV stage: the Redshift target turns a drop and an add that the
+    /// source catalog shows to be a rename into this (`sink::redshift::sql::renames`).
+    RenameColumn {
+        from: String,
+        to: String,
+    },
     AlterColumnType {
         name: String,
         from: String,

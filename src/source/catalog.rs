@@ -59,6 +59,10 @@ pub struct CatalogTable {
     pub partition_columns: Vec<String>,
     /// Live columns: name -> `format_type(atttypid, atttypmod)`.
     pub columns: BTreeMap<String, String>,
+    /// The table's oid: stable across a table rename.
+    pub oid: i64,
+    /// Live columns: name -> attnum, which a column keeps across a rename.
+    pub attnums: BTreeMap<String, i32>,
 }
 
 /// The source catalog, keyed by exact `(schema, table)` (names holding dots stay unambiguous).
@@ -139,6 +143,9 @@ SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text,
   ARRAY(SELECT a.attname::text FROM pg_attribute a
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
   ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+  c.oid::int8,
+  ARRAY(SELECT a.attnum::int4 FROM pg_attribute a
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -201,6 +208,9 @@ pub struct SourceCatalog {
     client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// [`STAMP_SQL`]'s answer when `current` was read.
     stamp: std::sync::Mutex<Option<String>>,
+    /// Every name each column, by `(table oid, attnum)`, had in the reads since the start, in
+    /// order: how a rename is told from a drop and an add (see [`SourceCatalog::renamed_from`]).
+    names_seen: std::sync::Mutex<BTreeMap<(i64, i32), Vec<String>>>,
     current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
     /// When the last read failed: refreshes wait [`CATALOG_RETRY_AFTER`] after a failure, so an
     /// unreachable source does not cost a connection attempt (up to [`CATALOG_TIMEOUT`]) per
@@ -286,6 +296,7 @@ impl SourceCatalog {
                 return Ok(());
             }
             let catalog = read_catalog(c).await?;
+            self.remember_names(&catalog);
             *self.current.write().unwrap_or_else(|p| p.into_inner()) =
                 Some(std::sync::Arc::new(catalog));
             *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamp);
@@ -298,6 +309,32 @@ impl SourceCatalog {
             *client = None;
         }
         read
+    }
+
+    fn remember_names(&self, catalog: &Catalog) {
+        let mut seen = self.names_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for table in catalog.tables.values() {
+            for (name, &attnum) in &table.attnums {
+                let names = seen.entry((table.oid, attnum)).or_default();
+                if names.last() != Some(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+    }
+
+    /// The name `column` of `schema.table` had before it was renamed to it, when the catalog
+    /// reads since the start saw both: a column keeps its attnum across a rename (a dropped and
+    /// re-added column gets a new one). `None` when no read saw an earlier name, e.g. the rename
+    /// happened before the first read, or without `source.connection`.
+    pub fn renamed_from(&self, schema: &str, table: &str, column: &str) -> Option<String> {
+        let oid = self.get()?.table(schema, table)?.oid;
+        let seen = self.names_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.range((oid, i32::MIN)..=(oid, i32::MAX))
+            .find_map(|(_, names)| {
+                let at = names.iter().rposition(|n| n == column)?;
+                at.checked_sub(1).map(|i| names[i].clone())
+            })
     }
 
     /// Whether the catalog as last read has `schema.name`; `None` without a catalog.
@@ -331,11 +368,15 @@ fn table_of(
     }
     let names: Vec<String> = row.try_get(6)?;
     let types: Vec<String> = row.try_get(7)?;
+    let oid: i64 = row.try_get(8)?;
+    let attnums: Vec<i32> = row.try_get(9)?;
     let table = CatalogTable {
         parent: root_schema.zip(root_name),
         primary_key,
         partition_columns,
+        attnums: names.iter().cloned().zip(attnums).collect(),
         columns: names.into_iter().zip(types).collect(),
+        oid,
     };
     Ok(((schema, name), table))
 }
@@ -351,6 +392,8 @@ mod tests {
             primary_key: strings(key),
             partition_columns: strings(part),
             columns: BTreeMap::new(),
+            oid: 0,
+            attnums: BTreeMap::new(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! a partitioned table with rows moving between partitions, columns added and dropped while
 //! streaming) ends with every target table equal to its source, compared row by row; the
 //! warehouse in maintenance for 30 s mid-run with `ack = "loaded"` holds the slot back until
-//! the target has the rows, then ends equal.
+//! the target has the rows, then ends equal; columns renamed in the source (a key column among
+//! them, and one whose old name is added again in the same transaction) keep their data.
 
 use std::time::{Duration, Instant};
 
@@ -95,14 +96,20 @@ async fn rows(c: &Client, table: &str, cols: &[&str]) -> Result<Vec<Vec<Field>>,
     Ok(out)
 }
 
-/// Waits until every table of [`TABLES`] holds in the warehouse exactly what it holds in the
-/// source; after [`WAIT`] fails with the first difference and re_dms's stderr.
-async fn wait_equal(source: &Client, re: &ReDms, run: Running) -> Running {
+/// Waits until every table of `tables` (with the columns compared) holds in the warehouse
+/// exactly what it holds in the source; after [`WAIT`] fails with the first difference and
+/// re_dms's stderr.
+async fn wait_equal(
+    source: &Client,
+    re: &ReDms,
+    run: Running,
+    tables: &[(&str, &[&str])],
+) -> Running {
     let warehouse = re.backend().await;
     let deadline = Instant::now() + WAIT;
     loop {
         let mut first_difference = None;
-        for (table, cols) in TABLES {
+        for &(table, cols) in tables {
             let want = rows(source, table, cols).await.unwrap();
             let got = rows(&warehouse, table, cols).await;
             if got.as_ref() != Ok(&want) {
@@ -185,7 +192,7 @@ async fn a_mixed_live_workload_ends_equal_row_by_row() {
     for n in 121..=200 {
         transaction(&c, n).await;
     }
-    let run = wait_equal(&c, &re, run).await;
+    let run = wait_equal(&c, &re, run, &TABLES).await;
     // The partitions load into their root: no table of their own in the warehouse.
     let leaves: i64 = re
         .backend()
@@ -228,7 +235,7 @@ async fn the_warehouse_in_maintenance_mid_run_holds_the_slot_with_ack_loaded() {
     for n in 1..=20 {
         transaction(&c, n).await;
     }
-    let run = wait_equal(&c, &re, run).await;
+    let run = wait_equal(&c, &re, run, &TABLES).await;
     let loaded = insert_lsn(&c).await;
     wait_until(WAIT, "the slot confirmed past what is loaded", || {
         confirmed_past(&c, &slot, &loaded)
@@ -255,12 +262,86 @@ async fn the_warehouse_in_maintenance_mid_run_holds_the_slot_with_ack_loaded() {
     }
     stack.set_maintenance(false);
 
-    let run = wait_equal(&c, &re, run).await;
+    let run = wait_equal(&c, &re, run, &TABLES).await;
     wait_until(WAIT, "the slot confirmed once loaded", || {
         confirmed_past(&c, &slot, &written)
     })
     .await;
     let stderr = run.stop_cleanly(WAIT).stderr;
     assert!(stderr.contains("retry"), "the outage is logged:\n{stderr}");
+    re.assert_ledger_unique().await;
+}
+
+/// Renames in the source keep the target's data: the catalog shows the column's attnum under
+/// its new name, so the target column is renamed, not dropped and added empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_columns_keep_their_data() {
+    let _sim = Stack::sim_shared().await;
+    let db = Stack::get().new_source_db("live_rename").await;
+    let c = connect(&db.url).await;
+    c.batch_execute("CREATE TABLE public.r (id int PRIMARY KEY, d text, e text)")
+        .await
+        .unwrap();
+    let slot = format!("{}_slot", db.name);
+    let re = ReDms::redshift("live_rename")
+        .await
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .build();
+    let run = start(&re, &c, &slot).await;
+    c.batch_execute(
+        "INSERT INTO public.r SELECT i, 'd' || i, 'e' || i FROM generate_series(1, 5) i",
+    )
+    .await
+    .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.r", &["id", "d", "e"])]).await;
+
+    c.batch_execute(
+        "ALTER TABLE public.r RENAME COLUMN d TO d2;
+         INSERT INTO public.r VALUES (6, 'd6', 'e6');
+         UPDATE public.r SET d2 = 'updated' WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.r", &["id", "d2", "e"])]).await;
+
+    // The key column.
+    c.batch_execute(
+        "ALTER TABLE public.r RENAME COLUMN id TO rid;
+         INSERT INTO public.r VALUES (7, 'd7', 'e7');
+         UPDATE public.r SET e = 'by new key' WHERE rid = 2;
+         DELETE FROM public.r WHERE rid = 3;",
+    )
+    .await
+    .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.r", &["rid", "d2", "e"])]).await;
+
+    // Renamed, and the old name added again, in one transaction.
+    c.batch_execute(
+        "BEGIN;
+         ALTER TABLE public.r RENAME COLUMN e TO e2;
+         ALTER TABLE public.r ADD COLUMN e text;
+         INSERT INTO public.r VALUES (8, 'd8', 'e8', 'new e');
+         UPDATE public.r SET e = 'set' WHERE rid = 4;
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.r", &["rid", "d2", "e2", "e"])]).await;
+    let columns: Vec<String> = re
+        .backend()
+        .await
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'r' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, ["d2", "e", "e2", "rid"]);
+    run.stop_cleanly(WAIT);
     re.assert_ledger_unique().await;
 }

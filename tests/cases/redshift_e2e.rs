@@ -82,3 +82,29 @@ async fn crash_after_commit_before_wal_cleanup_never_applies_twice() {
         .get(0);
     assert_eq!(n, 3, "the second delivery was skipped by the ledger");
 }
+
+/// Without `source.connection` a renamed column cannot be told from a drop and an add
+/// (test_decoding shows only the new name): it stays a drop and an add, and a warning says why
+/// and how to keep the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_and_add_without_the_catalog_is_warned_about() {
+    let _sim = Stack::sim_shared().await;
+    let rs = ReDms::redshift("e2e_rename_warn").await.build();
+    let input = "BEGIN 1\n\
+         table public.w: INSERT: id[integer]:1 d[text]:'kept?'\n\
+         COMMIT 1\n\
+         BEGIN 2\n\
+         table public.w: INSERT: id[integer]:2 d2[text]:'new'\n\
+         COMMIT 2\n";
+    let out = rs.replay(input.as_bytes());
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.lines().any(|l| l.contains("WARN")
+            && l.contains("table=public.w")
+            && l.contains("dropped=d")
+            && l.contains("added=d2")
+            && l.contains("without source.connection")),
+        "{}",
+        out.stderr
+    );
+}

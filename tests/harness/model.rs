@@ -96,6 +96,14 @@ impl Model {
                             r.remove(i);
                         });
                     }
+                    StepManifest::RenameColumn { from, to } => {
+                        let table = self
+                            .tables
+                            .get_mut(&name)
+                            .expect("rename column of a known table");
+                        let i = table.col(from);
+                        table.columns[i] = to.clone();
+                    }
                     StepManifest::AlterColumnType { .. } => {}
                     StepManifest::Truncate => {
                         if let Some(t) = self.tables.get_mut(&name) {

@@ -26,6 +26,8 @@ impl RedshiftLoader {
         target: &TargetTable,
         urls: &BTreeMap<String, String>,
     ) -> Result<(), LoadError> {
+        let renamed = self.with_renames(table);
+        let table = renamed.as_ref();
         let source = table.qualified();
         let ledger_name = table.ledger_name();
         let quarantined = self.quarantine.contains(&source);
@@ -102,6 +104,29 @@ impl RedshiftLoader {
     /// Widens target VARCHAR columns the source catalog says are wider now, each outside any
     /// transaction and only when the warehouse's column is narrower; widths already seen in the
     /// warehouse are remembered, so steady state costs no statement.
+    /// `table` with the drops and adds the source catalog shows to be renames turned into
+    /// renames (`sql::renames`); a drop and an add it cannot tell apart are warned about.
+    fn with_renames<'a>(&self, table: &'a TableManifest) -> std::borrow::Cow<'a, TableManifest> {
+        let (schema, name) = (&table.schema, &table.name);
+        let (rewritten, left) = sql::renames::apply_renames(table, |column| {
+            self.catalog.renamed_from(schema, name, column)
+        });
+        for (dropped, added) in left {
+            let why = if self.catalog.get().is_some() {
+                "the source catalog did not see the old name (renamed before re_dms read it, e.g. while it was stopped)"
+            } else {
+                "without source.connection re_dms cannot tell a rename (test_decoding shows only the new name)"
+            };
+            tracing::warn!(
+                table = %table.qualified(),
+                dropped = %dropped,
+                added = %added,
+                "column dropped and another added in one change: if the source renamed it, {why}; the target drops it with its values. To keep them, rename the target column yourself before this segment loads (the drop and the add are then skipped)"
+            );
+        }
+        rewritten.map_or(std::borrow::Cow::Borrowed(table), std::borrow::Cow::Owned)
+    }
+
     async fn widen(&self, c: &tokio_postgres::Client, steps: &[WidenStep]) -> Result<(), Attempt> {
         let deadline = self.pool.deadline();
         for step in steps {

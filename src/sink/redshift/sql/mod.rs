@@ -40,6 +40,7 @@
 pub mod copy;
 pub mod ledger;
 pub mod naming;
+pub mod renames;
 mod widen;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,6 +164,7 @@ pub fn plan_table_at(
             StepManifest::CreateTable { columns } => p.create_table(columns)?,
             StepManifest::AddColumn { column } => p.add_column(column)?,
             StepManifest::DropColumn { name } => p.drop_column(name)?,
+            StepManifest::RenameColumn { from, to } => p.rename_column(from, to)?,
             StepManifest::AlterColumnType {
                 name,
                 from,
@@ -317,6 +319,21 @@ impl Planner<'_> {
             quote_ident(&name)
         );
         self.ddl(Some((&name, false)), sql);
+        Ok(())
+    }
+
+    /// `RENAME COLUMN from TO to`, skipped when `to` is there already (a replay).
+    fn rename_column(&mut self, from: &str, to: &str) -> Result<(), SqlError> {
+        let (from, to) = (target_column(from), target_column(to));
+        check_ident(&format!("column of table {}", self.source), &from)?;
+        check_ident(&format!("column of table {}", self.source), &to)?;
+        let sql = format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO {}",
+            self.target,
+            quote_ident(&from),
+            quote_ident(&to)
+        );
+        self.ddl(Some((&to, true)), sql);
         Ok(())
     }
 
