@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::harness::binary::Running;
+use crate::harness::binary::{Builder, Running};
 use crate::harness::model::Field;
 use crate::harness::slot::{confirmed_past, insert_lsn, slot_ready};
 use crate::harness::stack::{connect, describe, wait_until, Stack, TestDb};
@@ -143,6 +143,15 @@ fn difference(table: &str, want: &[Vec<Field>], got: &Result<Vec<Vec<Field>>, St
     )
 }
 
+/// re_dms into a fresh warehouse database named after `name`, streaming from `db`, with
+/// segments closed after a second.
+async fn live_into_redshift(name: &str, db: &TestDb) -> Builder {
+    ReDms::redshift(name)
+        .await
+        .live_from(db)
+        .segment_max_age_secs(1)
+}
+
 async fn source_db(name: &str) -> (TestDb, Client) {
     let db = Stack::get().new_source_db(name).await;
     let c = connect(&db.url).await;
@@ -164,11 +173,7 @@ async fn a_mixed_live_workload_ends_equal_row_by_row() {
     let _sim = Stack::sim_shared().await;
     let (db, c) = source_db("live_mixed").await;
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::redshift("live_mixed")
-        .await
-        .live_from(&db)
-        .segment_max_age_secs(1)
-        .build();
+    let re = live_into_redshift("live_mixed", &db).await.build();
     let run = start(&re, &c, &slot).await;
     for n in 1..=60 {
         transaction(&c, n).await;
@@ -225,10 +230,8 @@ async fn the_warehouse_in_maintenance_mid_run_holds_the_slot_with_ack_loaded() {
         .await
         .unwrap();
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::redshift("live_maint")
+    let re = live_into_redshift("live_maint", &db)
         .await
-        .live_from(&db)
-        .segment_max_age_secs(1)
         .option("source", "ack = \"loaded\"")
         .build();
     let run = start(&re, &c, &slot).await;
@@ -283,11 +286,7 @@ async fn renamed_columns_keep_their_data() {
         .await
         .unwrap();
     let slot = format!("{}_slot", db.name);
-    let re = ReDms::redshift("live_rename")
-        .await
-        .live_from(&db)
-        .segment_max_age_secs(1)
-        .build();
+    let re = live_into_redshift("live_rename", &db).await.build();
     let run = start(&re, &c, &slot).await;
     c.batch_execute(
         "INSERT INTO public.r SELECT i, 'd' || i, 'e' || i FROM generate_series(1, 5) i",
