@@ -165,9 +165,15 @@ impl Batcher {
         max_mem: usize,
     ) -> Self {
         // Known keys win over whatever was learned from the stream before (the config key may
-        // have been added to fix a table whose key could not be found).
+        // have been added to fix a table whose key could not be found). A catalog key naming a
+        // column the segment's table lacks is from another time (read at start, the segment is
+        // older or newer than a key column's rename): the segment's own key stays.
         for (name, (key, source)) in &known_keys {
             if let Some(t) = registry.tables.get_mut(name) {
+                let fits = key.iter().all(|k| t.columns.iter().any(|c| &c.name == k));
+                if *source == KeySource::Catalog && !t.columns.is_empty() && !fits {
+                    continue;
+                }
                 t.key = Some(key.clone());
                 t.key_source = Some(*source);
             }

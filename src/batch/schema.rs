@@ -135,6 +135,13 @@ impl TableSchema {
             return;
         };
         let in_row = |name: &str| row.iter().position(|c| c.name == name);
+        // Only when the key column is the one column gone: with two gone, the single new name
+        // next to them may be the other one renamed.
+        let gone = self
+            .columns
+            .iter()
+            .filter(|c| in_row(&c.name).is_none())
+            .count();
         for k in key.iter_mut() {
             if in_row(k).is_some() {
                 continue;
@@ -154,7 +161,7 @@ impl TableSchema {
                 _ => Vec::new(),
             };
             match new_between.as_slice() {
-                [renamed] => *k = renamed.name.to_string(),
+                [renamed] if gone == 1 => *k = renamed.name.to_string(),
                 _ => {
                     self.key_source = None;
                     return;
@@ -257,6 +264,15 @@ mod tests {
         assert_eq!((t.key, t.key_source), (None, None));
         let mut t = table(&[("id", "integer"), ("v", "text")]);
         t.diff(&[col("v", "text"), col("w", "text")]);
+        assert_eq!(t.key, None);
+        // The key dropped and its neighbour renamed: not followed.
+        let mut t = table(&[
+            ("a", "text"),
+            ("id", "integer"),
+            ("x", "text"),
+            ("z", "text"),
+        ]);
+        t.diff(&[col("a", "text"), col("y", "text"), col("z", "text")]);
         assert_eq!(t.key, None);
     }
 

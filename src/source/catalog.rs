@@ -209,7 +209,7 @@ pub struct SourceCatalog {
     /// [`STAMP_SQL`]'s answer when `current` was read.
     stamp: std::sync::Mutex<Option<String>>,
     /// Every name each column, by `(table oid, attnum)`, had in the reads since the start, in
-    /// order: how a rename is told from a drop and an add (see [`SourceCatalog::renamed_from`]).
+    /// order: how a rename is told from a drop and an add (see [`SourceCatalog::previous_names`]).
     names_seen: std::sync::Mutex<BTreeMap<(i64, i32), Vec<String>>>,
     current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
     /// When the last read failed: refreshes wait [`CATALOG_RETRY_AFTER`] after a failure, so an
@@ -323,18 +323,36 @@ impl SourceCatalog {
         }
     }
 
-    /// The name `column` of `schema.table` had before it was renamed to it, when the catalog
-    /// reads since the start saw both: a column keeps its attnum across a rename (a dropped and
-    /// re-added column gets a new one). `None` when no read saw an earlier name, e.g. the rename
-    /// happened before the first read, or without `source.connection`.
-    pub fn renamed_from(&self, schema: &str, table: &str, column: &str) -> Option<String> {
-        let oid = self.get()?.table(schema, table)?.oid;
+    /// The names the column now called `column` in `schema.table` had before, nearest first,
+    /// as the catalog reads since the start saw them: a column keeps its attnum across a
+    /// rename, and a dropped and re-added column gets a new one, so only the attnum `column`
+    /// holds now is looked at. Empty when no read saw an earlier name (the rename happened
+    /// before the first read, or while re_dms was stopped), when `column` is not a live column
+    /// now, or without `source.connection`.
+    pub fn previous_names(&self, schema: &str, table: &str, column: &str) -> Vec<String> {
+        let Some(catalog) = self.get() else {
+            return Vec::new();
+        };
+        let Some(t) = catalog.table(schema, table) else {
+            return Vec::new();
+        };
+        let Some(&attnum) = t.attnums.get(column) else {
+            return Vec::new();
+        };
         let seen = self.names_seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.range((oid, i32::MIN)..=(oid, i32::MAX))
-            .find_map(|(_, names)| {
-                let at = names.iter().rposition(|n| n == column)?;
-                at.checked_sub(1).map(|i| names[i].clone())
-            })
+        let Some(names) = seen.get(&(t.oid, attnum)) else {
+            return Vec::new();
+        };
+        let at = names
+            .iter()
+            .rposition(|n| n == column)
+            .unwrap_or(names.len());
+        names[..at]
+            .iter()
+            .rev()
+            .filter(|n| *n != column)
+            .cloned()
+            .collect()
     }
 
     /// Whether the catalog as last read has `schema.name`; `None` without a catalog.

@@ -101,15 +101,12 @@ impl RedshiftLoader {
         .await
     }
 
-    /// Widens target VARCHAR columns the source catalog says are wider now, each outside any
-    /// transaction and only when the warehouse's column is narrower; widths already seen in the
-    /// warehouse are remembered, so steady state costs no statement.
     /// `table` with the drops and adds the source catalog shows to be renames turned into
     /// renames (`sql::renames`); a drop and an add it cannot tell apart are warned about.
     fn with_renames<'a>(&self, table: &'a TableManifest) -> std::borrow::Cow<'a, TableManifest> {
         let (schema, name) = (&table.schema, &table.name);
         let (rewritten, left) = sql::renames::apply_renames(table, |column| {
-            self.catalog.renamed_from(schema, name, column)
+            self.catalog.previous_names(schema, name, column)
         });
         for (dropped, added) in left {
             let why = if self.catalog.get().is_some() {
@@ -127,6 +124,9 @@ impl RedshiftLoader {
         rewritten.map_or(std::borrow::Cow::Borrowed(table), std::borrow::Cow::Owned)
     }
 
+    /// Widens target VARCHAR columns the source catalog says are wider now, each outside any
+    /// transaction and only when the warehouse's column is narrower; widths already seen in the
+    /// warehouse are remembered, so steady state costs no statement.
     async fn widen(&self, c: &tokio_postgres::Client, steps: &[WidenStep]) -> Result<(), Attempt> {
         let deadline = self.pool.deadline();
         for step in steps {

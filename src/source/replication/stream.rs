@@ -116,7 +116,6 @@ impl ReplicationStream {
     }
 }
 
-/// `w` or `k` inside a CopyData.
 /// The protocol name of a message no stream expects, for the error.
 fn message_name(message: &Message) -> &'static str {
     match message {
@@ -133,6 +132,7 @@ fn message_name(message: &Message) -> &'static str {
     }
 }
 
+/// `w` or `k` inside a CopyData.
 fn parse_copy_data(mut b: Bytes) -> Result<Event, String> {
     let kind = if b.is_empty() { 0 } else { b.get_u8() };
     match kind {

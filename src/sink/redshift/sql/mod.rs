@@ -151,7 +151,11 @@ pub fn plan_table_at(
         staging: 0,
         schema_created: false,
     };
+    let mut added_with_rename = None;
     for (i, step) in table.steps.iter().enumerate() {
+        if added_with_rename.take() == Some(i) {
+            continue;
+        }
         // Target columns a later step of this table-segment drops (see the module docs).
         let dropped_later: BTreeSet<String> = table.steps[i + 1..]
             .iter()
@@ -164,7 +168,17 @@ pub fn plan_table_at(
             StepManifest::CreateTable { columns } => p.create_table(columns)?,
             StepManifest::AddColumn { column } => p.add_column(column)?,
             StepManifest::DropColumn { name } => p.drop_column(name)?,
-            StepManifest::RenameColumn { from, to } => p.rename_column(from, to)?,
+            StepManifest::RenameColumn { from, to } => {
+                // The old name added again right after: one transaction with the rename.
+                let readd = match table.steps.get(i + 1) {
+                    Some(StepManifest::AddColumn { column }) if column.name == *from => {
+                        added_with_rename = Some(i + 1);
+                        Some(column)
+                    }
+                    _ => None,
+                };
+                p.rename_column(from, to, readd)?
+            }
             StepManifest::AlterColumnType {
                 name,
                 from,
@@ -322,18 +336,38 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// `RENAME COLUMN from TO to`, skipped when `to` is there already (a replay).
-    fn rename_column(&mut self, from: &str, to: &str) -> Result<(), SqlError> {
-        let (from, to) = (target_column(from), target_column(to));
-        check_ident(&format!("column of table {}", self.source), &from)?;
-        check_ident(&format!("column of table {}", self.source), &to)?;
-        let sql = format!(
+    /// `RENAME COLUMN from TO to`, skipped when `to` is there already (a replay). With `readd`
+    /// (the old name added again as a new column), one transaction renames and adds, so that a
+    /// crash between the two cannot leave a table a replay without the catalog's history
+    /// (`renames.rs`) would not repair: that replay skips the add of `to` (present) and finds
+    /// `from` (added in the same transaction).
+    fn rename_column(
+        &mut self,
+        from: &str,
+        to: &str,
+        readd: Option<&ColumnManifest>,
+    ) -> Result<(), SqlError> {
+        let (from_t, to_t) = (target_column(from), target_column(to));
+        check_ident(&format!("column of table {}", self.source), &from_t)?;
+        check_ident(&format!("column of table {}", self.source), &to_t)?;
+        let rename = format!(
             "ALTER TABLE {} RENAME COLUMN {} TO {}",
             self.target,
-            quote_ident(&from),
-            quote_ident(&to)
+            quote_ident(&from_t),
+            quote_ident(&to_t)
         );
-        self.ddl(Some((&to, true)), sql);
+        let sql = match readd {
+            None => rename,
+            Some(column) => {
+                check_collisions(&self.source, std::slice::from_ref(column))?;
+                format!(
+                    "BEGIN; {rename}; ALTER TABLE {} ADD COLUMN {}; COMMIT",
+                    self.target,
+                    self.column_def(column)?
+                )
+            }
+        };
+        self.ddl(Some((&to_t, true)), sql);
         Ok(())
     }
 

@@ -5,23 +5,29 @@
 //! when the old name came back in the same change (`RENAME d TO d2; ADD COLUMN d`: the batcher
 //! takes the new `d` for the old one). Applied as such, every value of `d` written before would
 //! stay behind in a dropped column. The source catalog knows better: a column keeps its attnum
-//! across a rename, and `SourceCatalog::renamed_from` answers which name the column now called
+//! across a rename, and `SourceCatalog::previous_names` answers which names the column now called
 //! `d2` had before. [`apply_renames`] rewrites a table-segment's steps with that answer:
 //! - `DropColumn { d }` … `AddColumn { d2 }` in one run of schema steps → `RenameColumn { d → d2 }`;
 //! - `AddColumn { d2 }` while the next load still has `d` (re-added) → `RenameColumn { d → d2 }`
 //!   then `AddColumn { d }` with the load's type for it (an `AlterColumnType { d }` of that run
 //!   is dropped: the new `d` is created with its type);
 //!
-//! and names the drop-and-add pairs it leaves as they are, for a warning.
+//! and names the drop-and-add pairs it leaves as they are, for a warning. The planner runs a
+//! rename followed by the re-add of its old name as one transaction (`sql::rename_column`).
 
 use crate::csv::manifest::{ColumnManifest, StepManifest, TableManifest};
 
 /// The steps with renames turned into [`StepManifest::RenameColumn`] (see the module docs);
-/// `None` when nothing changed. Also the `(dropped, added)` pairs of each run of schema steps
-/// left as a drop and an add, for the caller to warn about.
+/// `None` when nothing changed. `previous(c)`: the names the column now called `c` had before,
+/// nearest first (`SourceCatalog::previous_names`). Also the `(dropped, added)` pairs of each
+/// run of schema steps left as a drop and an add, for the caller to warn about.
+///
+/// Conservative: a name that is dropped and added again in one run (a swap), or an old name
+/// whose current column has a history of its own, is left alone: a wrong rename would keep
+/// values under another column, worse than the drop the warning names.
 pub fn apply_renames(
     table: &TableManifest,
-    renamed_from: impl Fn(&str) -> Option<String>,
+    previous: impl Fn(&str) -> Vec<String>,
 ) -> (Option<TableManifest>, Vec<(String, String)>) {
     let mut steps = table.steps.clone();
     let mut changed = false;
@@ -32,31 +38,55 @@ pub fn apply_renames(
             continue;
         };
         let added = column.name.clone();
-        let Some(old) = renamed_from(&added).filter(|o| *o != added) else {
+        let (start, end) = schema_run(&steps, i);
+        let dropped_in_run = |steps: &[StepManifest], name: &str| {
+            (start..end)
+                .find(|&j| matches!(&steps[j], StepManifest::DropColumn { name: n } if n == name))
+        };
+        let added_in_run = |steps: &[StepManifest], name: &str| {
+            (start..end).any(
+                |j| matches!(&steps[j], StepManifest::AddColumn { column } if column.name == name),
+            )
+        };
+        let names = previous(&added);
+        if names.is_empty() || dropped_in_run(&steps, &added).is_some() {
             i += 1;
             continue;
-        };
-        let (start, end) = schema_run(&steps, i);
-        let rename = StepManifest::RenameColumn {
-            from: old.clone(),
-            to: added.clone(),
-        };
-        let drop_at = (start..end)
-            .find(|&j| matches!(&steps[j], StepManifest::DropColumn { name } if *name == old));
-        if let Some(j) = drop_at {
-            steps[j] = rename;
+        }
+        // The nearest earlier name that this run drops: a plain rename.
+        if let Some((old, j)) = names
+            .iter()
+            .find_map(|o| dropped_in_run(&steps, o).map(|j| (o.clone(), j)))
+        {
+            steps[j] = StepManifest::RenameColumn {
+                from: old,
+                to: added,
+            };
             steps.remove(i);
             changed = true;
             continue;
         }
-        let readded = next_load_column(&steps[end..], &old);
-        let added_in_run = (start..end)
-            .any(|j| matches!(&steps[j], StepManifest::AddColumn { column } if column.name == old));
-        if let (Some(column), false) = (readded, added_in_run) {
+        // The old name came back as a new column (its own history is empty) in the same run.
+        let old = &names[0];
+        let readded = next_load_column(&steps[end..], old)
+            .filter(|_| !added_in_run(&steps, old) && previous(old).is_empty());
+        if let Some(column) = readded {
+            let old = old.clone();
+            let rename = StepManifest::RenameColumn {
+                from: old.clone(),
+                to: added,
+            };
             steps.splice(i..=i, [rename, StepManifest::AddColumn { column }]);
-            steps.retain(
-                |s| !matches!(s, StepManifest::AlterColumnType { name, .. } if *name == old),
-            );
+            // The new `old` is created with its type: a type change of the old one is moot.
+            let run_end = end + 1;
+            let mut j = start;
+            while j < run_end.min(steps.len()) {
+                if matches!(&steps[j], StepManifest::AlterColumnType { name, .. } if *name == old) {
+                    steps.remove(j);
+                } else {
+                    j += 1;
+                }
+            }
             changed = true;
         }
         i += 1;
@@ -140,6 +170,15 @@ mod tests {
         }
     }
 
+    /// `previous` answering `earlier` for `column` only.
+    fn names(asked: &str, column: &str, earlier: &[&str]) -> Vec<String> {
+        if asked == column {
+            earlier.iter().map(|s| s.to_string()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn drop(name: &str) -> StepManifest {
         StepManifest::DropColumn { name: name.into() }
     }
@@ -163,7 +202,7 @@ mod tests {
             add("d2"),
             load(&["id", "d2"]),
         ]);
-        let (out, left) = apply_renames(&t, |c| (c == "d2").then(|| "d".to_string()));
+        let (out, left) = apply_renames(&t, |c| names(c, "d2", &["d"]));
         let out = out.expect("rewritten");
         assert_eq!(
             out.steps,
@@ -180,7 +219,7 @@ mod tests {
             add("d2"),
             load(&["id", "d2", "d"]),
         ]);
-        let (out, _) = apply_renames(&t, |c| (c == "d2").then(|| "d".to_string()));
+        let (out, _) = apply_renames(&t, |c| names(c, "d2", &["d"]));
         assert_eq!(
             out.expect("rewritten").steps,
             [
@@ -195,13 +234,60 @@ mod tests {
     #[test]
     fn a_key_column_renamed_and_unknown_pairs_are_reported() {
         let t = table(vec![drop("id"), add("key"), load(&["key"])]);
-        let (out, _) = apply_renames(&t, |c| (c == "key").then(|| "id".to_string()));
+        let (out, _) = apply_renames(&t, |c| names(c, "key", &["id"]));
         assert_eq!(out.unwrap().steps, [rename("id", "key"), load(&["key"])]);
 
         // No catalog answer: left as a drop and an add, and said so.
         let t = table(vec![drop("d"), add("d2"), load(&["id", "d2"])]);
-        let (out, left) = apply_renames(&t, |_| None);
+        let (out, left) = apply_renames(&t, |_| Vec::new());
         assert!(out.is_none());
         assert_eq!(left, [("d".to_string(), "d2".to_string())]);
+    }
+
+    #[test]
+    fn chains_swaps_and_reused_names_stay_safe() {
+        // a -> b -> c between two rows: the drop is of `a`, two names back.
+        let t = table(vec![drop("a"), add("c"), load(&["id", "c"])]);
+        let (out, _) = apply_renames(&t, |c| names(c, "c", &["b", "a"]));
+        assert_eq!(out.unwrap().steps, [rename("a", "c"), load(&["id", "c"])]);
+        // A swap (a <-> c through b): `a` is dropped and added in one run: left alone.
+        let t = table(vec![
+            drop("a"),
+            drop("c"),
+            add("a"),
+            add("c"),
+            load(&["a", "c"]),
+        ]);
+        let (out, _) = apply_renames(&t, |c| match c {
+            "a" => vec!["c".to_string()],
+            "c" => vec!["a".to_string()],
+            _ => Vec::new(),
+        });
+        assert!(out.is_none());
+        // The old name is back, but its column has a history of its own (a shift, not a
+        // re-add): no rename-and-add.
+        let t = table(vec![add("b"), load(&["id", "b", "a"])]);
+        let (out, _) = apply_renames(&t, |c| match c {
+            "b" => vec!["a".to_string()],
+            "a" => vec!["z".to_string()],
+            _ => Vec::new(),
+        });
+        assert!(out.is_none());
+        // A type change of the old name in a later run stays.
+        let alter = StepManifest::AlterColumnType {
+            name: "d".into(),
+            from: "integer".into(),
+            to: "bigint".into(),
+            redshift_type: "BIGINT".into(),
+        };
+        let t = table(vec![
+            add("d2"),
+            load(&["id", "d2", "d"]),
+            alter.clone(),
+            load(&["id", "d2", "d"]),
+        ]);
+        let (out, _) = apply_renames(&t, |c| names(c, "d2", &["d"]));
+        let steps = out.unwrap().steps;
+        assert!(steps.contains(&alter), "{steps:?}");
     }
 }
