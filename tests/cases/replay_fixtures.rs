@@ -99,7 +99,9 @@ fn an_excluded_table_never_reaches_the_wal_or_the_target() {
     crate::harness::wait_until_blocking(
         std::time::Duration::from_secs(30),
         "the capture's last COMMIT in the WAL",
-        || run.wal_contains(b"table inventory.stock"),
+        // The last transaction whole: killed earlier, recovery would keep stock rows whose key
+        // the stream shows only later (a DELETE), and the replay would fail for want of it.
+        || run.wal_contains(b"COMMIT 799"),
     );
     assert!(!run.wal_contains(b"table public.articles"));
     drop(open);
