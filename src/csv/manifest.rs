@@ -121,6 +121,13 @@ pub enum StepManifest {
     },
 }
 
+impl StepManifest {
+    /// A change to the table's columns (or its creation), not to its rows.
+    pub fn is_schema_change(&self) -> bool {
+        !matches!(self, StepManifest::Load { .. } | StepManifest::Truncate)
+    }
+}
+
 impl From<&SchemaOp> for StepManifest {
     fn from(op: &SchemaOp) -> Self {
         match op {

@@ -173,9 +173,7 @@ impl RedshiftLoader {
     pub async fn refresh_catalog(&self, manifest: &Manifest) {
         let ddl_seen = manifest.tables.iter().any(|t| {
             self.catalog_knows(t) == Some(false)
-                || t.steps
-                    .iter()
-                    .any(|step| !matches!(step, StepManifest::Load { .. } | StepManifest::Truncate))
+                || t.steps.iter().any(StepManifest::is_schema_change)
         });
         self.catalog.refresh(ddl_seen).await;
     }

@@ -72,22 +72,26 @@ pub fn apply_renames(
             .filter(|_| !added_in_run(&steps, old) && previous(old).is_empty());
         if let Some(column) = readded {
             let old = old.clone();
+            // The new `old` is created with its type: a type change of the old one in this run
+            // is moot. (Removed first, keeping `i` on the add it replaces.)
+            let moot = |s: &StepManifest| matches!(s, StepManifest::AlterColumnType { name, .. } if *name == old);
+            let before = (start..i).filter(|&j| moot(&steps[j])).count();
+            let mut j = start;
+            steps.retain(|s| {
+                let keep = !(start..end).contains(&j) || !moot(s);
+                j += 1;
+                keep
+            });
+            i -= before;
             let rename = StepManifest::RenameColumn {
                 from: old.clone(),
                 to: added,
             };
             steps.splice(i..=i, [rename, StepManifest::AddColumn { column }]);
-            // The new `old` is created with its type: a type change of the old one is moot.
-            let run_end = end + 1;
-            let mut j = start;
-            while j < run_end.min(steps.len()) {
-                if matches!(&steps[j], StepManifest::AlterColumnType { name, .. } if *name == old) {
-                    steps.remove(j);
-                } else {
-                    j += 1;
-                }
-            }
             changed = true;
+            // Past the rename and the re-add: both are settled.
+            i += 2;
+            continue;
         }
         i += 1;
     }
@@ -101,14 +105,12 @@ pub fn apply_renames(
 
 /// The run of schema steps (no load or truncate between) around index `at`: `start..end`.
 fn schema_run(steps: &[StepManifest], at: usize) -> (usize, usize) {
-    let is_schema =
-        |s: &StepManifest| !matches!(s, StepManifest::Load { .. } | StepManifest::Truncate);
     let start = (0..at)
         .rev()
-        .find(|&j| !is_schema(&steps[j]))
+        .find(|&j| !steps[j].is_schema_change())
         .map_or(0, |j| j + 1);
     let end = (at..steps.len())
-        .find(|&j| !is_schema(&steps[j]))
+        .find(|&j| !steps[j].is_schema_change())
         .unwrap_or(steps.len());
     (start, end)
 }
@@ -289,5 +291,27 @@ mod tests {
         let (out, _) = apply_renames(&t, |c| names(c, "d2", &["d"]));
         let steps = out.unwrap().steps;
         assert!(steps.contains(&alter), "{steps:?}");
+        // A re-add whose old name had a type change in its run, then a plain rename after it.
+        let t = table(vec![
+            drop("x"),
+            alter.clone(),
+            add("d2"),
+            add("x2"),
+            load(&["id", "d2", "x2", "d"]),
+        ]);
+        let (out, _) = apply_renames(&t, |c| match c {
+            "d2" => vec!["d".to_string()],
+            "x2" => vec!["x".to_string()],
+            _ => Vec::new(),
+        });
+        assert_eq!(
+            out.unwrap().steps,
+            [
+                rename("x", "x2"),
+                rename("d", "d2"),
+                add("d"),
+                load(&["id", "d2", "x2", "d"])
+            ]
+        );
     }
 }
