@@ -103,6 +103,15 @@ async fn transaction(c: &Client, n: i32) {
     .unwrap();
 }
 
+/// re_dms streaming `db` into the local target with 1 s segments, reading its slot (see
+/// [`start_live`]); with the slot's name.
+async fn stream_local(db: &TestDb, c: &Client) -> (ReDms, Running, String) {
+    let slot = db.slot();
+    let builder = ReDms::local().live_from(db).segment_max_age_secs(1);
+    let (re, run) = start_live(builder, c, &slot).await;
+    (re, run, slot)
+}
+
 async fn new_source(name: &str) -> (TestDb, Client) {
     let db = Stack::get().new_source_db(name).await;
     let c = connect(&db.url).await;
@@ -115,13 +124,7 @@ async fn new_source(name: &str) -> (TestDb, Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
     let (db, c) = new_source("live_basic").await;
-    let slot = format!("{}_slot", db.name);
-    let (re, run) = start_live(
-        ReDms::local().live_from(&db).segment_max_age_secs(1),
-        &c,
-        &slot,
-    )
-    .await;
+    let (re, run, slot) = stream_local(&db, &c).await;
     for n in 1..=40 {
         transaction(&c, n).await;
     }
@@ -152,13 +155,7 @@ async fn live_stream_loads_exactly_and_confirms_what_the_wal_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
     let (db, c) = new_source("live_kill").await;
-    let slot = format!("{}_slot", db.name);
-    let (re, mut run) = start_live(
-        ReDms::local().live_from(&db).segment_max_age_secs(1),
-        &c,
-        &slot,
-    )
-    .await;
+    let (re, mut run, _) = stream_local(&db, &c).await;
     // The workload runs until the last kill: every kill lands while the source is busy.
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let url = db.url.clone();
@@ -205,7 +202,7 @@ async fn kill_9_at_random_moments_while_streaming_then_restarts_end_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
     let (db, c) = new_source("live_ack").await;
-    let slot = format!("{}_slot", db.name);
+    let slot = db.slot();
     let (mut re, mut run) = start_live(
         ReDms::local()
             .live_from(&db)
@@ -239,13 +236,7 @@ async fn nothing_is_confirmed_to_the_slot_before_the_wal_fsync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_slot_is_a_fatal_error_not_a_silent_re_create() {
     let (db, c) = new_source("live_dropped").await;
-    let slot = format!("{}_slot", db.name);
-    let (re, run) = start_live(
-        ReDms::local().live_from(&db).segment_max_age_secs(1),
-        &c,
-        &slot,
-    )
-    .await;
+    let (re, run, slot) = stream_local(&db, &c).await;
     transaction(&c, 1).await;
     let run = wait_equal(&re, &c, run).await;
     run.stop_cleanly(WAIT);
@@ -286,7 +277,7 @@ async fn a_dropped_slot_is_a_fatal_error_not_a_silent_re_create() {
 async fn an_idle_slot_is_confirmed_while_another_database_writes() {
     let (db, c) = new_source("live_idle").await;
     let (neighbour, n) = new_source("live_idle_neighbour").await;
-    let slot = format!("{}_slot", db.name);
+    let slot = db.slot();
     let (re, run) = start_live(ReDms::local().live_from(&db), &c, &slot).await;
     for i in 1..=200 {
         transaction(&n, i).await;
@@ -312,13 +303,7 @@ async fn an_idle_slot_is_confirmed_while_another_database_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_server_ends_between_transactions_is_reopened() {
     let (db, c) = new_source("live_reconnect").await;
-    let slot = format!("{}_slot", db.name);
-    let (re, run) = start_live(
-        ReDms::local().live_from(&db).segment_max_age_secs(1),
-        &c,
-        &slot,
-    )
-    .await;
+    let (re, run, slot) = stream_local(&db, &c).await;
     for n in 1..=10 {
         transaction(&c, n).await;
     }

@@ -172,7 +172,7 @@ async fn start(re: &ReDms, c: &Client, slot: &str) -> Running {
 async fn a_mixed_live_workload_ends_equal_row_by_row() {
     let _sim = Stack::sim_shared().await;
     let (db, c) = source_db("live_mixed").await;
-    let slot = format!("{}_slot", db.name);
+    let slot = db.slot();
     let re = live_into_redshift("live_mixed", &db).await.build();
     let run = start(&re, &c, &slot).await;
     for n in 1..=60 {
@@ -229,7 +229,7 @@ async fn the_warehouse_in_maintenance_mid_run_holds_the_slot_with_ack_loaded() {
     c.batch_execute("ALTER TABLE public.customers ADD COLUMN tier int")
         .await
         .unwrap();
-    let slot = format!("{}_slot", db.name);
+    let slot = db.slot();
     let re = live_into_redshift("live_maint", &db)
         .await
         .option("source", "ack = \"loaded\"")
@@ -285,7 +285,7 @@ async fn renamed_columns_keep_their_data() {
     c.batch_execute("CREATE TABLE public.r (id int PRIMARY KEY, d text, e text)")
         .await
         .unwrap();
-    let slot = format!("{}_slot", db.name);
+    let slot = db.slot();
     let re = live_into_redshift("live_rename", &db).await.build();
     let run = start(&re, &c, &slot).await;
     c.batch_execute(

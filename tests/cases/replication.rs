@@ -56,7 +56,7 @@ async fn a_slot_streams_commits_and_a_confirmed_one_is_not_sent_again() {
     sql.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
         .await
         .unwrap();
-    let slot = format!("{}_slot", db.name);
+    let slot = db.slot();
 
     let mut session = Session::connect(&db.conninfo).await.unwrap();
     let me = session.identify_system().await.unwrap();

@@ -102,7 +102,7 @@ impl Builder {
     #[cfg(feature = "stack-tests")]
     pub fn live_from(self, db: &TestDb) -> Self {
         self.option("source", &format!("connection = \"{}\"", db.conninfo))
-            .option("source", &format!("slot = \"{}_slot\"", db.name))
+            .option("source", &format!("slot = \"{}\"", db.slot()))
             .option("source", "status_interval_secs = 1")
     }
 

@@ -66,6 +66,14 @@ pub struct TestDb {
     pub backend_url: Option<String>,
 }
 
+impl TestDb {
+    /// The replication slot a live re_dms of this database streams from
+    /// ([`crate::harness::binary::Builder::live_from`]).
+    pub fn slot(&self) -> String {
+        format!("{}_slot", self.name)
+    }
+}
+
 static STACK: OnceLock<Stack> = OnceLock::new();
 
 /// Who uses redshift-sim's shared state: many [`SimLease`]s of `sim_shared`, or one of
