@@ -212,16 +212,8 @@ segment_max_bytes = $SEG_BYTES
 segment_max_age_secs = $SEG_AGE
 [batch]
 max_memory_bytes = $MEM_BUDGET
-[target]
-kind = "redshift"
-[s3]
-bucket = "$RE_DMS_S3_BUCKET"
-prefix = "bench/"
-endpoint = "$RE_DMS_S3_ENDPOINT"
-force_path_style = true
-[redshift]
-connection = "$RE_DMS_WAREHOUSE_URL"
 TOML
+tests/stack.sh target-config bench/ >>"$DIR/re_dms.toml"
 log "re_dms config $DIR/re_dms.toml: segment_max_age_secs = $SEG_AGE ($SEG_AGE_NOTE), segment_max_bytes = $SEG_BYTES, [batch] max_memory_bytes = $MEM_BUDGET ($(mib "$MEM_BUDGET") MiB), status_interval_secs = 1"
 
 start_re_dms() {

@@ -18,19 +18,7 @@ trap 'tests/stack.sh down >/dev/null 2>&1 || true' EXIT
 eval "$(tests/stack.sh env)"
 DIR=target/bench/redshift
 mkdir -p "$DIR"
-cat > "$DIR/re_dms.toml" <<TOML
-[wal]
-directory = "$DIR/wal"
-[target]
-kind = "redshift"
-[s3]
-bucket = "$RE_DMS_S3_BUCKET"
-prefix = "bench/"
-endpoint = "$RE_DMS_S3_ENDPOINT"
-force_path_style = true
-[redshift]
-connection = "$RE_DMS_WAREHOUSE_URL"
-TOML
+{ printf '[wal]\ndirectory = "%s"\n' "$DIR/wal"; tests/stack.sh target-config bench/; } > "$DIR/re_dms.toml"
 changes=$(grep -c '^table ' "$CAPTURE")
 printf '%-6s %8s %11s %13s %11s\n' run wall_s changes/s peak_rss_MiB statements
 for i in $(seq 1 "$RUNS"); do

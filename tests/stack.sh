@@ -4,6 +4,9 @@
 #
 #   tests/stack.sh up      start everything (idempotent: says so when already up)
 #   tests/stack.sh env     print `export` lines for the running stack
+#   tests/stack.sh target-config PREFIX
+#                          print re_dms's [target], [s3] and [redshift] sections for the running
+#                          stack (objects under PREFIX in its bucket; [redshift] comes last)
 #   tests/stack.sh down    stop what `up` started (pid files) and remove the state directory
 #
 # Environment:
@@ -353,6 +356,29 @@ cmd_env() {
     cat "$STATE/env"
 }
 
+cmd_target_config() {
+    local prefix="${1:?usage: $0 target-config PREFIX}"
+    is_up || die "the stack is not up (state dir $STATE); run \`$0 up\`"
+    # shellcheck disable=SC1091 # written by cmd_up
+    (
+        . "$STATE/env"
+        cat <<TOML
+[target]
+kind = "redshift"
+
+[s3]
+bucket = "$RE_DMS_S3_BUCKET"
+prefix = "$prefix"
+region = "$AWS_REGION"
+endpoint = "$RE_DMS_S3_ENDPOINT"
+force_path_style = true
+
+[redshift]
+connection = "$RE_DMS_WAREHOUSE_URL"
+TOML
+    )
+}
+
 # Stop a process from a pid file, but only if its command line still names what we started.
 stop_pidfile() {
     local pidfile="$1" expect="$2"
@@ -414,8 +440,9 @@ case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     env) cmd_env ;;
+    target-config) cmd_target_config "${2:-}" ;;
     *)
-        echo "usage: $0 up|down|env" >&2
+        echo "usage: $0 up|down|env|target-config PREFIX" >&2
         exit 2
         ;;
 esac

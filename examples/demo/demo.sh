@@ -233,20 +233,10 @@ status_interval_secs = 2
 directory = "$WAL_DIR"
 segment_max_age_secs = 2
 
-[target]
-kind = "redshift"
-
-[s3]
-bucket = "$RE_DMS_S3_BUCKET"
-prefix = "demo/"
-region = "$AWS_REGION"
-endpoint = "$RE_DMS_S3_ENDPOINT"
-force_path_style = true
-
-[redshift]
-connection = "host=$RE_DMS_WAREHOUSE_HOST port=$RE_DMS_WAREHOUSE_PORT user=postgres dbname=warehouse"
-max_connections = 4
 TOML
+# [redshift] comes last: max_connections goes into it.
+tests/stack.sh target-config demo/ >>"$CONFIG"
+echo "max_connections = 4" >>"$CONFIG"
 
 # ------------------------------------------------------------------------------------ 2. re_dms
 
