@@ -83,6 +83,8 @@ counters! {
     ROWS_REJECTED => "re_dms_rows_rejected_total",
     /// Tables stopped by a definite error (a row the warehouse rejects); their segments stay.
     TABLES_STOPPED => "re_dms_redshift_tables_stopped_total",
+    /// Target tables renamed after their source table (`ALTER TABLE ... RENAME TO`).
+    TABLES_RENAMED => "re_dms_redshift_tables_renamed_total",
     /// Source catalog reads that failed (unreachable source, timeout, query error).
     CATALOG_ERRORS => "re_dms_source_catalog_errors_total",
     /// Full source catalog reads (at start, after a DDL change seen in the stream, or when the

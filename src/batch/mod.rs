@@ -140,7 +140,7 @@ pub struct Batcher {
     registry: SchemaRegistry,
     /// Keys known before the stream shows any: `[tables."s.t"] primary_key` (source `Config`),
     /// then the source catalog's (`Catalog`), by `schema.table`.
-    known_keys: BTreeMap<String, (Vec<String>, KeySource)>,
+    known_keys: rebuild::KnownKeys,
     tables: BTreeMap<String, TableBatch>,
     /// The budget for one batch's index: [`Batcher::memory_full`] once reached.
     max_mem: usize,
@@ -161,14 +161,14 @@ fn qualified_into(buf: &mut String, t: &TableName<'_>) {
 impl Batcher {
     pub fn new(
         mut registry: SchemaRegistry,
-        known_keys: BTreeMap<String, (Vec<String>, KeySource)>,
+        known_keys: rebuild::KnownKeys,
         max_mem: usize,
     ) -> Self {
         // Known keys win over whatever was learned from the stream before (the config key may
         // have been added to fix a table whose key could not be found). A catalog key naming a
         // column the segment's table lacks is from another time (read at start, the segment is
         // older or newer than a key column's rename): the segment's own key stays.
-        for (name, (key, source)) in &known_keys {
+        for (name, (key, source)) in &known_keys.keys {
             if let Some(t) = registry.tables.get_mut(name) {
                 let fits = key.iter().all(|k| t.columns.iter().any(|c| &c.name == k));
                 if *source == KeySource::Catalog && !t.columns.is_empty() && !fits {
@@ -269,7 +269,7 @@ impl Batcher {
         qualified_into(&mut self.qualified_buf, t);
         let created = !self.registry.tables.contains_key(&self.qualified_buf);
         if created {
-            let known = self.known_keys.get(&self.qualified_buf).cloned();
+            let known = self.known_keys.keys.get(&self.qualified_buf).cloned();
             let (key, key_source) = match known {
                 Some((key, source)) => (Some(key), Some(source)),
                 None => (None, None),
@@ -458,8 +458,9 @@ impl Batcher {
         }
     }
 
-    /// Indexes the changes that waited for `table`'s key, falling back to a column named `id`
-    /// when no key is known; an error when there is none.
+    /// Indexes the changes that waited for `table`'s key, asking the source catalog (a table
+    /// created or renamed after the start) and then falling back to a column named `id` when
+    /// no key is known; an error when there is none.
     fn resolve_unkeyed(
         &mut self,
         table: &TableName<'_>,
@@ -468,7 +469,19 @@ impl Batcher {
         if self.table_batch(table).unkeyed.is_empty() {
             return Ok(());
         }
+        let asked = if self.table_schema(table).0.key.is_none() {
+            self.known_keys.from_catalog(&table.schema, &table.name)
+        } else {
+            None
+        };
         let (ts, _) = self.table_schema(table);
+        if let Some(key) =
+            asked.filter(|k| k.iter().all(|c| ts.columns.iter().any(|d| &d.name == c)))
+        {
+            tracing::info!(table = %ts.qualified(), key = ?key, "key read from the source catalog (the table is newer than the start)");
+            ts.key = Some(key);
+            ts.key_source = Some(KeySource::Catalog);
+        }
         if ts.key.is_none() {
             if !ts.columns.iter().any(|c| c.name == "id") {
                 return Err(BatchError::NoKey {

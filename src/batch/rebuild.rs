@@ -15,8 +15,41 @@ use crate::wal::{SegmentFile, Snapshot};
 use super::schema::KeySource;
 
 /// Keys known before the stream shows any, by `schema.table`: `[tables."s.t"] primary_key`,
-/// then the source catalog's.
-pub type KnownKeys = std::collections::BTreeMap<String, (Vec<String>, KeySource)>;
+/// then the source catalog's as read at start; and, for a table neither names (created or
+/// renamed since), the source catalog asked when a batch needs that table's key.
+/// `(schema, table)` -> the source catalog's key of that table now.
+pub type AskCatalog = std::sync::Arc<dyn Fn(&str, &str) -> Option<Vec<String>> + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct KnownKeys {
+    pub keys: std::collections::BTreeMap<String, (Vec<String>, KeySource)>,
+    /// `(schema, table)` -> the catalog's key now; `None` without a catalog.
+    pub ask_catalog: Option<AskCatalog>,
+}
+
+impl KnownKeys {
+    /// Only these keys, no catalog to ask.
+    pub fn of(keys: std::collections::BTreeMap<String, (Vec<String>, KeySource)>) -> Self {
+        Self {
+            keys,
+            ask_catalog: None,
+        }
+    }
+
+    /// The source catalog's key of `schema.table` now, when there is a catalog to ask.
+    pub fn from_catalog(&self, schema: &str, table: &str) -> Option<Vec<String>> {
+        self.ask_catalog.as_ref().and_then(|ask| ask(schema, table))
+    }
+}
+
+impl std::fmt::Debug for KnownKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownKeys")
+            .field("keys", &self.keys)
+            .field("ask_catalog", &self.ask_catalog.is_some())
+            .finish()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {

@@ -188,7 +188,7 @@ async fn open_ends(
         biased;
         // The stop signal wins over a connection attempt that may never end.
         () = stop.wait() => return Ok(None),
-        c = SourceCatalog::open(&config.source.connection) => Arc::new(c),
+        c = SourceCatalog::open(&config.source.connection, Some(&config.wal.directory)) => Arc::new(c),
     };
     let target = tokio::select! {
         biased;
@@ -199,8 +199,9 @@ async fn open_ends(
 }
 
 /// Keys known before the stream shows any: the source catalog's, overridden by
-/// `[tables."s.t"] primary_key` (README, "Primary keys": config, then catalog, then the stream).
-fn known_keys(config: &Config, catalog: &SourceCatalog) -> KnownKeys {
+/// `[tables."s.t"] primary_key` (README, "Primary keys": config, then catalog, then the stream);
+/// and the catalog to ask, from the stage threads, for a table created or renamed since.
+fn known_keys(config: &Config, catalog: &Arc<SourceCatalog>) -> KnownKeys {
     let mut keys: BTreeMap<String, (Vec<String>, KeySource)> = catalog
         .get()
         .map(|c| c.primary_keys())
@@ -213,7 +214,21 @@ fn known_keys(config: &Config, catalog: &SourceCatalog) -> KnownKeys {
             keys.insert(table.clone(), (t.primary_key.clone(), KeySource::Config));
         }
     }
-    keys
+    if config.source.connection.trim().is_empty() {
+        return KnownKeys::of(keys);
+    }
+    let catalog = Arc::clone(catalog);
+    let runtime = tokio::runtime::Handle::current();
+    // Called on the ingest and CSV threads (never on a runtime thread), at a segment's seal,
+    // once per new table without a key: one stamp query, a full read when the catalog moved.
+    let ask = move |schema: &str, table: &str| {
+        runtime.block_on(catalog.refresh(false));
+        catalog.get()?.key_for(schema, table)
+    };
+    KnownKeys {
+        keys,
+        ask_catalog: Some(Arc::new(ask)),
+    }
 }
 
 fn limits(config: &Config) -> IngestLimits {

@@ -32,6 +32,7 @@
 
 use std::collections::BTreeMap;
 
+use super::names::NameHistory;
 use crate::connection::{self as tls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,9 +209,10 @@ pub struct SourceCatalog {
     client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// [`STAMP_SQL`]'s answer when `current` was read.
     stamp: std::sync::Mutex<Option<String>>,
-    /// Every name each column, by `(table oid, attnum)`, had in the reads since the start, in
-    /// order: how a rename is told from a drop and an add (see [`SourceCatalog::previous_names`]).
-    names_seen: std::sync::Mutex<BTreeMap<(i64, i32), Vec<String>>>,
+    /// Every name each table and column had in the reads (`source::names`), saved in
+    /// `history_dir` when set: how a rename is told from a drop and an add.
+    history: std::sync::Mutex<NameHistory>,
+    history_dir: Option<std::path::PathBuf>,
     current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
     /// When the last read failed: refreshes wait [`CATALOG_RETRY_AFTER`] after a failure, so an
     /// unreachable source does not cost a connection attempt (up to [`CATALOG_TIMEOUT`]) per
@@ -223,10 +225,21 @@ pub const CATALOG_RETRY_AFTER: std::time::Duration = std::time::Duration::from_s
 
 impl SourceCatalog {
     /// Reads the catalog once when `conninfo` is set; a failure is logged and leaves it empty
-    /// (the typmod-less defaults apply until a refresh succeeds).
-    pub async fn open(conninfo: &str) -> Self {
+    /// (the typmod-less defaults apply until a refresh succeeds). `history_dir` (the WAL
+    /// directory) keeps the name history across restarts; an unreadable one is a warning.
+    pub async fn open(conninfo: &str, history_dir: Option<&std::path::Path>) -> Self {
+        let conninfo = (!conninfo.trim().is_empty()).then(|| conninfo.to_string());
+        let history = match (&conninfo, history_dir) {
+            (Some(_), Some(dir)) => NameHistory::load(dir).unwrap_or_else(|e| {
+                tracing::warn!(error = %crate::error_chain(&e), "source catalog: the name history cannot be read; starting a new one (renames made before are loaded as drop + create)");
+                NameHistory::default()
+            }),
+            _ => NameHistory::default(),
+        };
         let this = Self {
-            conninfo: (!conninfo.trim().is_empty()).then(|| conninfo.to_string()),
+            conninfo,
+            history: std::sync::Mutex::new(history),
+            history_dir: history_dir.map(std::path::Path::to_path_buf),
             ..Self::default()
         };
         this.refresh(true).await;
@@ -312,23 +325,21 @@ impl SourceCatalog {
     }
 
     fn remember_names(&self, catalog: &Catalog) {
-        let mut seen = self.names_seen.lock().unwrap_or_else(|p| p.into_inner());
-        for table in catalog.tables.values() {
-            for (name, &attnum) in &table.attnums {
-                let names = seen.entry((table.oid, attnum)).or_default();
-                if names.last() != Some(name) {
-                    names.push(name.clone());
-                }
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if !history.record(catalog) {
+            return;
+        }
+        if let Some(dir) = &self.history_dir {
+            if let Err(e) = history.save(dir) {
+                tracing::warn!(error = %crate::error_chain(&e), "source catalog: saving the name history failed; a rename made while re_dms is stopped may be loaded as drop + create");
             }
         }
     }
 
-    /// The names the column now called `column` in `schema.table` had before, nearest first,
-    /// as the catalog reads since the start saw them: a column keeps its attnum across a
-    /// rename, and a dropped and re-added column gets a new one, so only the attnum `column`
-    /// holds now is looked at. Empty when no read saw an earlier name (the rename happened
-    /// before the first read, or while re_dms was stopped), when `column` is not a live column
-    /// now, or without `source.connection`.
+    /// The names the column now called `column` in `schema.table` had before, nearest first
+    /// (see `source::names`: only the attnum `column` holds now is looked at). Empty when no
+    /// read saw an earlier name, when `column` is not a live column now, or without
+    /// `source.connection`.
     pub fn previous_names(&self, schema: &str, table: &str, column: &str) -> Vec<String> {
         let Some(catalog) = self.get() else {
             return Vec::new();
@@ -339,20 +350,21 @@ impl SourceCatalog {
         let Some(&attnum) = t.attnums.get(column) else {
             return Vec::new();
         };
-        let seen = self.names_seen.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(names) = seen.get(&(t.oid, attnum)) else {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history.previous_column_names(t.oid, attnum, column)
+    }
+
+    /// The names the table now called `schema.table` had before, nearest first. Empty when no
+    /// read saw another, when the catalog lacks it, or without `source.connection`.
+    pub fn previous_table_names(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        let Some(catalog) = self.get() else {
             return Vec::new();
         };
-        let at = names
-            .iter()
-            .rposition(|n| n == column)
-            .unwrap_or(names.len());
-        names[..at]
-            .iter()
-            .rev()
-            .filter(|n| *n != column)
-            .cloned()
-            .collect()
+        let Some(t) = catalog.table(schema, table) else {
+            return Vec::new();
+        };
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history.previous_table_names(t.oid, &(schema.to_string(), table.to_string()))
     }
 
     /// Whether the catalog as last read has `schema.name`; `None` without a catalog.

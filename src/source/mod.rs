@@ -11,7 +11,8 @@
 //!   byte stream (what `pg_recvlogical -f -` prints);
 //! - `stdin`: the `--stdin` input, read in chunks on a thread of its own;
 //! - `catalog`: the source database's catalog (primary keys, column types, partitions), read at
-//!   start and kept current over one connection, optional;
+//!   start and kept current over one connection, optional; `names`: every name a table and a
+//!   column had (renames), kept in the WAL directory;
 //! - `replication`: the replication protocol client for a test_decoding slot (connect, slot,
 //!   stream, status updates);
 //! - `live`: the live source stage on it: the slot streamed into ingest, and the rules for what
@@ -23,5 +24,6 @@ pub mod catalog;
 pub mod decoding;
 pub mod filter;
 pub mod live;
+pub mod names;
 pub mod replication;
 pub mod stdin;

@@ -107,7 +107,7 @@ fn ingest_until_the_fault(dir: &Path, fault: Fault) -> (u64, IngestError) {
     let mut ingest = Ingest::new(
         wal,
         &recovery,
-        KnownKeys::new(),
+        KnownKeys::default(),
         limits,
         queue,
         Shutdown::new(),
@@ -147,7 +147,7 @@ fn recovered_rows(dir: &Path) -> u64 {
         .segments
         .iter()
         .map(|f| {
-            rebuild(f, &KnownKeys::new(), 1 << 20)
+            rebuild(f, &KnownKeys::default(), 1 << 20)
                 .unwrap()
                 .batch
                 .changes

@@ -639,7 +639,7 @@ mod tests {
         Ingest::new(
             wal,
             &recovery,
-            KnownKeys::new(),
+            KnownKeys::default(),
             limits,
             queue,
             Shutdown::new(),

@@ -3,7 +3,9 @@
 //! streaming) ends with every target table equal to its source, compared row by row; the
 //! warehouse in maintenance for 30 s mid-run with `ack = "loaded"` holds the slot back until
 //! the target has the rows, then ends equal; columns renamed in the source (a key column among
-//! them, and one whose old name is added again in the same transaction) keep their data.
+//! them, and one whose old name is added again in the same transaction) keep their data, and so
+//! do renamed tables (a plain one, renamed again while re_dms is stopped, and a partitioned
+//! root).
 
 use std::time::{Duration, Instant};
 
@@ -343,4 +345,94 @@ async fn renamed_columns_keep_their_data() {
     assert_eq!(columns, ["d2", "e", "e2", "rid"]);
     run.stop_cleanly(WAIT);
     re.assert_ledger_unique().await;
+}
+
+/// The warehouse's tables in `public`, sorted.
+async fn warehouse_tables(re: &ReDms) -> Vec<String> {
+    re.backend()
+        .await
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_tables_keep_their_data() {
+    let _sim = Stack::sim_shared().await;
+    let db = Stack::get().new_source_db("live_table_rename").await;
+    let c = connect(&db.url).await;
+    // Keys not named `id`: the renamed table's key must come from the catalog.
+    c.batch_execute(
+        "CREATE TABLE public.o (order_id int PRIMARY KEY, v text);
+         CREATE TABLE public.pe (k int, region text, v text, PRIMARY KEY (region, k))
+             PARTITION BY LIST (region);
+         CREATE TABLE public.pe_eu PARTITION OF public.pe FOR VALUES IN ('eu');",
+    )
+    .await
+    .unwrap();
+    let slot = db.slot();
+    let re = live_into_redshift("live_table_rename", &db).await.build();
+    let run = start(&re, &c, &slot).await;
+    c.batch_execute(
+        "INSERT INTO public.o SELECT i, 'v' || i FROM generate_series(1, 5) i;
+         INSERT INTO public.pe SELECT i, 'eu', 'v' || i FROM generate_series(1, 5) i;",
+    )
+    .await
+    .unwrap();
+    let o: &[&str] = &["order_id", "v"];
+    let pe: &[&str] = &["region", "k", "v"];
+    let run = wait_equal(&c, &re, run, &[("public.o", o), ("public.pe", pe)]).await;
+
+    // Rows under the old name and the new one in one transaction (so in one segment), and a
+    // partitioned root renamed under its partitions (whose rows print with the leaf's name).
+    c.batch_execute(
+        "BEGIN;
+         INSERT INTO public.o VALUES (6, 'v6');
+         ALTER TABLE public.o RENAME TO o2;
+         INSERT INTO public.o2 VALUES (7, 'v7');
+         UPDATE public.o2 SET v = 'updated' WHERE order_id = 1;
+         ALTER TABLE public.pe RENAME TO pe2;
+         INSERT INTO public.pe2 VALUES (6, 'eu', 'v6');
+         UPDATE public.pe2 SET v = 'updated' WHERE k = 2;
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.o2", o), ("public.pe2", pe)]).await;
+    assert_eq!(warehouse_tables(&re).await, ["o2", "pe2"]);
+
+    // Renamed while re_dms is stopped: the name history in the WAL directory remembers `o2`.
+    run.stop_cleanly(WAIT);
+    c.batch_execute(
+        "ALTER TABLE public.o2 RENAME TO o3;
+         INSERT INTO public.o3 VALUES (8, 'v8');
+         DELETE FROM public.o3 WHERE order_id = 3;",
+    )
+    .await
+    .unwrap();
+    let run = start(&re, &c, &slot).await;
+    let run = wait_equal(&c, &re, run, &[("public.o3", o), ("public.pe2", pe)]).await;
+    assert_eq!(warehouse_tables(&re).await, ["o3", "pe2"]);
+    run.stop_cleanly(WAIT);
+    re.assert_ledger_unique().await;
+    let renamed = re
+        .backend()
+        .await
+        .query_one(
+            "SELECT count(*) FROM re_dms.applied WHERE target_table = 'public.o3'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        renamed.get::<_, i64>(0) > 0,
+        "ledger rows name the new table"
+    );
 }

@@ -177,7 +177,7 @@ async fn the_kept_catalog_connection_re_reads_only_when_the_catalog_changed() {
             .unwrap();
         rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()
     };
-    let kept = catalog::SourceCatalog::open(&db.conninfo).await;
+    let kept = catalog::SourceCatalog::open(&db.conninfo, None).await;
     let first = kept.get().expect("read at open");
     let pids = sessions().await;
     assert_eq!(pids.len(), 1, "one catalog connection, kept open: {pids:?}");

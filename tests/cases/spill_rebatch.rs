@@ -34,7 +34,7 @@ fn limits(spill_after: Duration) -> IngestLimits {
 fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String>)>, usize) {
     let (wal, recovery) = re_dms::wal::Wal::open(&dir.join("wal")).unwrap();
     let queue = Arc::new(SealedQueue::default());
-    let keys = KnownKeys::new();
+    let keys = KnownKeys::default();
     let patience = if spill {
         Duration::ZERO
     } else {

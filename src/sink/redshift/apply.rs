@@ -18,12 +18,14 @@ use crate::retry::ErrorClass;
 
 impl RedshiftLoader {
     /// Applies one uploaded table-segment (retrying transient errors forever): ledger check,
-    /// schema steps, then the load transaction ending with the ledger row.
+    /// the rename of an old target table (`renamed_from`, see `table_rename`), schema steps,
+    /// then the load transaction ending with the ledger row.
     pub async fn apply_table(
         &self,
         out: &SegmentOutput,
         table: &TableManifest,
         target: &TargetTable,
+        renamed_from: &[TargetTable],
         urls: &BTreeMap<String, String>,
     ) -> Result<(), LoadError> {
         let renamed = self.with_renames(table);
@@ -84,7 +86,8 @@ impl RedshiftLoader {
             };
             // Boxed: the plan's future nests every statement's future, and its layout inline
             // here came within a few levels of rustc's query depth limit.
-            match Box::pin(self.run_plan(conn.client(), &key, &widen, &plan)).await {
+            let run = self.run_plan(conn.client(), &key, renamed_from, &widen, &plan);
+            match Box::pin(run).await {
                 Ok(applied) => {
                     if applied {
                         metrics::TABLE_SEGMENTS_LOADED.inc();
@@ -205,6 +208,7 @@ impl RedshiftLoader {
         &self,
         c: &tokio_postgres::Client,
         key: &LedgerKey<'_>,
+        renamed_from: &[TargetTable],
         widen: &[WidenStep],
         plan: &[PlanStep],
     ) -> Result<bool, Attempt> {
@@ -213,6 +217,7 @@ impl RedshiftLoader {
             tracing::info!("already applied (ledger); skipping");
             return Ok(false);
         }
+        self.follow_rename(c, renamed_from, key.target).await?;
         self.widen(c, widen).await?;
         let mut load_no = 0usize;
         for step in plan {

@@ -48,8 +48,17 @@ const DONE_CHANNEL: usize = 1024;
 /// One lane's share of one segment.
 struct Job {
     out: Arc<SegmentOutput>,
+    /// The lane (its first target table).
+    lane: TargetTable,
+    tables: Vec<LaneTable>,
+}
+
+/// One source table of a job, with where it loads.
+struct LaneTable {
+    manifest: TableManifest,
     target: TargetTable,
-    tables: Vec<TableManifest>,
+    /// Old target tables to rename to `target` first (`table_rename`).
+    renamed_from: Vec<TargetTable>,
 }
 
 /// A job after its upload: the S3 URL of each file, per table (same order as `job.tables`).
@@ -80,6 +89,9 @@ struct Pending {
 pub struct TableLanes {
     loader: Arc<RedshiftLoader>,
     lanes: BTreeMap<TargetTable, mpsc::Sender<Job>>,
+    /// The lane of each target table seen this run: its own, or (a renamed table) the lane of
+    /// its old name, so that its rename waits for the old name's earlier segments.
+    routes: BTreeMap<TargetTable, TargetTable>,
     /// Every lane task: none ends while the lanes live, so one that does has failed (panicked).
     tasks: JoinSet<()>,
     pending: BTreeMap<u64, Pending>,
@@ -97,6 +109,7 @@ impl TableLanes {
         Self {
             loader,
             lanes: BTreeMap::new(),
+            routes: BTreeMap::new(),
             tasks: JoinSet::new(),
             pending: BTreeMap::new(),
             done_tx,
@@ -122,35 +135,24 @@ impl TableLanes {
         if !out.manifest.tables.is_empty() {
             self.loader.refresh_catalog(&out.manifest).await;
         }
-        // Keyed by the target itself, not its text: `"a.b".c` and `a."b.c"` are two lanes.
-        let mut jobs: BTreeMap<TargetTable, Vec<TableManifest>> = BTreeMap::new();
-        let mut new_source = false;
-        for table in &out.manifest.tables {
-            let (target, parent) = self.loader.target_of(table);
-            let source = (table.schema.clone(), table.name.clone());
-            if self.sources.get(&source) != Some(&parent) {
-                if self.loader.catalog_knows(table) == Some(false) {
-                    tracing::warn!(
-                        table = %table.qualified(),
-                        target = %target,
-                        "table not in the source catalog (created after the last read, or dropped since): typmod-less types, and a partition loads into a table of its own"
-                    );
+        let tables = self.lane_tables(&out)?;
+        // Keyed by the lane itself, not its text: `"a.b".c` and `a."b.c"` are two lanes.
+        let mut jobs: BTreeMap<TargetTable, Vec<LaneTable>> = BTreeMap::new();
+        for t in tables {
+            let lane = match self.routes.get(&t.target) {
+                Some(lane) => lane.clone(),
+                None => {
+                    let lane = t
+                        .renamed_from
+                        .iter()
+                        .find_map(|old| self.routes.get(old))
+                        .unwrap_or(&t.target)
+                        .clone();
+                    self.routes.insert(t.target.clone(), lane.clone());
+                    lane
                 }
-                self.sources.insert(source, parent);
-                new_source = true;
-            }
-            jobs.entry(target).or_default().push(table.clone());
-        }
-        if new_source {
-            // Two source names folding to one target table would merge two tables' rows.
-            self.loader
-                .check_collisions(self.sources.iter().map(|((s, t), p)| {
-                    (
-                        s.as_str(),
-                        t.as_str(),
-                        p.as_ref().map(|(ps, pt)| (ps.as_str(), pt.as_str())),
-                    )
-                }))?;
+            };
+            jobs.entry(lane).or_default().push(t);
         }
         self.pending.insert(
             out.segment,
@@ -177,7 +179,7 @@ impl TableLanes {
             };
             let job = Job {
                 out: Arc::clone(&out),
-                target,
+                lane: target,
                 tables,
             };
             tx.send(job)
@@ -185,6 +187,52 @@ impl TableLanes {
                 .map_err(|_| LoadError::fatal_text(format!("the lane of table {lane} ended")))?;
         }
         Ok(())
+    }
+
+    /// The segment's tables with their targets (checked for collisions when new), a renamed
+    /// table's old targets (asked once per run per target), renames last: a table of the same
+    /// segment still loading under the old name goes first.
+    fn lane_tables(&mut self, out: &SegmentOutput) -> Result<Vec<LaneTable>, LoadError> {
+        let mut tables = Vec::with_capacity(out.manifest.tables.len());
+        let mut new_source = false;
+        for table in &out.manifest.tables {
+            let (target, parent) = self.loader.target_of(table);
+            let source = (table.schema.clone(), table.name.clone());
+            if self.sources.get(&source) != Some(&parent) {
+                if self.loader.catalog_knows(table) == Some(false) {
+                    tracing::warn!(
+                        table = %table.qualified(),
+                        target = %target,
+                        "table not in the source catalog (created after the last read, or dropped or renamed since): typmod-less types, and a partition loads into a table of its own"
+                    );
+                }
+                self.sources.insert(source, parent);
+                new_source = true;
+            }
+            let renamed_from = if self.routes.contains_key(&target) {
+                Vec::new()
+            } else {
+                self.loader.renamed_from(table, &target)
+            };
+            tables.push(LaneTable {
+                manifest: table.clone(),
+                target,
+                renamed_from,
+            });
+        }
+        if new_source {
+            // Two source names folding to one target table would merge two tables' rows.
+            self.loader
+                .check_collisions(self.sources.iter().map(|((s, t), p)| {
+                    (
+                        s.as_str(),
+                        t.as_str(),
+                        p.as_ref().map(|(ps, pt)| (ps.as_str(), pt.as_str())),
+                    )
+                }))?;
+        }
+        tables.sort_by_key(|t| !t.renamed_from.is_empty());
+        Ok(tables)
     }
 
     /// The next segment whose jobs have all finished (any order). Cancel-safe. Pending forever
@@ -314,7 +362,7 @@ async fn upload_job(
 ) -> Result<Vec<BTreeMap<String, String>>, LoadError> {
     let mut all = Vec::with_capacity(job.tables.len());
     for table in &job.tables {
-        all.push(loader.upload_table(&job.out, table).await?);
+        all.push(loader.upload_table(&job.out, &table.manifest).await?);
     }
     Ok(all)
 }
@@ -328,14 +376,14 @@ async fn apply_job(
     if urls.len() != job.tables.len() {
         return Err(LoadError::fatal_text(format!(
             "lane {}: {} tables but {} upload results",
-            job.target,
+            job.lane,
             job.tables.len(),
             urls.len()
         )));
     }
-    for (table, urls) in job.tables.iter().zip(&urls) {
+    for (t, urls) in job.tables.iter().zip(&urls) {
         loader
-            .apply_table(&job.out, table, &job.target, urls)
+            .apply_table(&job.out, &t.manifest, &t.target, &t.renamed_from, urls)
             .await?;
     }
     Ok(Outcome::Applied)

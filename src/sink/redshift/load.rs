@@ -78,7 +78,7 @@ impl LoadError {
 pub struct RedshiftLoader {
     pub(super) pool: Pool,
     pub(super) uploader: Uploader,
-    naming: Naming,
+    pub(super) naming: Naming,
     pub(super) auth: CopyAuth,
     pub(super) region: String,
     pub(super) catalog: Arc<SourceCatalog>,

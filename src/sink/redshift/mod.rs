@@ -11,6 +11,7 @@
 //! - `pool`: Redshift sessions (connections from [`crate::connection`]) and answer deadlines;
 //! - `ledger`: the ledger at run time (create, upgrade, look up);
 //! - `apply`: one table-segment's schema steps and load transactions;
+//! - `table_rename`: a source table's rename followed in the warehouse (`RENAME TO`);
 //! - `quarantine`: rows Redshift rejects kept aside (dead letter + `re_dms.rejected`) for tables
 //!   with `on_reject = "quarantine"`.
 //!
@@ -23,6 +24,7 @@ pub mod load;
 pub mod pool;
 mod quarantine;
 pub mod sql;
+mod table_rename;
 pub mod upload;
 
 use crate::config::Config;
