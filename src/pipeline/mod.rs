@@ -223,7 +223,10 @@ fn known_keys(config: &Config, catalog: &Arc<SourceCatalog>) -> KnownKeys {
     // once per new table without a key: one stamp query, a full read when the catalog moved.
     let ask = move |schema: &str, table: &str| {
         runtime.block_on(catalog.refresh(false));
-        catalog.get()?.key_for(schema, table)
+        let (schema, table) = catalog
+            .current_name(schema, table)
+            .unwrap_or_else(|| (schema.to_string(), table.to_string()));
+        catalog.get()?.key_for(&schema, &table)
     };
     KnownKeys {
         keys,

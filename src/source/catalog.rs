@@ -213,12 +213,21 @@ pub struct SourceCatalog {
     /// `history_dir` when set: how a rename is told from a drop and an add.
     history: std::sync::Mutex<NameHistory>,
     history_dir: Option<std::path::PathBuf>,
+    /// [`SOURCE_IDENTITY_SQL`]'s answer, read once per connection (`None` if it failed).
+    identity: std::sync::Mutex<Option<String>>,
     current: std::sync::RwLock<Option<std::sync::Arc<Catalog>>>,
     /// When the last read failed: refreshes wait [`CATALOG_RETRY_AFTER`] after a failure, so an
     /// unreachable source does not cost a connection attempt (up to [`CATALOG_TIMEOUT`]) per
     /// segment.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Which cluster and database the catalog is read from (`<system identifier>/<database oid>`),
+/// so that a name history is never applied to another source's oids. `pg_control_system()` is
+/// executable by any role.
+pub const SOURCE_IDENTITY_SQL: &str =
+    "SELECT (SELECT system_identifier::text FROM pg_control_system()) \
+     || '/' || (SELECT oid::text FROM pg_database WHERE datname = current_database())";
 
 /// After a failed read, the next attempt waits this long.
 pub const CATALOG_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
@@ -290,11 +299,21 @@ impl SourceCatalog {
     ) -> Result<(), CatalogError> {
         let read = tokio::time::timeout(CATALOG_TIMEOUT, async {
             if client.is_none() {
-                *client = Some(
-                    tls::connect(conninfo)
-                        .await
-                        .map_err(CatalogError::Connect)?,
-                );
+                let c = tls::connect(conninfo)
+                    .await
+                    .map_err(CatalogError::Connect)?;
+                let identity = c
+                    .query_one(SOURCE_IDENTITY_SQL, &[])
+                    .await
+                    .and_then(|row| row.try_get::<_, Option<String>>(0));
+                *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = match identity {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "source catalog: cannot tell which cluster this is (pg_control_system); the name history is kept as it is");
+                        None
+                    }
+                };
+                *client = Some(c);
             }
             let Some(c) = client.as_ref() else {
                 unreachable!("connected above")
@@ -325,8 +344,13 @@ impl SourceCatalog {
     }
 
     fn remember_names(&self, catalog: &Catalog) {
+        let identity = self
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        if !history.record(catalog) {
+        if !history.record(catalog, identity.as_deref()) {
             return;
         }
         if let Some(dir) = &self.history_dir {
@@ -365,6 +389,49 @@ impl SourceCatalog {
         };
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         history.previous_table_names(t.oid, &(schema.to_string(), table.to_string()))
+    }
+
+    /// For a name the catalog does not have now: the name its table has now, when exactly one
+    /// table the catalog has was ever called so (renamed since; the stream may be behind the
+    /// catalog by several renames). `None` otherwise.
+    pub fn current_name(&self, schema: &str, table: &str) -> Option<(String, String)> {
+        let catalog = self.get()?;
+        if catalog.table(schema, table).is_some() {
+            return None;
+        }
+        let name = (schema.to_string(), table.to_string());
+        let oids = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .oids_named(&name);
+        let mut now = catalog
+            .tables
+            .iter()
+            .filter(|(_, t)| oids.contains(&t.oid))
+            .map(|(k, _)| k.clone());
+        match (now.next(), now.next()) {
+            (Some(current), None) => Some(current),
+            _ => None,
+        }
+    }
+
+    /// Whether `schema.table` names a table created after another table of that name was
+    /// renamed away (its target table may have been renamed with it).
+    pub fn renamed_away(&self, schema: &str, table: &str) -> bool {
+        let Some(catalog) = self.get() else {
+            return false;
+        };
+        let Some(t) = catalog.table(schema, table) else {
+            return false;
+        };
+        let name = (schema.to_string(), table.to_string());
+        let oids = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .oids_named(&name);
+        oids.iter().any(|&oid| oid != t.oid)
     }
 
     /// Whether the catalog as last read has `schema.name`; `None` without a catalog.

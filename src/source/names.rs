@@ -10,7 +10,7 @@
 //! inherits a dropped table's names.
 //!
 //! ```json
-//! {"version": 1,
+//! {"version": 1, "source": "7312345678901234567/16384",
 //!  "tables": [{"oid": 16384, "names": [["public", "orders"], ["public", "orders_v2"]]}],
 //!  "columns": [{"oid": 16384, "attnum": 2, "names": ["d", "d2"]}]}
 //! ```
@@ -33,6 +33,10 @@ pub const NAMES_FILE: &str = "catalog_names.json";
 /// The file format's version; another one is ignored with a warning.
 const VERSION: u32 = 1;
 
+/// Names kept per table or column: the newest ones (a table renamed back and forth for ever
+/// must not grow the file for ever).
+const MAX_NAMES: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NamesError {
     #[error("{path}: {source}")]
@@ -52,6 +56,10 @@ pub enum NamesError {
 /// Names seen, by table oid and by (table oid, attnum).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameHistory {
+    /// The source the oids are of (`<system identifier>/<database oid>`), when known: a history
+    /// of another cluster or database (a restored dump, a replica promoted elsewhere, the WAL
+    /// directory pointed at another source) is discarded, never applied to unrelated oids.
+    source: Option<String>,
     tables: BTreeMap<i64, Vec<(String, String)>>,
     columns: BTreeMap<(i64, i32), Vec<String>>,
 }
@@ -59,6 +67,8 @@ pub struct NameHistory {
 #[derive(Serialize, Deserialize)]
 struct File {
     version: u32,
+    #[serde(default)]
+    source: Option<String>,
     tables: Vec<TableEntry>,
     columns: Vec<ColumnEntry>,
 }
@@ -77,10 +87,18 @@ struct ColumnEntry {
 }
 
 impl NameHistory {
-    /// Adds what `catalog` shows and forgets tables it no longer has; true when anything
-    /// changed (the caller saves then).
-    pub fn record(&mut self, catalog: &Catalog) -> bool {
+    /// Adds what `catalog` (read from `source`, see [`NameHistory::source`]) shows and forgets
+    /// tables it no longer has; true when anything changed (the caller saves then).
+    pub fn record(&mut self, catalog: &Catalog, source: Option<&str>) -> bool {
         let before = self.clone();
+        if let Some(source) = source {
+            if self.source.as_deref().is_some_and(|s| s != source) {
+                tracing::warn!(was = ?self.source, now = source, "source catalog: another cluster or database than the name history's; starting a new history");
+                self.tables.clear();
+                self.columns.clear();
+            }
+            self.source = Some(source.to_string());
+        }
         let live: std::collections::BTreeSet<i64> =
             catalog.tables.values().map(|t| t.oid).collect();
         self.tables.retain(|oid, _| live.contains(oid));
@@ -98,6 +116,15 @@ impl NameHistory {
             }
         }
         *self != before
+    }
+
+    /// The tables (oids) that were ever called `name`.
+    pub fn oids_named(&self, name: &(String, String)) -> Vec<i64> {
+        self.tables
+            .iter()
+            .filter(|(_, names)| names.contains(name))
+            .map(|(&oid, _)| oid)
+            .collect()
     }
 
     /// The names the table `oid`, now `current`, had before, nearest first.
@@ -138,6 +165,7 @@ impl NameHistory {
             return Ok(Self::default());
         }
         Ok(Self {
+            source: file.source,
             tables: file.tables.into_iter().map(|t| (t.oid, t.names)).collect(),
             columns: file
                 .columns
@@ -153,6 +181,7 @@ impl NameHistory {
         let tmp = dir.join(format!("{NAMES_FILE}.tmp"));
         let file = File {
             version: VERSION,
+            source: self.source.clone(),
             tables: self
                 .tables
                 .iter()
@@ -193,21 +222,26 @@ impl NameHistory {
 fn push_new<T: PartialEq>(names: &mut Vec<T>, name: T) {
     if names.last() != Some(&name) {
         names.push(name);
+        if names.len() > MAX_NAMES {
+            names.remove(0);
+        }
     }
 }
 
-/// The names before the last occurrence of `current`, nearest first, without `current`.
+/// The names before the last occurrence of `current`, nearest first, each once, without
+/// `current`.
 fn before<T: PartialEq + Clone>(names: &[T], current: &T) -> Vec<T> {
     let at = names
         .iter()
         .rposition(|n| n == current)
         .unwrap_or(names.len());
-    names[..at]
-        .iter()
-        .rev()
-        .filter(|n| *n != current)
-        .cloned()
-        .collect()
+    let mut out: Vec<T> = Vec::new();
+    for n in names[..at].iter().rev() {
+        if n != current && !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -234,6 +268,12 @@ mod tests {
         }
     }
 
+    impl NameHistory {
+        fn record_test(&mut self, c: &Catalog) -> bool {
+            self.record(c, Some("7000/5"))
+        }
+    }
+
     fn t(name: &str) -> (String, String) {
         ("public".to_string(), name.to_string())
     }
@@ -241,21 +281,37 @@ mod tests {
     #[test]
     fn renames_are_remembered_and_dropped_tables_forgotten() {
         let mut h = NameHistory::default();
-        assert!(h.record(&catalog(&[("a", 1, &[("x", 1)]), ("b", 2, &[])])));
-        assert!(!h.record(&catalog(&[("a", 1, &[("x", 1)]), ("b", 2, &[])])));
+        assert!(h.record_test(&catalog(&[("a", 1, &[("x", 1)]), ("b", 2, &[])])));
+        assert!(!h.record_test(&catalog(&[("a", 1, &[("x", 1)]), ("b", 2, &[])])));
         // a -> a2 (column x -> y), then b dropped.
-        assert!(h.record(&catalog(&[("a2", 1, &[("y", 1)])])));
+        assert!(h.record_test(&catalog(&[("a2", 1, &[("y", 1)])])));
         assert_eq!(h.previous_table_names(1, &t("a2")), [t("a")]);
         assert_eq!(h.previous_column_names(1, 1, "y"), ["x"]);
         assert!(h.previous_table_names(1, &t("a")).is_empty());
         // b's oid recycled by a new table: no history inherited.
-        h.record(&catalog(&[("a2", 1, &[("y", 1)]), ("c", 2, &[])]));
-        h.record(&catalog(&[("a3", 1, &[("y", 1)]), ("c", 2, &[])]));
+        h.record_test(&catalog(&[("a2", 1, &[("y", 1)]), ("c", 2, &[])]));
+        h.record_test(&catalog(&[("a3", 1, &[("y", 1)]), ("c", 2, &[])]));
         assert!(h.previous_table_names(2, &t("c")).is_empty());
         assert_eq!(h.previous_table_names(1, &t("a3")), [t("a2"), t("a")]);
         // Back to an earlier name: only the names before its last occurrence count.
-        h.record(&catalog(&[("a", 1, &[("y", 1)])]));
+        h.record_test(&catalog(&[("a", 1, &[("y", 1)])]));
         assert_eq!(h.previous_table_names(1, &t("a")), [t("a3"), t("a2")]);
+        assert_eq!(h.oids_named(&t("a2")), [1]);
+        // Another source: the history starts again.
+        assert!(h.record(&catalog(&[("z", 1, &[("y", 1)])]), Some("7001/5")));
+        assert!(h.previous_table_names(1, &t("z")).is_empty());
+        assert!(h.oids_named(&t("a")).is_empty());
+    }
+
+    #[test]
+    fn names_are_capped() {
+        let mut h = NameHistory::default();
+        for i in 0..100 {
+            let name = if i % 2 == 0 { "a" } else { "b" };
+            h.record_test(&catalog(&[(name, 1, &[])]));
+        }
+        assert_eq!(h.tables[&1].len(), MAX_NAMES);
+        assert_eq!(h.previous_table_names(1, &t("b")), [t("a")]);
     }
 
     #[test]
@@ -266,8 +322,8 @@ mod tests {
             NameHistory::default()
         );
         let mut h = NameHistory::default();
-        h.record(&catalog(&[("a", 1, &[("x", 1)])]));
-        h.record(&catalog(&[("a2", 1, &[("y", 1)])]));
+        h.record_test(&catalog(&[("a", 1, &[("x", 1)])]));
+        h.record_test(&catalog(&[("a2", 1, &[("y", 1)])]));
         h.save(dir.path()).unwrap();
         assert_eq!(NameHistory::load(dir.path()).unwrap(), h);
         std::fs::write(dir.path().join(NAMES_FILE), b"{").unwrap();

@@ -4,8 +4,8 @@
 //! warehouse in maintenance for 30 s mid-run with `ack = "loaded"` holds the slot back until
 //! the target has the rows, then ends equal; columns renamed in the source (a key column among
 //! them, and one whose old name is added again in the same transaction) keep their data, and so
-//! do renamed tables (a plain one, renamed again while re_dms is stopped, and a partitioned
-//! root).
+//! do renamed tables (a plain one, renamed again while re_dms is stopped, renamed back, renamed
+//! right after a column was added, and a partitioned root).
 
 use std::time::{Duration, Instant};
 
@@ -420,6 +420,35 @@ async fn renamed_tables_keep_their_data() {
     let run = start(&re, &c, &slot).await;
     let run = wait_equal(&c, &re, run, &[("public.o3", o), ("public.pe2", pe)]).await;
     assert_eq!(warehouse_tables(&re).await, ["o3", "pe2"]);
+
+    // Renamed and back again; then renamed right after a column was added (the new name's
+    // CREATE is skipped on the renamed table: the column must still be added).
+    c.batch_execute("ALTER TABLE public.o3 RENAME TO o4; INSERT INTO public.o4 VALUES (9, 'v9');")
+        .await
+        .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.o4", o)]).await;
+    c.batch_execute(
+        "BEGIN;
+         ALTER TABLE public.o4 RENAME TO o3;
+         INSERT INTO public.o3 VALUES (10, 'v10');
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    let run = wait_equal(&c, &re, run, &[("public.o3", o)]).await;
+    c.batch_execute(
+        "BEGIN;
+         ALTER TABLE public.o3 ADD COLUMN w text;
+         ALTER TABLE public.o3 RENAME TO o6;
+         INSERT INTO public.o6 VALUES (11, 'v11', 'w11');
+         UPDATE public.o6 SET w = 'w1' WHERE order_id = 1;
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    let o6: &[&str] = &["order_id", "v", "w"];
+    let run = wait_equal(&c, &re, run, &[("public.o6", o6), ("public.pe2", pe)]).await;
+    assert_eq!(warehouse_tables(&re).await, ["o6", "pe2"]);
     run.stop_cleanly(WAIT);
     re.assert_ledger_unique().await;
     let renamed = re

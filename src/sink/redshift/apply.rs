@@ -28,15 +28,17 @@ impl RedshiftLoader {
         renamed_from: &[TargetTable],
         urls: &BTreeMap<String, String>,
     ) -> Result<(), LoadError> {
-        let renamed = self.with_renames(table);
+        let followed = self.with_table_renames(table, renamed_from);
+        let renamed = self.with_renames(followed.as_ref());
         let table = renamed.as_ref();
         let source = table.qualified();
         let ledger_name = table.ledger_name();
         let quarantined = self.quarantine.contains(&source);
         let catalog = self.catalog.get();
+        let (catalog_schema, catalog_name) = self.catalog_name(table);
         let column_types = catalog
             .as_ref()
-            .and_then(|c| c.column_types(&table.schema, &table.name));
+            .and_then(|c| c.column_types(&catalog_schema, &catalog_name));
         let definite = |e: sql::SqlError| LoadError::Definite {
             table: source.clone(),
             source: Attempt::new(ErrorClass::Definite, e),
@@ -107,9 +109,9 @@ impl RedshiftLoader {
     /// `table` with the drops and adds the source catalog shows to be renames turned into
     /// renames (`sql::renames`); a drop and an add it cannot tell apart are warned about.
     fn with_renames<'a>(&self, table: &'a TableManifest) -> std::borrow::Cow<'a, TableManifest> {
-        let (schema, name) = (&table.schema, &table.name);
+        let (schema, name) = self.catalog_name(table);
         let (rewritten, left) = sql::renames::apply_renames(table, |column| {
-            self.catalog.previous_names(schema, name, column)
+            self.catalog.previous_names(&schema, &name, column)
         });
         for (dropped, added) in left {
             let why = if self.catalog.get().is_some() {

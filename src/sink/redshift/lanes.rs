@@ -190,8 +190,8 @@ impl TableLanes {
     }
 
     /// The segment's tables with their targets (checked for collisions when new), a renamed
-    /// table's old targets (asked once per run per target), renames last: a table of the same
-    /// segment still loading under the old name goes first.
+    /// table's old targets, renames last: a table of the same segment still loading under the
+    /// old name goes first.
     fn lane_tables(&mut self, out: &SegmentOutput) -> Result<Vec<LaneTable>, LoadError> {
         let mut tables = Vec::with_capacity(out.manifest.tables.len());
         let mut new_source = false;
@@ -209,11 +209,8 @@ impl TableLanes {
                 self.sources.insert(source, parent);
                 new_source = true;
             }
-            let renamed_from = if self.routes.contains_key(&target) {
-                Vec::new()
-            } else {
-                self.loader.renamed_from(table, &target)
-            };
+            // Every time, not once per target: a table may be renamed back and forth.
+            let renamed_from = self.loader.renamed_from(table, &target);
             tables.push(LaneTable {
                 manifest: table.clone(),
                 target,

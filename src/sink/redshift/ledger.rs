@@ -72,14 +72,10 @@ impl RedshiftLoader {
         let deadline = self.pool.deadline();
         let seg = i64::try_from(key.segment).unwrap_or(i64::MAX);
         let lineage = key.lineage.to_string();
-        let target = key.target.to_string();
         let found = within(
             deadline,
             "checking the ledger",
-            c.query(
-                sql::LEDGER_CHECK_SQL,
-                &[&lineage, &seg, &key.source, &target],
-            ),
+            c.query(sql::LEDGER_CHECK_SQL, &[&lineage, &seg, &key.source]),
         )
         .await?;
         if !found.is_empty() {

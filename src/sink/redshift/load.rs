@@ -144,16 +144,27 @@ impl RedshiftLoader {
     }
 
     /// The target table a source table loads into (its lane): `load_into`, else its partition
-    /// root by the source catalog, else itself; with the source table's catalog parent.
+    /// root by the source catalog, else itself; with the source table's catalog parent. A name
+    /// the catalog no longer has but knew for a table it has now (renamed since the segment was
+    /// written) stands for that table's current name (`table_rename`).
     pub fn target_of(&self, table: &TableManifest) -> (TargetTable, Option<(String, String)>) {
+        let (schema, name) = self.catalog_name(table);
         let catalog = self.catalog.get();
-        let parent = catalog
-            .as_ref()
-            .and_then(|c| c.parent_of(&table.schema, &table.name));
-        let target = self
-            .naming
-            .target_table_with_parent(&table.schema, &table.name, parent);
+        let parent = catalog.as_ref().and_then(|c| c.parent_of(&schema, &name));
+        let target = if self.naming.has_load_into(&table.schema, &table.name) {
+            self.naming.target_table(&table.schema, &table.name)
+        } else {
+            self.naming.target_table_with_parent(&schema, &name, parent)
+        };
         (target, parent.map(|(s, t)| (s.to_string(), t.to_string())))
+    }
+
+    /// The name the source catalog has `table` under now: its own, or, renamed since, the new
+    /// one (`SourceCatalog::current_name`).
+    pub(super) fn catalog_name(&self, table: &TableManifest) -> (String, String) {
+        self.catalog
+            .current_name(&table.schema, &table.name)
+            .unwrap_or_else(|| (table.schema.clone(), table.name.clone()))
     }
 
     /// The stop signal (lanes start nothing new after it).

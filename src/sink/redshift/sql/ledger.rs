@@ -12,9 +12,10 @@ use crate::wal::Lineage;
 /// lacks GETDATE and Redshift's portable alternatives are leader-node only; [`ledger_insert`]
 /// writes it as a literal instead.
 ///
-/// The key of a row is (lineage, segment, source table, target table): the WAL directory's
-/// lineage keeps apart segments of other WAL directories and other re_dms instances loading into
-/// the same warehouse; the source table keeps apart partitions sharing one target table.
+/// A row is looked up by (lineage, segment, source table): the WAL directory's lineage keeps
+/// apart segments of other WAL directories and other re_dms instances loading into the same
+/// warehouse; the source table keeps apart partitions sharing one target table. The target
+/// table is recorded, not matched (see [`LEDGER_CHECK_SQL`]).
 pub const LEDGER_DDL: &[&str] = &[
     "CREATE SCHEMA IF NOT EXISTS re_dms",
     "CREATE TABLE IF NOT EXISTS re_dms.applied (source_table VARCHAR(1024), \
@@ -37,9 +38,11 @@ pub const LEDGER_LINEAGE_COLUMN: (&str, &str, &str) = ("re_dms", "applied", "lin
 pub const LEDGER_UPGRADE_SQL: &str = "ALTER TABLE re_dms.applied ADD COLUMN lineage VARCHAR(32)";
 
 /// Binds: `$1` lineage (32 hex digits), `$2` segment (BIGINT), `$3` source table (as in
-/// [`TableManifest::ledger_name`]), `$4` target table (`schema.table`, folded).
+/// [`TableManifest::ledger_name`]). The target table is not part of the check: a source
+/// table's changes in a segment are applied once, wherever its target is now (a partition
+/// root or a table renamed since the row was written, a `load_into` changed).
 pub const LEDGER_CHECK_SQL: &str = "SELECT 1 FROM re_dms.applied WHERE lineage = $1 \
-     AND segment = $2 AND source_table = $3 AND target_table = $4";
+     AND segment = $2 AND source_table = $3";
 
 /// For a segment written before its WAL directory had a lineage: a ledger row written then
 /// (without lineage) under the old key (source table, segment). Binds: `$1` segment, `$2`

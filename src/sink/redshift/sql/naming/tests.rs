@@ -94,8 +94,7 @@ fn ledger_insert_escapes_and_formats_time() {
     assert!(LEDGER_DDL[1].contains("lineage VARCHAR(32)"));
     assert_eq!(
         LEDGER_CHECK_SQL,
-        "SELECT 1 FROM re_dms.applied WHERE lineage = $1 AND segment = $2 AND source_table = $3 \
-         AND target_table = $4"
+        "SELECT 1 FROM re_dms.applied WHERE lineage = $1 AND segment = $2 AND source_table = $3"
     );
 }
 
