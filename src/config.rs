@@ -4,8 +4,8 @@
 //! Unknown keys are rejected by serde (`deny_unknown_fields`) with the key's name and line;
 //! `validate()` checks values and names the offending key (`wal.segment_max_bytes`).
 //!
-//! Keys of features not built yet (the `[metrics]` and `[sentry]` sections) are known by name and refused by `validate()` with
-//! "not supported yet", so a config never looks as if they took effect.
+//! Keys of features not built yet (the `[sentry]` section) are known by name and refused by
+//! `validate()` with "not supported yet", so a config never looks as if they took effect.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -34,6 +34,11 @@ pub const DEFAULT_SOURCE_STATUS_INTERVAL_SECS: u64 = 10;
 /// 30 minutes: Redshift cancels a statement running longer (`SET statement_timeout`), and
 /// re_dms stops waiting for any answer 30 s after that; both retry the table-segment.
 pub const DEFAULT_REDSHIFT_STATEMENT_TIMEOUT_SECS: u64 = 1800;
+
+/// `/healthz` fails when the oldest WAL segment not loaded yet was sealed longer ago than this.
+pub const DEFAULT_UNHEALTHY_SEGMENT_AGE_SECS: u64 = 900;
+/// `/healthz` fails when the live source read nothing (not even a keepalive) for this long.
+pub const DEFAULT_SOURCE_SILENT_SECS: u64 = 300;
 
 /// Smallest segment size accepted (tests use tiny segments; production wants MiBs).
 pub const MIN_SEGMENT_MAX_BYTES: u64 = 4 * 1024;
@@ -72,8 +77,7 @@ pub struct Config {
     pub redshift: RedshiftConfig,
     /// Per-table settings keyed by exact `schema.table` (unquoted).
     pub tables: BTreeMap<String, TableConfig>,
-    /// Not supported yet (served metrics).
-    pub metrics: NotYet,
+    pub metrics: MetricsConfig,
     /// Not supported yet (Sentry).
     pub sentry: NotYet,
     pub log: LogConfig,
@@ -268,6 +272,73 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// `[metrics]`: where the figures go (METRICS.md). Everything off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` serving `GET /metrics` (Prometheus text) and `GET /healthz`; empty: off.
+    pub listen: String,
+    /// `host:port` of a StatsD listener (the CloudWatch agent's) to send the same figures to,
+    /// with labels as DogStatsD tags; empty: off.
+    pub statsd: String,
+    /// Tags added to every StatsD metric, `key:value` (e.g. `instance:orders`).
+    pub statsd_tags: Vec<String>,
+    /// `/healthz` fails when the oldest unloaded segment was sealed longer ago than this.
+    pub unhealthy_segment_age_secs: u64,
+    /// `/healthz` fails when the live source read nothing for this long.
+    pub source_silent_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            statsd: String::new(),
+            statsd_tags: Vec::new(),
+            unhealthy_segment_age_secs: DEFAULT_UNHEALTHY_SEGMENT_AGE_SECS,
+            source_silent_secs: DEFAULT_SOURCE_SILENT_SECS,
+        }
+    }
+}
+
+impl MetricsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, addr) in [
+            ("metrics.listen", &self.listen),
+            ("metrics.statsd", &self.statsd),
+        ] {
+            if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    key,
+                    "expected host:port with an IP address, e.g. 127.0.0.1:9187",
+                ));
+            }
+        }
+        if let Some(t) = self
+            .statsd_tags
+            .iter()
+            .find(|t| !t.contains(':') || t.contains(['|', ',', '#', ' ']))
+        {
+            return Err(invalid(
+                "metrics.statsd_tags",
+                format!("{t:?}: expected key:value without `|`, `,`, `#` or spaces"),
+            ));
+        }
+        for (key, v) in [
+            (
+                "metrics.unhealthy_segment_age_secs",
+                self.unhealthy_segment_age_secs,
+            ),
+            ("metrics.source_silent_secs", self.source_silent_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A connection string the connection code cannot use is an error naming its key (the message
 /// never holds the password).
 fn check_connection(key: &str, conn: &str) -> Result<(), ConfigError> {
@@ -311,6 +382,7 @@ impl Config {
             ));
         }
         self.refuse_not_yet()?;
+        self.metrics.validate()?;
         if !self.source.connection.trim().is_empty() {
             check_connection("source.connection", &self.source.connection)?;
         }
@@ -412,7 +484,7 @@ impl Config {
 
     /// Keys of features not built yet: an error naming the first one set.
     fn refuse_not_yet(&self) -> Result<(), ConfigError> {
-        let keys = [("metrics", &self.metrics), ("sentry", &self.sentry)];
+        let keys = [("sentry", &self.sentry)];
         match keys.iter().find(|(_, v)| v.is_set()) {
             Some((key, _)) => Err(invalid(
                 *key,
@@ -531,17 +603,37 @@ mod tests {
 
     #[test]
     fn keys_not_acted_on_yet_are_refused_by_name() {
-        for (text, key) in [
-            ("[metrics]\nlisten = \"127.0.0.1:9187\"\n", "metrics"),
-            ("[sentry]\ndsn = \"\"\n", "sentry"),
+        let c = parse("[target]\nkind = \"local\"\n[sentry]\ndsn = \"\"\n").unwrap();
+        let err = c.validate(Mode::Replay).unwrap_err().to_string();
+        assert!(
+            err.contains("sentry") && err.contains("not supported yet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn metrics_settings_have_defaults_and_bad_ones_are_named() {
+        let c = parse("[target]\nkind = \"local\"\n").unwrap();
+        assert_eq!(c.metrics.listen, "");
+        assert_eq!(
+            c.metrics.unhealthy_segment_age_secs,
+            DEFAULT_UNHEALTHY_SEGMENT_AGE_SECS
+        );
+        let ok = "[target]\nkind = \"local\"\n[metrics]\nlisten = \"127.0.0.1:9187\"\n\
+                  statsd = \"127.0.0.1:8125\"\nstatsd_tags = [\"instance:a\"]\n";
+        parse(ok).unwrap().validate(Mode::Replay).unwrap();
+        for (line, key) in [
+            ("listen = \"localhost\"", "metrics.listen"),
+            ("statsd = \"nowhere:x\"", "metrics.statsd"),
+            ("statsd_tags = [\"no-colon\"]", "metrics.statsd_tags"),
+            ("source_silent_secs = 0", "metrics.source_silent_secs"),
         ] {
-            let c = parse(&format!("[target]\nkind = \"local\"\n{text}")).unwrap();
+            let c = parse(&format!("[target]\nkind = \"local\"\n[metrics]\n{line}\n")).unwrap();
             let err = c.validate(Mode::Replay).unwrap_err().to_string();
-            assert!(
-                err.contains(key) && err.contains("not supported yet"),
-                "{err}"
-            );
+            assert!(err.contains(key), "{line}: {err}");
         }
+        let err = parse("[metrics]\nlisen = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
     }
 
     #[test]

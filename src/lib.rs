@@ -34,6 +34,7 @@ pub mod failpoints;
 pub mod lsn;
 pub mod metrics;
 pub mod retry;
+pub mod service;
 pub mod shutdown;
 pub mod status;
 

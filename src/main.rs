@@ -74,6 +74,7 @@ where
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received: finishing what is in flight");
+            re_dms::service::stopping();
             s.trigger();
         });
         run(stop.clone()).await

@@ -88,6 +88,8 @@ pub struct TableBatch {
     current: Option<TableLoad>,
     /// Changes seen before the key was known, in order.
     unkeyed: Vec<RecPos>,
+    /// Changes received in this batch, by op: insert, update, delete, truncate.
+    pub received: [u64; 4],
 }
 
 impl TableBatch {
@@ -98,6 +100,7 @@ impl TableBatch {
             steps: Vec::new(),
             current: None,
             unkeyed: Vec::new(),
+            received: [0; 4],
         }
     }
 
@@ -222,7 +225,9 @@ impl Batcher {
             Message::Begin { .. } | Message::Commit { .. } | Message::Logical { .. } => Ok(()),
             Message::Insert { table, new } => {
                 let new = new.as_ref().ok_or_else(|| no_tuple(table, "INSERT"))?;
-                self.row(table, None, new, pos, true, src)
+                self.row(table, None, new, pos, true, src)?;
+                self.table_batch(table).received[0] += 1;
+                Ok(())
             }
             Message::Update {
                 table,
@@ -230,16 +235,21 @@ impl Batcher {
                 new,
             } => {
                 let new = new.as_ref().ok_or_else(|| no_tuple(table, "UPDATE"))?;
-                self.row(table, old_key.as_ref(), new, pos, false, src)
+                self.row(table, old_key.as_ref(), new, pos, false, src)?;
+                self.table_batch(table).received[1] += 1;
+                Ok(())
             }
             Message::Delete { table, old } => {
                 let old = old.as_ref().ok_or_else(|| no_tuple(table, "DELETE"))?;
-                self.delete(table, old, src)
+                self.delete(table, old, src)?;
+                self.table_batch(table).received[2] += 1;
+                Ok(())
             }
             Message::Truncate { tables, .. } => {
                 for t in tables {
                     // Everything pending for the table is superseded by the truncate.
                     let tb = self.table_batch(t);
+                    tb.received[3] += 1;
                     let freed =
                         tb.current.take().map_or(0, |l| l.mem) + tb.unkeyed.len() * UNKEYED_COST;
                     tb.unkeyed.clear();

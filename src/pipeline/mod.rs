@@ -88,6 +88,10 @@ pub enum PipelineError {
     Stage(#[from] StageFault),
     #[error("the CSV stage stopped unexpectedly")]
     CsvGone,
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Serve(#[from] crate::metrics::serve::ServeError),
 }
 
 impl<E> From<StageError<E>> for PipelineError
@@ -124,6 +128,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
     stop: Shutdown,
 ) -> Result<Summary, PipelineError> {
     let _lock = wal::lock::lock_dir(&config.wal.directory)?;
+    observe(config, &stop).await?;
     let mut summary = Summary::default();
     let Some((keys, target)) = open_ends(config, &stop).await? else {
         summary.interrupted = Some(Interrupted::default());
@@ -161,6 +166,7 @@ pub async fn run_replay<R: Read + Send + 'static>(
 /// and loads at the next start ([`Summary::segments_left`]).
 pub async fn run_live(config: &Config, stop: Shutdown) -> Result<Summary, PipelineError> {
     let _lock = wal::lock::lock_dir(&config.wal.directory)?;
+    observe(config, &stop).await?;
     let mut summary = Summary::default();
     let Some((keys, target)) = open_ends(config, &stop).await? else {
         return Ok(summary);
@@ -176,6 +182,25 @@ pub async fn run_live(config: &Config, stop: Shutdown) -> Result<Summary, Pipeli
     stages.finish(&stop, &mut summary).await.1?;
     summary.segments_left = wal::segment_ids(&config.wal.directory)?.len();
     Ok(summary)
+}
+
+/// What watches the run, started before anything else records a figure: the metrics
+/// recorder (`[metrics]`), `/metrics` and `/healthz`, the WAL directory's sampler, and systemd's
+/// watchdog (READY comes from the live source once it streams, STOPPING from the signal
+/// handler; the watchdog pings while the runtime turns, so a wedged process is restarted, never
+/// one that is only waiting for a source or warehouse to come back).
+async fn observe(config: &Config, stop: &Shutdown) -> Result<(), PipelineError> {
+    let exporters = crate::metrics::install(&config.metrics)?;
+    if let Some(prometheus) = exporters.prometheus {
+        let limits = crate::metrics::health::HealthLimits {
+            segment_age: Duration::from_secs(config.metrics.unhealthy_segment_age_secs),
+            source_silent: Duration::from_secs(config.metrics.source_silent_secs),
+        };
+        crate::metrics::serve::spawn(&config.metrics.listen, prometheus, limits).await?;
+    }
+    crate::metrics::health::spawn_wal_sampler(config.wal.directory.clone(), stop.clone());
+    crate::service::spawn_watchdog(|| true);
+    Ok(())
 }
 
 /// Opens the two ends: the source catalog (for keys and types) and the target. `None` when the

@@ -191,6 +191,8 @@ struct Reader {
     received: Lsn,
     /// The server's WAL end from its last keepalive.
     server_end: Lsn,
+    /// Since when the confirmed position is behind the server's end (lag in seconds).
+    behind_since: Option<Instant>,
     /// The highest flush position confirmed so far: never sent lower again (PostgreSQL 15
     /// would move the slot back).
     confirmed: Lsn,
@@ -224,6 +226,7 @@ impl LiveSource {
                 last_commit: resume_from,
                 received: resume_from,
                 server_end: Lsn(0),
+                behind_since: None,
                 confirmed: Lsn(0),
             };
             let result = runtime.block_on(reader.run());
@@ -315,6 +318,9 @@ impl Reader {
             return Ok(Ended::Stopped);
         };
         tracing::info!(slot = %slot, from = %from, "streaming from the replication slot");
+        crate::metrics::health::health().source_heard();
+        // The WAL was recovered before this stage started: the daemon is up (first time only).
+        crate::service::ready(&format!("streaming from slot {slot}"));
         let mut status = tokio::time::interval(self.config.status_interval);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status.reset();
@@ -340,6 +346,7 @@ impl Reader {
                 // The next message (cancel-safe).
                 event = stream.next() => {
                     heard = Instant::now();
+                    crate::metrics::health::health().source_heard();
                     if let Some(end) = self.on_event(event?, &mut stream).await? {
                         return Ok(end);
                     }
@@ -518,6 +525,26 @@ impl Reader {
             })??;
         self.confirmed = flushed;
         tracing::debug!(written = %written, flushed = %flushed, idle, "status update sent");
+        self.publish_lag();
         Ok(())
+    }
+
+    /// The confirmed position, the server's end and the lag between them, as gauges.
+    fn publish_lag(&mut self) {
+        use crate::metrics::{
+            REPLICATION_LAG_BYTES, REPLICATION_LAG_SECONDS, SOURCE_CONFIRMED_LSN, SOURCE_SERVER_LSN,
+        };
+        let end = self.server_end.max(self.received);
+        let lag = end.0.saturating_sub(self.confirmed.0);
+        let since = if lag == 0 {
+            self.behind_since = None;
+            Duration::ZERO
+        } else {
+            self.behind_since.get_or_insert_with(Instant::now).elapsed()
+        };
+        SOURCE_CONFIRMED_LSN.set(self.confirmed.0 as f64);
+        SOURCE_SERVER_LSN.set(end.0 as f64);
+        REPLICATION_LAG_BYTES.set(lag as f64);
+        REPLICATION_LAG_SECONDS.set(since.as_secs_f64());
     }
 }

@@ -497,6 +497,7 @@ impl Ingest {
     }
 
     fn after_message(&mut self) -> Result<(), IngestError> {
+        metrics::BATCH_MEMORY.set(self.batcher.memory_used() as f64);
         let len = self.wal.segment_len();
         if len.saturating_sub(self.synced_at_len) >= GROUP_COMMIT_BYTES {
             self.sync()?;
@@ -550,6 +551,8 @@ impl Ingest {
                     source,
                 })?
         };
+        publish_received(&batch);
+        metrics::BATCH_MEMORY.set(0.0);
         let Some(file) = self.wal.seal(
             self.batcher.registry(),
             self.next_local_lsn,
@@ -581,6 +584,24 @@ impl Ingest {
         self.out
             .offer(sealed, self.limits.spill_after)
             .map_err(|_| IngestError::DownstreamClosed)
+    }
+}
+
+/// The changes a sealed batch received, per table and op (`re_dms_changes_received_total`).
+fn publish_received(batch: &crate::batch::Batch) {
+    use crate::metrics::{changes_received, Op};
+    let mut name = String::new();
+    for t in &batch.tables {
+        name.clear();
+        name.push_str(&t.schema);
+        name.push('.');
+        name.push_str(&t.name);
+        for (op, n) in [Op::Insert, Op::Update, Op::Delete, Op::Truncate]
+            .into_iter()
+            .zip(t.received)
+        {
+            changes_received(&name, op, n);
+        }
     }
 }
 

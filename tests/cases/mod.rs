@@ -16,6 +16,8 @@ mod live;
 #[cfg(feature = "stack-tests")]
 mod live_redshift;
 #[cfg(feature = "stack-tests")]
+mod observe;
+#[cfg(feature = "stack-tests")]
 mod redshift_bytea;
 #[cfg(feature = "stack-tests")]
 mod redshift_catalog;
@@ -29,5 +31,7 @@ mod redshift_statements;
 mod redshift_tls;
 #[cfg(feature = "stack-tests")]
 mod replication;
+#[cfg(feature = "stack-tests")]
+mod service;
 #[cfg(feature = "stack-tests")]
 mod stack_selftest;

@@ -277,8 +277,13 @@ impl ReDms {
     }
 
     fn start(&self, args: &[&str]) -> Running {
-        let mut child = self
-            .command(args)
+        self.start_with_env(args, &[])
+    }
+
+    fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -322,6 +327,14 @@ impl ReDms {
     #[cfg(feature = "stack-tests")]
     pub fn spawn_live(&self) -> Running {
         let mut run = self.start(&[]);
+        drop(run.stdin.take());
+        run
+    }
+
+    /// [`ReDms::spawn_live`] with these environment variables set too.
+    #[cfg(feature = "stack-tests")]
+    pub fn spawn_live_with_env(&self, env: &[(&str, &str)]) -> Running {
+        let mut run = self.start_with_env(&[], env);
         drop(run.stdin.take());
         run
     }

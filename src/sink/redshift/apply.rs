@@ -67,6 +67,7 @@ impl RedshiftLoader {
             },
         })
         .map_err(definite)?;
+        let started = std::time::Instant::now();
         self.retrying(table, "load", || async {
             let conn = self.pool.get().await?;
             if let Err(mut e) = self.create_ledger(conn.client()).await {
@@ -93,6 +94,7 @@ impl RedshiftLoader {
                 Ok(applied) => {
                     if applied {
                         metrics::TABLE_SEGMENTS_LOADED.inc();
+                        publish_loaded(table, target, started.elapsed());
                     }
                     Ok(())
                 }
@@ -253,6 +255,16 @@ impl RedshiftLoader {
         }
         Ok(true)
     }
+}
+
+/// A committed table-segment's rows by kind and its duration, by target table.
+fn publish_loaded(table: &TableManifest, target: &TargetTable, took: Duration) {
+    let counts = sql::RowCounts::of(table);
+    let name = target.to_string();
+    metrics::rows_loaded(&name, "upsert", counts.upserted);
+    metrics::rows_loaded(&name, "delete", counts.deleted);
+    metrics::rows_loaded(&name, "update", counts.updated);
+    metrics::load_duration(&name, took);
 }
 
 /// A definite error's detail, with what to do about it where we know.

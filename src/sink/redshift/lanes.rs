@@ -275,6 +275,8 @@ impl TableLanes {
                 Err(e @ LoadError::Definite { .. }) => {
                     pending.loaded = false;
                     metrics::TABLES_STOPPED.inc();
+                    metrics::error("redshift", crate::retry::ErrorClass::Definite);
+                    metrics::health::health().table_stopped(&done.lane, &e.to_string());
                     tracing::error!(
                         table = %done.lane,
                         segment = done.segment,

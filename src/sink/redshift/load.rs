@@ -244,6 +244,7 @@ impl RedshiftLoader {
         };
         let on_retry = |n: u32, wait: Duration, e: &Attempt| {
             metrics::REDSHIFT_RETRIES.inc();
+            metrics::error(if what == "upload" { "s3" } else { "redshift" }, e.class);
             tracing::warn!(attempt = n, wait_ms = wait.as_millis() as u64, error = %e, "transient {what} failure; retrying the table-segment");
         };
         let table = table.qualified();

@@ -160,6 +160,7 @@ pub(super) async fn within<T>(
     what: &str,
     answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, Attempt> {
+    crate::metrics::REDSHIFT_STATEMENTS.inc();
     match tokio::time::timeout(deadline, answer).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Attempt::pg(e)),

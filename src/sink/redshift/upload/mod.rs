@@ -315,6 +315,10 @@ impl Uploader {
             out.etag = put.e_tag().map(unquote);
         }
         out.retries = retries.load(Ordering::Relaxed);
+        if !out.already_present {
+            crate::metrics::S3_OBJECTS_UPLOADED.inc();
+            crate::metrics::S3_BYTES_UPLOADED.add(out.size);
+        }
         Ok(out)
     }
 

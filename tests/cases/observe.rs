@@ -1,0 +1,207 @@
+//! What an operator watches, end to end: re_dms live into the Redshift stand-in with `[metrics]
+//! listen` and `statsd` set. `/metrics` serves every figure METRICS.md lists (labelled per table
+//! and op where it says so, a histogram for load durations), the same figures arrive as
+//! DogStatsD lines with their tags on a UDP socket of the test's own, and `/healthz` is 200 until
+//! a table stops on a row the warehouse refuses, then 503 naming that table and why.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::harness::slot::slot_ready;
+use crate::harness::stack::{connect, wait_until, Stack};
+use crate::harness::ReDms;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// `GET path` on `addr`: (status code, body).
+fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {out}"))?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A free TCP port on loopback (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The metric names METRICS.md lists (first column of its tables).
+fn documented_metrics() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/METRICS.md")).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("| `re_dms_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("re_dms_{n}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_statsd_and_healthz_tell_what_happens() {
+    let _sim = Stack::sim_shared().await;
+    let db = Stack::get().new_source_db("observe").await;
+    let c = connect(&db.url).await;
+    c.batch_execute(
+        "CREATE TABLE public.m (id int PRIMARY KEY, v text);
+         CREATE TABLE public.strict (id int PRIMARY KEY, v text);",
+    )
+    .await
+    .unwrap();
+    let statsd = UdpSocket::bind("127.0.0.1:0").unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let slot = db.slot();
+    let re = ReDms::redshift("observe")
+        .await
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .option("metrics", &format!("listen = \"{listen}\""))
+        .option(
+            "metrics",
+            &format!("statsd = \"{}\"", statsd.local_addr().unwrap()),
+        )
+        .option("metrics", "statsd_tags = [\"instance:observe\"]")
+        .build();
+    // A warehouse table with a NOT NULL column the source lacks: that table stops on its first
+    // row (a narrower column would be widened from the source catalog).
+    re.backend()
+        .await
+        .batch_execute(
+            "CREATE TABLE public.strict (id integer, v varchar(100), extra integer NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(&c, &slot)
+    })
+    .await;
+    assert_eq!(get(&listen, "/healthz").map(|r| r.0), Ok(200));
+    assert_eq!(get(&listen, "/nothing").map(|r| r.0), Ok(404));
+
+    c.batch_execute(
+        "INSERT INTO public.m SELECT i, 'v' || i FROM generate_series(1, 5) i;
+         UPDATE public.m SET v = 'changed' WHERE id = 1;
+         DELETE FROM public.m WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    let loaded = "re_dms_redshift_rows_loaded_total{table=\"public.m\",op=\"upsert\"}";
+    let deadline = Instant::now() + WAIT;
+    let scrape = loop {
+        let (status, body) = get(&listen, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        if body.lines().any(|l| l.starts_with(loaded)) {
+            break body;
+        }
+        if Instant::now() > deadline {
+            let out = run.kill_9();
+            panic!("no {loaded} after {WAIT:?}:\n{body}\n{}", out.stderr);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for line in [
+        "re_dms_changes_received_total{table=\"public.m\",op=\"insert\"} 5",
+        "re_dms_changes_received_total{table=\"public.m\",op=\"update\"} 1",
+        "re_dms_changes_received_total{table=\"public.m\",op=\"delete\"} 1",
+        "re_dms_redshift_load_duration_seconds_bucket{table=\"public.m\",le=\"+Inf\"}",
+        "# HELP re_dms_wal_fsyncs_total",
+        "# TYPE re_dms_redshift_load_duration_seconds histogram",
+    ] {
+        assert!(scrape.contains(line), "no {line:?} in:\n{scrape}");
+    }
+    // Every documented figure is served (the labelled error counter only once an error
+    // happened, the load histogram as its _bucket/_sum/_count series).
+    for name in documented_metrics() {
+        if name == "re_dms_errors_total" {
+            continue;
+        }
+        assert!(
+            scrape.contains(&format!("\n{name}")),
+            "{name} (METRICS.md) is not served:\n{scrape}"
+        );
+    }
+    let lsn: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("re_dms_source_confirmed_lsn "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(lsn > 0.0, "confirmed LSN served:\n{scrape}");
+
+    // The same figures as DogStatsD lines, tagged.
+    let is_inserts =
+        |l: &&str| l.starts_with("re_dms_changes_received_total:") && l.contains("op:insert");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = String::new();
+    let mut buf = [0u8; 65536];
+    while !lines.lines().any(|l| is_inserts(&l)) && Instant::now() < deadline {
+        if let Ok(n) = statsd.recv(&mut buf) {
+            lines.push_str(&String::from_utf8_lossy(&buf[..n]));
+            lines.push('\n');
+        }
+    }
+    let received = lines
+        .lines()
+        .find(is_inserts)
+        .unwrap_or_else(|| panic!("no tagged changes_received line in:\n{lines}"));
+    assert!(received.contains("|c|#"), "{received}");
+    assert!(received.contains("table:public.m"), "{received}");
+    assert!(received.contains("instance:observe"), "{received}");
+
+    // A table stops: /healthz says so.
+    c.batch_execute("INSERT INTO public.strict VALUES (1, 'v1')")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let unhealthy = loop {
+        let (status, body) = get(&listen, "/healthz").unwrap();
+        if status == 503 {
+            break body;
+        }
+        if Instant::now() > deadline {
+            let out = run.kill_9();
+            panic!(
+                "/healthz stayed {status} ({body}) with a table stopped:\n{}",
+                out.stderr
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        unhealthy.contains("table \"public\".\"strict\" stopped") && unhealthy.contains("extra"),
+        "{unhealthy}"
+    );
+    let (_, scrape) = get(&listen, "/metrics").unwrap();
+    assert!(
+        scrape.contains("re_dms_redshift_tables_stopped 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("re_dms_errors_total{stage=\"redshift\",class=\"definite\"} 1"),
+        "{scrape}"
+    );
+    run.sigterm();
+    let _ = run.wait(WAIT);
+}
