@@ -165,9 +165,20 @@ async fn wait_for_signal() {
     }
 }
 
+/// Dependencies whose debug and trace lines carry SQL text (a COPY's credentials), HTTP headers
+/// or signing material: never more verbose than info, whatever `RE_DMS_LOG` asks for (these
+/// directives come last and are more specific than a bare level).
+const QUIET_DEPENDENCIES: &str = "tokio_postgres=info,postgres_protocol=info,aws_sigv4=info,\
+    aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_smithy_http_client=info,\
+    aws_smithy_types=info,aws_config=info,aws_credential_types=info,aws_sdk_s3=info,\
+    aws_sdk_sts=info,aws_sdk_sso=info,hyper=info,hyper_util=info,h2=info,rustls=info";
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RE_DMS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let wanted = std::env::var("RE_DMS_LOG").unwrap_or_else(|_| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{wanted},{QUIET_DEPENDENCIES}"))
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("info,{QUIET_DEPENDENCIES}"))
+        });
     // Colours only on a terminal: journald and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -85,13 +85,32 @@ pub async fn connect(conn: &str) -> Result<tokio_postgres::Client, TlsError> {
             target: target.clone(),
             source,
         })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            let error = pg_detail(&e);
-            tracing::warn!(target_db = %target, error = %error, "database connection ended with an error");
-        }
-    });
+    tokio::spawn(drive(connection, target));
     Ok(client)
+}
+
+/// Runs a connection until it ends. Server notices (`NOTICE: schema "re_dms" already exists,
+/// skipping` on every `IF NOT EXISTS`) are logged at debug, not at info as tokio-postgres would:
+/// they are routine. An error end is a warning with the server's detail.
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, target: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notice(n))) => {
+                tracing::debug!(target_db = %target, severity = n.severity(), notice = n.message(), "server notice");
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                let error = pg_detail(&e);
+                tracing::warn!(target_db = %target, error = %error, "database connection ended with an error");
+                return;
+            }
+            None => return,
+        }
+    }
 }
 
 /// The server's message with its SQLSTATE, or the client error with its causes.

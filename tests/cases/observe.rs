@@ -205,3 +205,83 @@ async fn metrics_statsd_and_healthz_tell_what_happens() {
     run.sigterm();
     let _ = run.wait(WAIT);
 }
+
+/// Secrets in the config and the environment, a distinctive row value, every log level on: a
+/// full live run into the stand-in, with a restart, prints none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_row_value_in_any_log_line() {
+    const SOURCE_PW: &str = "SourcePw-d81f2c";
+    const WAREHOUSE_PW: &str = "WarehousePw-93ab1e";
+    const KEY_ID: &str = "AKIAKEYID7Q2W9E";
+    const SECRET_KEY: &str = "SecretKey-5e8c7a1f0b";
+    const ROW_VALUE: &str = "RowValue-4c1d9e";
+    let _sim = Stack::sim_shared().await;
+    let db = Stack::get().new_source_db("no_secrets").await;
+    let c = connect(&db.url).await;
+    c.batch_execute("CREATE TABLE public.s (id int PRIMARY KEY, v text, n numeric)")
+        .await
+        .unwrap();
+    let slot = db.slot();
+    let re = ReDms::redshift("no_secrets")
+        .await
+        .option(
+            "source",
+            &format!("connection = \"{} password={SOURCE_PW}\"", db.conninfo),
+        )
+        .option("source", &format!("slot = \"{slot}\""))
+        .segment_max_age_secs(1)
+        .build();
+    // [redshift] comes before [source] in the file: its connection line is the first.
+    let warehouse = &re.db().conninfo;
+    re.set_config_line(
+        "connection = ",
+        &format!("connection = \"{warehouse} password={WAREHOUSE_PW}\""),
+    );
+    assert!(std::fs::read_to_string(re.config_path())
+        .unwrap()
+        .contains(SOURCE_PW));
+    let env = [
+        ("RE_DMS_LOG", "trace"),
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    let run = re.spawn_live_with_env(&env);
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(&c, &slot)
+    })
+    .await;
+    c.batch_execute(&format!(
+        "INSERT INTO public.s VALUES (1, '{ROW_VALUE}', 1.5);
+         UPDATE public.s SET n = 2.5 WHERE id = 1;"
+    ))
+    .await
+    .unwrap();
+    let warehouse_rows = || async {
+        re.backend()
+            .await
+            .query("SELECT v FROM public.s WHERE n = 2.5", &[])
+            .await
+            .map(|r| r.len())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + WAIT;
+    while warehouse_rows().await != 1 {
+        if Instant::now() > deadline {
+            let out = run.kill_9();
+            panic!("not loaded after {WAIT:?}:\n{}", out.stderr);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    run.sigterm();
+    let out = run.wait(WAIT);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.lines().any(|l| l.contains(" DEBUG ")) && all.lines().any(|l| l.contains(" TRACE ")),
+        "debug and trace logging on:\n{all}"
+    );
+    for secret in [SOURCE_PW, WAREHOUSE_PW, KEY_ID, SECRET_KEY, ROW_VALUE] {
+        if let Some(line) = all.lines().find(|l| l.contains(secret)) {
+            panic!("{secret} in the log: {line}");
+        }
+    }
+}
