@@ -39,7 +39,15 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Check the config and the endpoints it names (one line per check).
-    Validate,
+    Validate {
+        /// Print JSON: an array of `{check, ok, warning, detail}`.
+        #[arg(long)]
+        json: bool,
+        /// Before a start (systemd's ExecStartPre): an endpoint that cannot be reached now
+        /// warns instead of failing (the daemon retries); everything else still fails.
+        #[arg(long)]
+        startup: bool,
+    },
     /// Local state: WAL segments waiting, known tables.
     Status {
         /// Print JSON.
@@ -88,7 +96,13 @@ mod tests {
 
     #[test]
     fn subcommands() {
-        assert_eq!(p(&["validate"]).unwrap().command, Some(Command::Validate));
+        assert_eq!(
+            p(&["validate"]).unwrap().command,
+            Some(Command::Validate {
+                json: false,
+                startup: false
+            })
+        );
         assert_eq!(
             p(&["status", "--json", "--config", "c.toml"])
                 .unwrap()

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
                 run_live(&config)
             }
         }
-        Some(Command::Validate) => status::validate(&config),
+        Some(Command::Validate { json, startup }) => status::validate(&config, json, startup),
         Some(Command::Status { json }) => status::status(&config, json),
         Some(Command::Verify { .. } | Command::Resync { .. }) => {
             eprintln!("re_dms: verify and resync are not available in this build yet");

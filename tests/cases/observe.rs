@@ -143,6 +143,26 @@ async fn metrics_statsd_and_healthz_tell_what_happens() {
             "{name} (METRICS.md) is not served:\n{scrape}"
         );
     }
+    // `status` has each target table's last load from the ledger; `validate` every source check.
+    let status = re.status_json();
+    let m = status["loaded"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["target_table"] == "public.m"))
+        .unwrap_or_else(|| panic!("public.m in status's loaded tables: {status}"));
+    assert!(m["segment"].as_i64().is_some_and(|s| s >= 1), "{status}");
+    assert!(
+        m["last_lsn"].as_str().is_some_and(|l| l.contains('/')),
+        "{status}"
+    );
+    let out = re.validate();
+    for line in [
+        "ok    source.wal_level: logical",
+        "ok    source.replication_privilege: role postgres may replicate",
+        "ok    source.slot: slot ",
+        "ok    source.max_wal_senders: ",
+    ] {
+        assert!(out.stdout.contains(line), "no {line:?} in:\n{}", out.stdout);
+    }
     let lsn: f64 = scrape
         .lines()
         .find_map(|l| l.strip_prefix("re_dms_source_confirmed_lsn "))
@@ -284,4 +304,59 @@ async fn no_secret_or_row_value_in_any_log_line() {
             panic!("{secret} in the log: {line}");
         }
     }
+}
+
+/// `validate` names each source problem with its remedy: a role without REPLICATION, a slot
+/// that does not exist with `create_slot = false`; exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_each_source_problem() {
+    let db = Stack::get().new_source_db("validate_source").await;
+    let c = connect(&db.url).await;
+    c.batch_execute(
+        "DO $$ BEGIN CREATE ROLE re_dms_norepl LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;",
+    )
+    .await
+    .unwrap();
+    let conninfo = db.conninfo.replace("user=postgres", "user=re_dms_norepl");
+    let re = ReDms::local()
+        .option("source", &format!("connection = \"{conninfo}\""))
+        .option("source", "slot = \"nowhere_slot\"")
+        .option("source", "create_slot = false")
+        .build();
+    let out = re.validate();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    for line in [
+        "ok    source.wal_level: logical",
+        "FAIL  source.replication_privilege: role re_dms_norepl lacks REPLICATION: ALTER ROLE re_dms_norepl REPLICATION",
+        "FAIL  source.slot: slot nowhere_slot does not exist and source.create_slot = false",
+    ] {
+        assert!(out.stdout.contains(line), "no {line:?} in:\n{}", out.stdout);
+    }
+}
+
+/// `validate --startup` (systemd's ExecStartPre) lets a start go ahead while the source cannot be
+/// reached (re_dms waits for it), where plain `validate` fails.
+#[test]
+fn validate_startup_warns_about_an_unreachable_source() {
+    let re = ReDms::local()
+        .option(
+            "source",
+            "connection = \"host=127.0.0.1 port=1 user=u dbname=d connect_timeout=2\"",
+        )
+        .build();
+    let strict = re.validate();
+    assert_eq!(strict.status.code(), Some(1), "{}", strict.stdout);
+    assert!(
+        strict.stdout.contains("FAIL  source: "),
+        "{}",
+        strict.stdout
+    );
+    let startup = re.validate_with(&["--startup"]);
+    assert_eq!(startup.status.code(), Some(0), "{}", startup.stdout);
+    assert!(
+        startup.stdout.contains("WARN  source: "),
+        "{}",
+        startup.stdout
+    );
+    assert!(!startup.stdout.contains("FAIL"), "{}", startup.stdout);
 }

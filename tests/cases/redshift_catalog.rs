@@ -236,7 +236,7 @@ async fn validate_reads_the_source_catalog() {
     let out = good.validate();
     let text = &out.stdout;
     assert!(
-        text.contains("ok    source: catalog read: 2 tables (1 partitions)"),
+        text.contains("ok    source.catalog: catalog read: 2 tables (1 partitions)"),
         "{text}{}",
         out.stderr
     );

@@ -353,7 +353,12 @@ impl ReDms {
     /// `re_dms validate`, to the end.
     #[cfg(feature = "stack-tests")]
     pub fn validate(&self) -> Output {
-        let mut run = self.start(&["validate"]);
+        self.validate_with(&[])
+    }
+
+    /// `re_dms validate <args>`, to the end.
+    pub fn validate_with(&self, args: &[&str]) -> Output {
+        let mut run = self.start(&[&["validate"], args].concat());
         drop(run.stdin.take());
         run.wait(REPLAY_TIMEOUT)
     }

@@ -1,4 +1,7 @@
 //! `re_dms validate` and `re_dms status`: what an operator checks before and while running.
+//! `checks`: validate's checks of the live source.
+
+pub mod checks;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,47 +11,82 @@ use crate::error_chain;
 use crate::wal::load_state;
 use crate::wal::segment::parse_segment_file_name;
 
-/// Prints one line per check; exit 0 when all pass, 1 otherwise (2 for a config error).
-pub fn validate(config: &Config) -> ExitCode {
-    let mut ok = true;
-    let mut check = |name: &str, r: Result<String, String>| match r {
-        Ok(detail) => println!("ok    {name}: {detail}"),
-        Err(why) => {
-            ok = false;
-            println!("FAIL  {name}: {why}");
-        }
-    };
+/// Checks whose failure can be an endpoint that is down for now (the source, S3, Redshift),
+/// which the daemon waits out with retries: with `--startup` they warn instead of failing.
+const REACHABILITY_CHECKS: &[&str] = &["source", "source.catalog", "s3", "redshift"];
+
+/// Prints one line per check (or, with `json`, one JSON array of `{check, ok, detail}`); exit
+/// 0 when all pass, 1 otherwise (2 for a config error). With `startup` (systemd's
+/// `ExecStartPre`), an endpoint that cannot be reached is a `WARN` line, not a failure: a
+/// Redshift maintenance window must not keep the daemon from starting (it retries), while a
+/// wrong `wal_level`, a missing privilege or a lost slot still does.
+pub fn validate(config: &Config, json: bool, startup: bool) -> ExitCode {
     let mode = if config.source.connection.is_empty() {
         Mode::Replay
     } else {
         Mode::Live
     };
+    let mut checks: checks::Checks = Vec::new();
     if let Err(e) = config.validate(mode) {
-        println!("FAIL  config: {e}");
+        checks.push(("config".into(), Err(e.to_string())));
+        print_checks(&checks, json, &|_| false);
         return ExitCode::from(2);
     }
-    check("config", Ok("parsed and checked".into()));
-    check("wal.directory", writable_dir(&config.wal.directory));
+    checks.push(("config".into(), Ok("parsed and checked".into())));
+    checks.push(("wal.directory".into(), writable_dir(&config.wal.directory)));
     if !config.source.connection.trim().is_empty() {
-        check("source", source_check(config));
+        checks.extend(checks::source_checks(config));
+        checks.push(("source.catalog".into(), catalog_check(config)));
     }
     if config.target.kind == TargetKind::Local {
-        check("target.directory", writable_dir(&config.target.directory));
+        checks.push((
+            "target.directory".into(),
+            writable_dir(&config.target.directory),
+        ));
     } else {
         for (name, result) in crate::sink::preflight(config) {
-            check(name, result);
+            checks.push((name.to_string(), result));
         }
     }
-    if ok {
+    let waived = |name: &str| startup && REACHABILITY_CHECKS.contains(&name);
+    print_checks(&checks, json, &waived);
+    if checks.iter().all(|(name, r)| r.is_ok() || waived(name)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
-/// The source answers and its catalog can be read (what the Redshift target takes typmods,
-/// partition roots and keys from).
-fn source_check(config: &Config) -> Result<String, String> {
+fn print_checks(checks: &checks::Checks, json: bool, waived: &dyn Fn(&str) -> bool) {
+    if json {
+        let v: Vec<_> = checks
+            .iter()
+            .map(|(name, r)| {
+                let (ok, detail) = match r {
+                    Ok(d) => (true, d),
+                    Err(d) => (false, d),
+                };
+                let warn = !ok && waived(name);
+                serde_json::json!({"check": name, "ok": ok, "warning": warn, "detail": detail})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return;
+    }
+    for (name, r) in checks {
+        match r {
+            Ok(detail) => println!("ok    {name}: {detail}"),
+            Err(why) if waived(name) => {
+                println!("WARN  {name}: {why} (not reachable now: re_dms starts and retries)")
+            }
+            Err(why) => println!("FAIL  {name}: {why}"),
+        }
+    }
+}
+
+/// The source's catalog can be read (what the Redshift target takes typmods, partition roots
+/// and keys from).
+fn catalog_check(config: &Config) -> Result<String, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,8 +160,55 @@ fn slot_status(config: &Config) -> Result<Option<SlotStatus>, String> {
     })
 }
 
+/// One target table's last load by this WAL directory, as the ledger records it.
+#[derive(Debug, serde::Serialize)]
+pub struct TableLoaded {
+    pub target_table: String,
+    pub segment: i64,
+    pub last_lsn: String,
+    pub applied_at: String,
+}
+
+/// Each target table's newest ledger row of this lineage (binds: `$1` the lineage).
+pub const LAST_LOADED_SQL: &str = "SELECT target_table::text, segment, last_lsn::text, \
+     applied_at::text FROM (SELECT target_table, segment, last_lsn, applied_at, ROW_NUMBER() \
+     OVER (PARTITION BY target_table ORDER BY segment DESC) AS n FROM re_dms.applied \
+     WHERE lineage = $1) t WHERE n = 1 ORDER BY 1";
+
+/// The ledger's last load per target table for `lineage`, or why Redshift could not tell.
+fn last_loaded(config: &Config, lineage: &str) -> Result<Vec<TableLoaded>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let query = async {
+            let c = crate::connection::connect(&config.redshift.connection)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let rows = c
+                .query(LAST_LOADED_SQL, &[&lineage])
+                .await
+                .map_err(|e| crate::connection::pg_detail(&e))?;
+            Ok(rows
+                .iter()
+                .map(|r| TableLoaded {
+                    target_table: r.get(0),
+                    segment: r.get(1),
+                    last_lsn: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                    applied_at: r.get::<_, Option<String>>(3).unwrap_or_default(),
+                })
+                .collect())
+        };
+        tokio::time::timeout(SOURCE_STATUS_TIMEOUT, query)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {SOURCE_STATUS_TIMEOUT:?}")))
+    })
+}
+
 /// Local state: WAL segments waiting for the target, and the tables known so far; with a
-/// source connection, the slot's position and lag.
+/// source connection, the slot's position and lag; with Redshift, each target table's last
+/// load from the ledger.
 pub fn status(config: &Config, json: bool) -> ExitCode {
     let dir = &config.wal.directory;
     let mut segments = Vec::new();
@@ -141,7 +226,16 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
     let lineage = state.lineage.map(|l| l.to_string()).unwrap_or_default();
     let schema = state.schema;
     let slot = (!config.source.connection.trim().is_empty()).then(|| slot_status(config));
+    let loaded = (config.target.kind == TargetKind::Redshift
+        && !config.redshift.connection.trim().is_empty()
+        && !lineage.is_empty())
+    .then(|| last_loaded(config, &lineage));
     if json {
+        let (loaded_json, loaded_error) = match &loaded {
+            Some(Ok(t)) => (serde_json::json!(t), None),
+            Some(Err(e)) => (serde_json::Value::Null, Some(e.clone())),
+            None => (serde_json::Value::Null, None),
+        };
         let (slot_json, slot_error) = match &slot {
             Some(Ok(s)) => (serde_json::json!(s), None),
             Some(Err(e)) => (serde_json::Value::Null, Some(e.clone())),
@@ -153,6 +247,8 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
             "wal_last_commit_lsn": state.last_commit_lsn.to_string(),
             "slot": slot_json,
             "slot_error": slot_error,
+            "loaded": loaded_json,
+            "loaded_error": loaded_error,
             "segments_waiting": segments,
             "wal_bytes": bytes,
             "tables": schema.tables.values().map(|t| serde_json::json!({
@@ -174,6 +270,7 @@ pub fn status(config: &Config, json: bool) -> ExitCode {
         );
         println!("wal last commit:   {}", state.last_commit_lsn);
         print_slot(config, slot.as_ref());
+        print_loaded(loaded.as_ref());
         println!("tables known:      {}", schema.tables.len());
         for t in schema.tables.values() {
             println!(
@@ -205,6 +302,22 @@ fn print_slot(config: &Config, slot: Option<&Result<Option<SlotStatus>, String>>
                 s.source_wal_lsn,
                 s.lag_bytes.map_or("-".to_string(), |b| b.to_string())
             );
+        }
+    }
+}
+
+fn print_loaded(loaded: Option<&Result<Vec<TableLoaded>, String>>) {
+    match loaded {
+        None => {}
+        Some(Err(e)) => println!("ledger:            Redshift unreachable: {e}"),
+        Some(Ok(tables)) => {
+            println!("loaded (ledger):   {} tables", tables.len());
+            for t in tables {
+                println!(
+                    "  {:<40} segment {}, lsn {}, at {}",
+                    t.target_table, t.segment, t.last_lsn, t.applied_at
+                );
+            }
         }
     }
 }
