@@ -357,6 +357,7 @@ impl ReDms {
     }
 
     /// `re_dms validate <args>`, to the end.
+    #[cfg(feature = "stack-tests")]
     pub fn validate_with(&self, args: &[&str]) -> Output {
         let mut run = self.start(&[&["validate"], args].concat());
         drop(run.stdin.take());
