@@ -3,9 +3,6 @@
 //! Every section is optional and every key has a documented default (the `DEFAULT_*` constants).
 //! Unknown keys are rejected by serde (`deny_unknown_fields`) with the key's name and line;
 //! `validate()` checks values and names the offending key (`wal.segment_max_bytes`).
-//!
-//! Keys of features not built yet (the `[sentry]` section) are known by name and refused by
-//! `validate()` with "not supported yet", so a config never looks as if they took effect.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -79,20 +76,18 @@ pub struct Config {
     pub tables: BTreeMap<String, TableConfig>,
     pub metrics: MetricsConfig,
     /// Not supported yet (Sentry).
-    pub sentry: NotYet,
+    pub sentry: SentryConfig,
     pub log: LogConfig,
 }
 
-/// A key (or section) of a feature not built yet: accepted by the parser only so that
-/// [`Config::validate`] can refuse it by name with "not supported yet".
+/// `[sentry]`: where panics, fatal errors and stopped tables are reported (`crate::report`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct NotYet(Option<toml::Value>);
-
-impl NotYet {
-    pub fn is_set(&self) -> bool {
-        self.0.is_some()
-    }
+#[serde(deny_unknown_fields, default)]
+pub struct SentryConfig {
+    /// The project's DSN; empty: `$SENTRY_DSN`; both empty: off.
+    pub dsn: String,
+    /// The Sentry environment (e.g. `production`); empty: Sentry's default.
+    pub environment: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -381,7 +376,12 @@ impl Config {
                 "required to stream from a replication slot",
             ));
         }
-        self.refuse_not_yet()?;
+        if !self.sentry.dsn.is_empty() && !cfg!(feature = "sentry") {
+            return Err(invalid(
+                "sentry.dsn",
+                "this build has no Sentry support (cargo feature `sentry`)",
+            ));
+        }
         self.metrics.validate()?;
         if !self.source.connection.trim().is_empty() {
             check_connection("source.connection", &self.source.connection)?;
@@ -480,19 +480,6 @@ impl Config {
             return Err(invalid("source.status_interval_secs", "must be at least 1"));
         }
         Ok(())
-    }
-
-    /// Keys of features not built yet: an error naming the first one set.
-    fn refuse_not_yet(&self) -> Result<(), ConfigError> {
-        let keys = [("sentry", &self.sentry)];
-        match keys.iter().find(|(_, v)| v.is_set()) {
-            Some((key, _)) => Err(invalid(
-                *key,
-                "not supported yet: this build does not act on it; remove it (see \
-                 config.example.toml)",
-            )),
-            None => Ok(()),
-        }
     }
 
     /// Whether rows the warehouse rejects are quarantined for `schema.table` (else they stop it).
@@ -602,13 +589,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_not_acted_on_yet_are_refused_by_name() {
-        let c = parse("[target]\nkind = \"local\"\n[sentry]\ndsn = \"\"\n").unwrap();
-        let err = c.validate(Mode::Replay).unwrap_err().to_string();
-        assert!(
-            err.contains("sentry") && err.contains("not supported yet"),
-            "{err}"
-        );
+    fn sentry_settings_parse_and_unknown_keys_are_named() {
+        let c = parse("[sentry]\ndsn = \"https://k@o1.ingest.sentry.io/2\"\n").unwrap();
+        assert_eq!(c.sentry.dsn, "https://k@o1.ingest.sentry.io/2");
+        let err = parse("[sentry]\nkey = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("key"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod connection;
 pub mod failpoints;
 pub mod lsn;
 pub mod metrics;
+pub mod report;
 pub mod retry;
 pub mod service;
 pub mod shutdown;

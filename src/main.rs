@@ -27,6 +27,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log.format);
+    // Sentry (when a DSN is set): panics from here on, fatal errors, stopped tables.
+    let _report = re_dms::report::init(&config.sentry);
     match cli.command {
         None => {
             let mode = if cli.stdin { Mode::Replay } else { Mode::Live };
@@ -99,7 +101,9 @@ fn run_live(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("re_dms: {}", error_chain(&e));
+            let error = error_chain(&e);
+            re_dms::report::fatal(&error);
+            eprintln!("re_dms: {error}");
             ExitCode::from(1)
         }
     }

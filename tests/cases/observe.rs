@@ -360,3 +360,130 @@ fn validate_startup_warns_about_an_unreachable_source() {
     );
     assert!(!startup.stdout.contains("FAIL"), "{}", startup.stdout);
 }
+
+/// A stand-in for Sentry's ingest: every request body POSTed to it, as text.
+fn sentry_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bodies = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            bodies
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    (format!("http://publickey@127.0.0.1:{port}/42"), seen)
+}
+
+/// With `[sentry] dsn`, a table stopping is reported once, tagged with the table, the segment
+/// and the release, and the process's fatal end too; no report holds the row value or the
+/// source's password. (The stand-in's load errors do not quote the value, so what `scrub` removes
+/// is checked by its unit test in `src/report.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_gets_a_stopped_table_once_without_values_or_secrets() {
+    const ROW_VALUE: &str = "RowValue-sentry-8d1";
+    const SOURCE_PW: &str = "SourcePw-sentry-2b7";
+    let _sim = Stack::sim_shared().await;
+    let db = Stack::get().new_source_db("sentry_report").await;
+    let c = connect(&db.url).await;
+    c.batch_execute("CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let (dsn, reports) = sentry_collector();
+    let slot = db.slot();
+    let re = ReDms::redshift("sentry_report")
+        .await
+        .option(
+            "source",
+            &format!("connection = \"{} password={SOURCE_PW}\"", db.conninfo),
+        )
+        .option("source", &format!("slot = \"{slot}\""))
+        .segment_max_age_secs(1)
+        .option("sentry", &format!("dsn = \"{dsn}\""))
+        .build();
+    // The warehouse's v is an integer: the load fails.
+    re.backend()
+        .await
+        .batch_execute("CREATE TABLE public.t (id integer, v integer)")
+        .await
+        .unwrap();
+    let run = re.spawn_live();
+    wait_until(WAIT, "re_dms streaming from its slot", || {
+        slot_ready(&c, &slot)
+    })
+    .await;
+    for i in 0..3 {
+        c.batch_execute(&format!("INSERT INTO public.t VALUES ({i}, '{ROW_VALUE}')"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while !reports
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.contains("stopped"))
+    {
+        if Instant::now() > deadline {
+            let out = run.kill_9();
+            panic!("no report of the stopped table:\n{}", out.stderr);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    run.sigterm();
+    let out = run.wait(WAIT);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a stopped table ends the run with 1"
+    );
+    let reports = reports.lock().unwrap().clone();
+    let stopped: Vec<&String> = reports
+        .iter()
+        .filter(|r| r.contains("\"table_stopped\""))
+        .collect();
+    assert_eq!(
+        stopped.len(),
+        1,
+        "one report per stopped table: {reports:#?}"
+    );
+    let stopped = stopped[0];
+    for want in [
+        "\"table\":\"\\\"public\\\".\\\"t\\\"\"",
+        "\"segment\":",
+        "re_dms@",
+    ] {
+        assert!(stopped.contains(want), "no {want} in {stopped}");
+    }
+    assert!(
+        reports.iter().any(|r| r.contains("\"fatal\"")),
+        "the fatal end is reported: {reports:#?}"
+    );
+    for r in &reports {
+        for secret in [ROW_VALUE, SOURCE_PW] {
+            assert!(!r.contains(secret), "{secret} sent to Sentry: {r}");
+        }
+    }
+}

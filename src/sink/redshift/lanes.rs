@@ -277,6 +277,7 @@ impl TableLanes {
                     metrics::TABLES_STOPPED.inc();
                     metrics::error("redshift", crate::retry::ErrorClass::Definite);
                     metrics::health::health().table_stopped(&done.lane, &e.to_string());
+                    crate::report::table_stopped(&done.lane, done.segment, &e.to_string());
                     tracing::error!(
                         table = %done.lane,
                         segment = done.segment,
