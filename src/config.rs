@@ -33,9 +33,12 @@ pub const DEFAULT_SOURCE_STATUS_INTERVAL_SECS: u64 = 10;
 pub const DEFAULT_REDSHIFT_STATEMENT_TIMEOUT_SECS: u64 = 1800;
 
 /// `/healthz` fails when the oldest WAL segment not loaded yet was sealed longer ago than this.
-pub const DEFAULT_UNHEALTHY_SEGMENT_AGE_SECS: u64 = 900;
+pub const DEFAULT_HEALTHZ_MAX_SEGMENT_AGE_SECS: u64 = 900;
 /// `/healthz` fails when the live source read nothing (not even a keepalive) for this long.
 pub const DEFAULT_SOURCE_SILENT_SECS: u64 = 300;
+
+/// The CloudWatch agent's StatsD listener, where `[metrics] cloudwatch_namespace` sends by default.
+pub const DEFAULT_CLOUDWATCH_STATSD: &str = "127.0.0.1:8125";
 
 /// Smallest segment size accepted (tests use tiny segments; production wants MiBs).
 pub const MIN_SEGMENT_MAX_BYTES: u64 = 4 * 1024;
@@ -278,8 +281,13 @@ pub struct MetricsConfig {
     pub statsd: String,
     /// Tags added to every StatsD metric, `key:value` (e.g. `instance:orders`).
     pub statsd_tags: Vec<String>,
+    /// When set, the figures go to CloudWatch through the CloudWatch agent's StatsD listener:
+    /// `statsd` defaults to [`DEFAULT_CLOUDWATCH_STATSD`], and every line is tagged
+    /// `namespace:<this>`. The CloudWatch namespace itself is the agent's setting (the ansible
+    /// role writes the same value there).
+    pub cloudwatch_namespace: String,
     /// `/healthz` fails when the oldest unloaded segment was sealed longer ago than this.
-    pub unhealthy_segment_age_secs: u64,
+    pub healthz_max_segment_age_secs: u64,
     /// `/healthz` fails when the live source read nothing for this long.
     pub source_silent_secs: u64,
 }
@@ -290,14 +298,43 @@ impl Default for MetricsConfig {
             listen: String::new(),
             statsd: String::new(),
             statsd_tags: Vec::new(),
-            unhealthy_segment_age_secs: DEFAULT_UNHEALTHY_SEGMENT_AGE_SECS,
+            cloudwatch_namespace: String::new(),
+            healthz_max_segment_age_secs: DEFAULT_HEALTHZ_MAX_SEGMENT_AGE_SECS,
             source_silent_secs: DEFAULT_SOURCE_SILENT_SECS,
         }
     }
 }
 
 impl MetricsConfig {
+    /// Where StatsD lines go: `statsd`, else the CloudWatch agent's default listener when
+    /// `cloudwatch_namespace` is set; empty: nowhere.
+    pub fn statsd_address(&self) -> &str {
+        if self.statsd.is_empty() && !self.cloudwatch_namespace.is_empty() {
+            DEFAULT_CLOUDWATCH_STATSD
+        } else {
+            &self.statsd
+        }
+    }
+
+    /// `statsd_tags`, plus `namespace:<cloudwatch_namespace>` when set.
+    pub fn all_statsd_tags(&self) -> Vec<String> {
+        let mut tags = self.statsd_tags.clone();
+        if !self.cloudwatch_namespace.is_empty() {
+            tags.push(format!("namespace:{}", self.cloudwatch_namespace));
+        }
+        tags
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .cloudwatch_namespace
+            .contains(['|', ',', '#', ' ', ':'])
+        {
+            return Err(invalid(
+                "metrics.cloudwatch_namespace",
+                "must not hold `|`, `,`, `#`, `:` or spaces",
+            ));
+        }
         for (key, addr) in [
             ("metrics.listen", &self.listen),
             ("metrics.statsd", &self.statsd),
@@ -321,8 +358,8 @@ impl MetricsConfig {
         }
         for (key, v) in [
             (
-                "metrics.unhealthy_segment_age_secs",
-                self.unhealthy_segment_age_secs,
+                "metrics.healthz_max_segment_age_secs",
+                self.healthz_max_segment_age_secs,
             ),
             ("metrics.source_silent_secs", self.source_silent_secs),
         ] {
@@ -601,8 +638,8 @@ mod tests {
         let c = parse("[target]\nkind = \"local\"\n").unwrap();
         assert_eq!(c.metrics.listen, "");
         assert_eq!(
-            c.metrics.unhealthy_segment_age_secs,
-            DEFAULT_UNHEALTHY_SEGMENT_AGE_SECS
+            c.metrics.healthz_max_segment_age_secs,
+            DEFAULT_HEALTHZ_MAX_SEGMENT_AGE_SECS
         );
         let ok = "[target]\nkind = \"local\"\n[metrics]\nlisten = \"127.0.0.1:9187\"\n\
                   statsd = \"127.0.0.1:8125\"\nstatsd_tags = [\"instance:a\"]\n";
@@ -617,6 +654,9 @@ mod tests {
             let err = c.validate(Mode::Replay).unwrap_err().to_string();
             assert!(err.contains(key), "{line}: {err}");
         }
+        let cw = parse("[metrics]\ncloudwatch_namespace = \"re_dms\"\n").unwrap();
+        assert_eq!(cw.metrics.statsd_address(), DEFAULT_CLOUDWATCH_STATSD);
+        assert_eq!(cw.metrics.all_statsd_tags(), ["namespace:re_dms"]);
         let err = parse("[metrics]\nlisen = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
     }

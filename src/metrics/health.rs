@@ -1,5 +1,5 @@
 //! What `/healthz` answers: healthy unless a table is stopped, the oldest unloaded WAL segment
-//! is older than `[metrics] unhealthy_segment_age_secs`, or the live source read nothing (not
+//! is older than `[metrics] healthz_max_segment_age_secs`, or the live source read nothing (not
 //! even a keepalive, which PostgreSQL sends at least every `wal_sender_timeout / 2`) for
 //! `[metrics] source_silent_secs`: the server unreachable, or ingest not taking input (a stuck
 //! disk), since the source reads only when ingest has room.

@@ -277,15 +277,15 @@ pub fn install(config: &MetricsConfig) -> Result<Exporters, MetricsError> {
         fanout = fanout.add_recorder(recorder);
         any = true;
     }
-    if !config.statsd.is_empty() {
+    if !config.statsd_address().is_empty() {
         let tags = config
-            .statsd_tags
+            .all_statsd_tags()
             .iter()
             .filter_map(|t| t.split_once(':'))
             .map(|(k, v)| metrics::Label::new(k.to_string(), v.to_string()))
             .collect();
         let recorder = metrics_exporter_dogstatsd::DogStatsDBuilder::default()
-            .with_remote_address(&config.statsd)
+            .with_remote_address(config.statsd_address())
             .map_err(|e| MetricsError::Statsd(e.to_string()))?
             .with_global_labels(tags)
             .with_flush_interval(Duration::from_secs(10))

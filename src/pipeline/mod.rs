@@ -193,7 +193,7 @@ async fn observe(config: &Config, stop: &Shutdown) -> Result<(), PipelineError> 
     let exporters = crate::metrics::install(&config.metrics)?;
     if let Some(prometheus) = exporters.prometheus {
         let limits = crate::metrics::health::HealthLimits {
-            segment_age: Duration::from_secs(config.metrics.unhealthy_segment_age_secs),
+            segment_age: Duration::from_secs(config.metrics.healthz_max_segment_age_secs),
             source_silent: Duration::from_secs(config.metrics.source_silent_secs),
         };
         crate::metrics::serve::spawn(&config.metrics.listen, prometheus, limits).await?;

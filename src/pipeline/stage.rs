@@ -73,6 +73,8 @@ where
             .name(format!("re_dms-{stage}"))
             .spawn(move || {
                 let _exit = tx; // dropped on return and on unwind alike
+                                // Every log line of the stage carries its name.
+                let _span = tracing::info_span!("stage", stage).entered();
                 body()
             });
         Self {
@@ -91,10 +93,14 @@ where
         F: Future<Output = Result<T, E>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let h = tokio::spawn(async move {
-            let _exit = tx;
-            body.await
-        });
+        let span = tracing::info_span!("stage", stage);
+        let h = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let _exit = tx;
+                body.await
+            },
+            span,
+        ));
         Self {
             stage,
             running: Running::Task(h),
