@@ -57,7 +57,6 @@ pub fn load(dir: &Path) -> Result<Option<SlotBinding>, BindingError> {
 /// Writes the binding durably (temporary file, fsync, rename, directory fsync).
 pub fn save(dir: &Path, binding: &SlotBinding) -> Result<(), BindingError> {
     let path = dir.join(BINDING_FILE);
-    let tmp = dir.join(format!("{BINDING_FILE}.tmp"));
     let io_err = |source| BindingError::Io {
         path: path.clone(),
         source,
@@ -66,14 +65,19 @@ pub fn save(dir: &Path, binding: &SlotBinding) -> Result<(), BindingError> {
         path: path.clone(),
         source,
     })?;
-    std::fs::create_dir_all(dir).map_err(io_err)?;
-    let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
-    f.write_all(&json).map_err(io_err)?;
-    f.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, &path).map_err(io_err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err)
+    replace_durably(dir, BINDING_FILE, &json).map_err(io_err)
+}
+
+/// Writes `dir/name` so that a crash leaves the old or the new contents, never a mix: a
+/// temporary file, fsync, rename over `name`, directory fsync.
+pub(crate) fn replace_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -399,12 +399,7 @@ impl SourceCatalog {
         if catalog.table(schema, table).is_some() {
             return None;
         }
-        let name = (schema.to_string(), table.to_string());
-        let oids = self
-            .history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .oids_named(&name);
+        let oids = self.oids_named(schema, table);
         let mut now = catalog
             .tables
             .iter()
@@ -425,13 +420,17 @@ impl SourceCatalog {
         let Some(t) = catalog.table(schema, table) else {
             return false;
         };
-        let name = (schema.to_string(), table.to_string());
-        let oids = self
-            .history
+        self.oids_named(schema, table)
+            .iter()
+            .any(|&oid| oid != t.oid)
+    }
+
+    /// The tables (oids) the history knows were once called `schema.table`.
+    fn oids_named(&self, schema: &str, table: &str) -> Vec<i64> {
+        self.history
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .oids_named(&name);
-        oids.iter().any(|&oid| oid != t.oid)
+            .oids_named(&(schema.to_string(), table.to_string()))
     }
 
     /// Whether the catalog as last read has `schema.name`; `None` without a catalog.

@@ -20,7 +20,6 @@
 //! a catalog); never fatal.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -178,7 +177,6 @@ impl NameHistory {
     /// Writes the history durably into `dir` (temporary file, fsync, rename, directory fsync).
     pub fn save(&self, dir: &Path) -> Result<(), NamesError> {
         let path = dir.join(NAMES_FILE);
-        let tmp = dir.join(format!("{NAMES_FILE}.tmp"));
         let file = File {
             version: VERSION,
             source: self.source.clone(),
@@ -204,18 +202,8 @@ impl NameHistory {
             path: path.clone(),
             source,
         })?;
-        let io_err = |source| NamesError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-        let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
-        f.write_all(&json).map_err(io_err)?;
-        f.sync_all().map_err(io_err)?;
-        std::fs::rename(&tmp, &path).map_err(io_err)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err)
+        super::binding::replace_durably(dir, NAMES_FILE, &json)
+            .map_err(|source| NamesError::Io { path, source })
     }
 }
 

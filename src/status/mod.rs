@@ -126,35 +126,47 @@ pub struct SlotStatus {
 
 /// The slot's state (`None`: no such slot), or why the source could not tell.
 fn slot_status(config: &Config) -> Result<Option<SlotStatus>, String> {
+    ask(&config.source.connection, |c| async move {
+        let row = c
+            .query_opt(
+                "SELECT active, wal_status, confirmed_flush_lsn::text, \
+                 pg_current_wal_lsn()::text, \
+                 pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 \
+                 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                &[&config.source.slot],
+            )
+            .await
+            .map_err(|e| crate::connection::pg_detail(&e))?;
+        Ok(row.map(|r| SlotStatus {
+            slot: config.source.slot.clone(),
+            active: r.get(0),
+            wal_status: r.get(1),
+            confirmed_flush_lsn: r.get(2),
+            source_wal_lsn: r.get(3),
+            lag_bytes: r.get(4),
+        }))
+    })
+}
+
+/// Connects to `conn` and runs `query` on a runtime of its own, all within
+/// [`SOURCE_STATUS_TIMEOUT`]; any failure as one line.
+fn ask<T, F, Fut>(conn: &str, query: F) -> Result<T, String>
+where
+    F: FnOnce(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let query = async {
-            let c = crate::connection::connect(&config.source.connection)
+        let work = async {
+            let c = crate::connection::connect(conn)
                 .await
                 .map_err(|e| error_chain(&e))?;
-            let row = c
-                .query_opt(
-                    "SELECT active, wal_status, confirmed_flush_lsn::text, \
-                     pg_current_wal_lsn()::text, \
-                     pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 \
-                     FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-                    &[&config.source.slot],
-                )
-                .await
-                .map_err(|e| crate::connection::pg_detail(&e))?;
-            Ok(row.map(|r| SlotStatus {
-                slot: config.source.slot.clone(),
-                active: r.get(0),
-                wal_status: r.get(1),
-                confirmed_flush_lsn: r.get(2),
-                source_wal_lsn: r.get(3),
-                lag_bytes: r.get(4),
-            }))
+            query(c).await
         };
-        tokio::time::timeout(SOURCE_STATUS_TIMEOUT, query)
+        tokio::time::timeout(SOURCE_STATUS_TIMEOUT, work)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {SOURCE_STATUS_TIMEOUT:?}")))
     })
@@ -177,32 +189,20 @@ pub const LAST_LOADED_SQL: &str = "SELECT target_table::text, segment, last_lsn:
 
 /// The ledger's last load per target table for `lineage`, or why Redshift could not tell.
 fn last_loaded(config: &Config, lineage: &str) -> Result<Vec<TableLoaded>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let query = async {
-            let c = crate::connection::connect(&config.redshift.connection)
-                .await
-                .map_err(|e| error_chain(&e))?;
-            let rows = c
-                .query(LAST_LOADED_SQL, &[&lineage])
-                .await
-                .map_err(|e| crate::connection::pg_detail(&e))?;
-            Ok(rows
-                .iter()
-                .map(|r| TableLoaded {
-                    target_table: r.get(0),
-                    segment: r.get(1),
-                    last_lsn: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                    applied_at: r.get::<_, Option<String>>(3).unwrap_or_default(),
-                })
-                .collect())
-        };
-        tokio::time::timeout(SOURCE_STATUS_TIMEOUT, query)
+    ask(&config.redshift.connection, |c| async move {
+        let rows = c
+            .query(LAST_LOADED_SQL, &[&lineage])
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {SOURCE_STATUS_TIMEOUT:?}")))
+            .map_err(|e| crate::connection::pg_detail(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| TableLoaded {
+                target_table: r.get(0),
+                segment: r.get(1),
+                last_lsn: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                applied_at: r.get::<_, Option<String>>(3).unwrap_or_default(),
+            })
+            .collect())
     })
 }
 
