@@ -189,7 +189,8 @@ gauges! {
     REPLICATION_LAG_SECONDS => "re_dms_replication_lag_seconds",
     /// Target tables stopped now by a definite error (their segments stay in the WAL).
     TABLES_STOPPED_NOW => "re_dms_redshift_tables_stopped",
-    /// Bytes the batcher's index of the open segment holds (bounded by batch.max_memory_bytes).
+    /// Bytes the batcher's index of the open segment holds (bounded by batch.max_memory_bytes),
+    /// sampled at each WAL fsync.
     BATCH_MEMORY => "re_dms_batch_memory_bytes",
 }
 

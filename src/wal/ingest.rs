@@ -497,7 +497,6 @@ impl Ingest {
     }
 
     fn after_message(&mut self) -> Result<(), IngestError> {
-        metrics::BATCH_MEMORY.set(self.batcher.memory_used() as f64);
         let len = self.wal.segment_len();
         if len.saturating_sub(self.synced_at_len) >= GROUP_COMMIT_BYTES {
             self.sync()?;
@@ -520,6 +519,8 @@ impl Ingest {
 
     fn sync(&mut self) -> Result<(), IngestError> {
         if self.wal.needs_sync() {
+            // Sampled at each fsync (group commit, idle, commit), not per message.
+            metrics::BATCH_MEMORY.set(self.batcher.memory_used() as f64);
             crate::failpoint!("wal.before_sync");
             self.wal.sync()?;
             crate::failpoint!("wal.after_sync");
