@@ -347,22 +347,6 @@ async fn renamed_columns_keep_their_data() {
     re.assert_ledger_unique().await;
 }
 
-/// The warehouse's tables in `public`, sorted.
-async fn warehouse_tables(re: &ReDms) -> Vec<String> {
-    re.backend()
-        .await
-        .query(
-            "SELECT table_name::text FROM information_schema.tables \
-             WHERE table_schema = 'public' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renamed_tables_keep_their_data() {
     let _sim = Stack::sim_shared().await;
@@ -406,7 +390,7 @@ async fn renamed_tables_keep_their_data() {
     .await
     .unwrap();
     let run = wait_equal(&c, &re, run, &[("public.o2", o), ("public.pe2", pe)]).await;
-    assert_eq!(warehouse_tables(&re).await, ["o2", "pe2"]);
+    assert_eq!(re.tables_in("public").await, ["o2", "pe2"]);
 
     // Renamed while re_dms is stopped: the name history in the WAL directory remembers `o2`.
     run.stop_cleanly(WAIT);
@@ -419,7 +403,7 @@ async fn renamed_tables_keep_their_data() {
     .unwrap();
     let run = start(&re, &c, &slot).await;
     let run = wait_equal(&c, &re, run, &[("public.o3", o), ("public.pe2", pe)]).await;
-    assert_eq!(warehouse_tables(&re).await, ["o3", "pe2"]);
+    assert_eq!(re.tables_in("public").await, ["o3", "pe2"]);
 
     // Renamed and back again; then renamed right after a column was added (the new name's
     // CREATE is skipped on the renamed table: the column must still be added).
@@ -448,7 +432,7 @@ async fn renamed_tables_keep_their_data() {
     .unwrap();
     let o6: &[&str] = &["order_id", "v", "w"];
     let run = wait_equal(&c, &re, run, &[("public.o6", o6), ("public.pe2", pe)]).await;
-    assert_eq!(warehouse_tables(&re).await, ["o6", "pe2"]);
+    assert_eq!(re.tables_in("public").await, ["o6", "pe2"]);
     run.stop_cleanly(WAIT);
     re.assert_ledger_unique().await;
     let renamed = re

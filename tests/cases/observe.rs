@@ -244,11 +244,7 @@ async fn no_secret_or_row_value_in_any_log_line() {
     let slot = db.slot();
     let re = ReDms::redshift("no_secrets")
         .await
-        .option(
-            "source",
-            &format!("connection = \"{} password={SOURCE_PW}\"", db.conninfo),
-        )
-        .option("source", &format!("slot = \"{slot}\""))
+        .live_from_with(&db, &format!(" password={SOURCE_PW}"))
         .segment_max_age_secs(1)
         .build();
     // [redshift] comes before [source] in the file: its connection line is the first.
@@ -414,11 +410,7 @@ async fn sentry_gets_a_stopped_table_once_without_values_or_secrets() {
     let slot = db.slot();
     let re = ReDms::redshift("sentry_report")
         .await
-        .option(
-            "source",
-            &format!("connection = \"{} password={SOURCE_PW}\"", db.conninfo),
-        )
-        .option("source", &format!("slot = \"{slot}\""))
+        .live_from_with(&db, &format!(" password={SOURCE_PW}"))
         .segment_max_age_secs(1)
         .option("sentry", &format!("dsn = \"{dsn}\""))
         .build();

@@ -55,19 +55,6 @@ async fn columns(
     .collect()
 }
 
-async fn tables_in(rs: &ReDms, schema: &str) -> Vec<String> {
-    let c = rs.backend().await;
-    c.query(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
-        &[&schema],
-    )
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
     let _sim = Stack::sim_shared().await;
@@ -128,7 +115,7 @@ async fn typmods_partitions_and_widening_come_from_the_source_catalog() {
         ]
     );
     // Partitions load into their root; no table per partition.
-    assert_eq!(tables_in(&rs, "public").await, ["events", "items"]);
+    assert_eq!(rs.tables_in("public").await, ["events", "items"]);
     let rows = rs
         .backend_rows("public.events", &["id".into(), "day".into(), "v".into()])
         .await;

@@ -101,7 +101,14 @@ impl Builder {
     /// replication slot `<database>_slot`, with status updates every second.
     #[cfg(feature = "stack-tests")]
     pub fn live_from(self, db: &TestDb) -> Self {
-        self.option("source", &format!("connection = \"{}\"", db.conninfo))
+        self.live_from_with(db, "")
+    }
+
+    /// [`Builder::live_from`] with `more` appended to the source connection string (e.g.
+    /// ` password=...`).
+    #[cfg(feature = "stack-tests")]
+    pub fn live_from_with(self, db: &TestDb, more: &str) -> Self {
+        self.option("source", &format!("connection = \"{}{more}\"", db.conninfo))
             .option("source", &format!("slot = \"{}\"", db.slot()))
             .option("source", "status_interval_secs = 1")
     }

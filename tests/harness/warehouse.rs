@@ -33,6 +33,22 @@ impl ReDms {
         connect(self.backend_url()).await
     }
 
+    /// The warehouse tables in `schema`, sorted (read from the backend).
+    pub async fn tables_in(&self, schema: &str) -> Vec<String> {
+        self.backend()
+            .await
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+                 ORDER BY 1",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// `(source_table, segment)` of every ledger row, sorted; empty before the ledger exists.
     pub async fn ledger(&self) -> Vec<(String, i64)> {
         let c = self.backend().await;
