@@ -95,7 +95,7 @@ pub struct SealedSource(pub SegmentReader);
 
 impl RecordSource for SealedSource {
     fn message_at(&mut self, pos: RecPos) -> Result<Vec<u8>, BatchError> {
-        Ok(self.0.read_at(pos)?.payload.to_vec())
+        Ok(self.0.text_at(pos)?.to_vec())
     }
 }
 
@@ -139,7 +139,14 @@ pub fn rebuild(
                 message: "no snapshot record before the first message".into(),
             });
         };
-        let msg = parse_message(rec.payload, 0).map_err(|source| RebuildError::Parse {
+        let text = rec
+            .text()
+            .ok_or(RebuildError::Segment(SegmentError::BadRecord {
+                path: file.path.clone(),
+                pos: rec.pos,
+                why: "a change record that does not hold its message",
+            }))?;
+        let msg = parse_message(text, 0).map_err(|source| RebuildError::Parse {
             segment: file.id,
             pos: rec.pos,
             source,

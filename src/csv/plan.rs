@@ -16,11 +16,13 @@ use crate::batch::schema::ColumnDef;
 use crate::batch::table_batch::decode_key;
 use crate::batch::{Batch, RecPos, RowState, Step, TableLoad};
 use crate::csv::manifest::{FileKind, FileManifest};
-use crate::csv::typemap::{value_kind, write_field, Adjusted, Adjustment, ValueKind};
+use crate::csv::typemap::{
+    value_kind, write_field, write_field_utf8, Adjusted, Adjustment, ValueKind,
+};
 use crate::pipeline::handoff::SealedSegment;
 use crate::source::decoding::{parse_message, Message, Tuple, Value};
 use crate::wal::segment::{Record, RecordKind, SegmentReader};
-use crate::wal::SegmentFile;
+use crate::wal::{change, SegmentFile};
 
 /// Rows are formatted into a buffer and handed to the compressor in pieces of this size.
 const CHUNK_BYTES: usize = 128 * 1024;
@@ -216,8 +218,9 @@ pub(super) struct Plan<'b> {
     rows: Vec<RowJob<'b>>,
     /// (record position, row index), sorted by position before the pass.
     reads: Vec<(u64, u32)>,
-    /// Values gathered so far for rows spread over several records, by row index.
-    merged: HashMap<u32, Vec<Owned>>,
+    /// Values gathered so far for rows spread over several records, by row index, and whether
+    /// all of them are known valid UTF-8.
+    merged: HashMap<u32, (Vec<Owned>, bool)>,
     tally: Tally,
 }
 
@@ -362,48 +365,64 @@ impl<'b> Plan<'b> {
     }
 
     /// The single pass over the segment: every listed record once, in file order; then every
-    /// file's last piece goes to the compressor.
+    /// file's last piece goes to the compressor. A change record (format version 3) is written
+    /// from its pre-split fields; a message record (older segments) is parsed first.
     pub(super) fn run(&mut self, segment: &SegmentFile) -> Result<(), CsvError> {
         let seg = segment.id;
         let mut reader = SegmentReader::open(&segment.path)?;
         let reads = std::mem::take(&mut self.reads);
+        let mut fields = Vec::new();
         for &(pos, row) in &reads {
             let rec = reader.read_at(pos)?;
+            let job = RowInput {
+                row,
+                segment: seg,
+                pos,
+            };
+            if rec.kind == RecordKind::Change {
+                let change =
+                    change::decode(rec.payload, &mut fields).ok_or_else(|| CsvError::Record {
+                        segment: seg,
+                        pos,
+                        what: "a damaged change record".into(),
+                    })?;
+                let values = fields.iter().map(|f| f.value(change.text));
+                self.take_record(job, fields.len(), values, change.utf8)?;
+                continue;
+            }
             let msg = record_message(&rec, seg, pos)?;
             let tuple = new_tuple(&msg).ok_or_else(|| CsvError::Record {
                 segment: seg,
                 pos,
                 what: "expected an INSERT or UPDATE".into(),
             })?;
-            self.take_record(row, tuple, seg, pos)?;
+            self.take_record(job, tuple.columns.len(), tuple.values(), false)?;
         }
         self.flush()
     }
 
-    /// Takes the new tuple of the record at `pos` for row `row`: writes the row when the record
-    /// holds all of it, else gathers its values (see [`Plan::gather`]).
+    /// Takes the `count` new values of the record at `job.pos` for row `job.row`: writes the
+    /// row when the record holds all of it, else gathers its values (see [`Plan::gather`]).
+    /// `utf8`: the values are known valid UTF-8.
     #[inline]
-    fn take_record(
+    fn take_record<'v>(
         &mut self,
-        row: u32,
-        tuple: &Tuple<'_>,
-        segment: u64,
-        pos: u64,
+        job: RowInput,
+        count: usize,
+        values: impl Iterator<Item = Value<'v>>,
+        utf8: bool,
     ) -> Result<(), CsvError> {
+        let RowInput { row, segment, pos } = job;
         let job = self.rows[row as usize];
         let info = &self.loads[job.load as usize];
         let Some(shape) = job.shape(info) else {
             return Ok(());
         };
-        if tuple.columns.len() != info.kinds.len() {
+        if count != info.kinds.len() {
             return Err(CsvError::Record {
                 segment,
                 pos,
-                what: format!(
-                    "row has {} columns, its load {}",
-                    tuple.columns.len(),
-                    info.kinds.len()
-                ),
+                what: format!("row has {count} columns, its load {}", info.kinds.len()),
             });
         }
         let f = job.file as usize;
@@ -411,11 +430,11 @@ impl<'b> Plan<'b> {
             segment,
             pos,
             load: job.load,
+            utf8,
         };
         if shape.recs.len() != 1 {
-            return self.gather(row, tuple, f, shape, at);
+            return self.gather(row, values, f, shape, at);
         }
-        let values = tuple.columns.iter().map(|c| c.value);
         write_job_row(
             &mut self.files[f].buf,
             info,
@@ -430,26 +449,27 @@ impl<'b> Plan<'b> {
 
     /// A row assembled from several records (unchanged TOAST values from earlier ones): keeps
     /// the values this record has, and writes the row (to file `f`) at its last record.
-    fn gather(
+    fn gather<'v>(
         &mut self,
         row: u32,
-        tuple: &Tuple<'_>,
+        values: impl Iterator<Item = Value<'v>>,
         f: usize,
         shape: RowShape<'_>,
         at: RowAt,
     ) -> Result<(), CsvError> {
         let info = &self.loads[at.load as usize];
-        let merged = self
+        let (merged, utf8) = self
             .merged
             .entry(row)
-            .or_insert_with(|| vec![Owned::Missing; info.kinds.len()]);
-        for (slot, c) in merged.iter_mut().zip(&tuple.columns) {
-            if c.value != Value::UnchangedToast {
-                *slot = Owned::from_value(&c.value);
+            .or_insert_with(|| (vec![Owned::Missing; info.kinds.len()], true));
+        *utf8 &= at.utf8;
+        for (slot, v) in merged.iter_mut().zip(values) {
+            if v != Value::UnchangedToast {
+                *slot = Owned::from_value(&v);
             }
         }
         if shape.recs.last() == Some(&at.pos) {
-            let merged = self.merged.remove(&row).unwrap_or_default();
+            let (merged, utf8) = self.merged.remove(&row).unwrap_or_default();
             let values = merged.iter().map(Owned::as_value);
             write_job_row(
                 &mut self.files[f].buf,
@@ -457,7 +477,7 @@ impl<'b> Plan<'b> {
                 shape.match_key,
                 shape.mask,
                 values,
-                at,
+                RowAt { utf8, ..at },
                 &mut self.tally,
             )?;
             self.end_row(f)?;
@@ -589,6 +609,16 @@ struct RowAt {
     segment: u64,
     pos: u64,
     load: u32,
+    /// The row's values are known valid UTF-8.
+    utf8: bool,
+}
+
+/// A record read for a row job.
+#[derive(Clone, Copy)]
+struct RowInput {
+    row: u32,
+    segment: u64,
+    pos: u64,
 }
 
 /// One output row: the key that finds a partial row in the target (update files), then the
@@ -623,7 +653,12 @@ fn write_row<'v>(
     at: RowAt,
     tally: &mut Tally,
 ) -> Result<(), CsvError> {
-    let RowAt { segment, pos, load } = at;
+    let RowAt {
+        segment,
+        pos,
+        load,
+        utf8,
+    } = at;
     let mut first = true;
     for (i, v) in values.enumerate() {
         if mask.is_some_and(|m| !m.get(i).copied().unwrap_or(false)) {
@@ -642,7 +677,7 @@ fn write_row<'v>(
             out.push(b',');
         }
         first = false;
-        tally.note(load, i, write_field(out, kinds[i], &v));
+        tally.note(load, i, write_field_utf8(out, kinds[i], &v, utf8));
     }
     Ok(())
 }

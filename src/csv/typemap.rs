@@ -258,6 +258,17 @@ impl Adjusted {
 
 /// Appends one field (no separator) to `out`; says what had to change to fit Redshift.
 pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) -> Adjusted {
+    write_field_utf8(out, kind, value, false)
+}
+
+/// [`write_field`] of a value whose bytes are known valid UTF-8 when `utf8` (checked once at
+/// ingest: see `wal::change`), so they are not checked again.
+pub fn write_field_utf8(
+    out: &mut Vec<u8>,
+    kind: ValueKind,
+    value: &Value<'_>,
+    utf8: bool,
+) -> Adjusted {
     let raw = match *value {
         Value::Null | Value::UnchangedToast => {
             out.extend_from_slice(b"\\N");
@@ -295,23 +306,53 @@ pub fn write_field(out: &mut Vec<u8>, kind: ValueKind, value: &Value<'_>) -> Adj
                 out.extend_from_slice(b"\\N");
                 Adjusted::NONE.with(Adjustment::Nulled)
             } else {
-                write_quoted(out, raw, usize::MAX)
+                write_quoted(out, raw, usize::MAX, utf8)
             }
         }
         ValueKind::Text { max_bytes } => match value {
-            Value::Quoted(_) => write_quoted(out, &unescape_quoted(raw), max_bytes),
-            _ => write_quoted(out, raw, max_bytes),
+            // Unescaping only shortens the text: when the raw form fits, so does the text, and
+            // it is written in one pass.
+            Value::Quoted(_)
+                if raw.len() <= max_bytes && (utf8 || std::str::from_utf8(raw).is_ok()) =>
+            {
+                write_unescaped(out, raw);
+                Adjusted::NONE
+            }
+            Value::Quoted(_) => write_quoted(out, &unescape_quoted(raw), max_bytes, false),
+            _ => write_quoted(out, raw, max_bytes, utf8),
         },
     }
 }
 
-/// `"..."` with `"` doubled, invalid UTF-8 replaced (U+FFFD), cut to `max_bytes` on a UTF-8
-/// boundary.
-fn write_quoted(out: &mut Vec<u8>, text: &[u8], max_bytes: usize) -> Adjusted {
+/// `"..."` of a quoted test_decoding value (valid UTF-8) in one pass: `''` -> `'`, `"` ->
+/// `""`.
+fn write_unescaped(out: &mut Vec<u8>, raw: &[u8]) {
+    out.reserve(raw.len() + 2);
+    out.push(b'"');
+    let mut rest = raw;
+    while let Some(i) = memchr::memchr2(b'\'', b'"', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        let skip = if rest[i] == b'"' {
+            out.push(b'"');
+            1
+        } else if rest.get(i + 1) == Some(&b'\'') {
+            2
+        } else {
+            1
+        };
+        rest = &rest[i + skip..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// `"..."` with `"` doubled, invalid UTF-8 replaced (U+FFFD; not checked when `utf8`), cut to
+/// `max_bytes` on a UTF-8 boundary.
+fn write_quoted(out: &mut Vec<u8>, text: &[u8], max_bytes: usize, utf8: bool) -> Adjusted {
     let mut adjusted = Adjusted::NONE;
     let repaired;
     let mut text = text;
-    if std::str::from_utf8(text).is_err() {
+    if !utf8 && std::str::from_utf8(text).is_err() {
         adjusted = adjusted.with(Adjustment::InvalidUtf8);
         repaired = String::from_utf8_lossy(text).into_owned();
         text = repaired.as_bytes();
@@ -575,5 +616,30 @@ mod tests {
         assert_eq!(varchar_width("character varying ( 12 )"), Some(12));
         assert_eq!(varchar_width("VARCHAR"), None);
         assert_eq!(varchar_width("BIGINT"), None);
+    }
+
+    /// The one-pass writer of quoted text (`write_unescaped`) and the general path (unescape,
+    /// check, cut, quote) write the same field for every text, and a value known valid UTF-8 is
+    /// written as when it is checked.
+    #[test]
+    fn quoted_text_is_written_the_same_by_both_paths() {
+        use proptest::prelude::*;
+        let text = |max_bytes| ValueKind::Text { max_bytes };
+        proptest!(|(s in "(['\"a\u{e9}\n,]|[\\x00-\\x7f]|\\PC){0,40}")| {
+            let escaped = s.replace('\'', "''");
+            let expected = format!("\"{}\"", s.replace('"', "\"\""));
+            let v = Value::Quoted(escaped.as_bytes());
+            prop_assert_eq!(field(text(VARCHAR_MAX_BYTES), v), expected.clone());
+            let mut known = Vec::new();
+            let _ = write_field_utf8(&mut known, text(VARCHAR_MAX_BYTES), &v, true);
+            prop_assert_eq!(String::from_utf8(known).unwrap(), expected);
+            // Cut: the general path, on the unescaped text.
+            let cut = &s.as_bytes()[..utf8_boundary(s.as_bytes(), 5)];
+            let cut = String::from_utf8(cut.to_vec()).unwrap();
+            prop_assert_eq!(
+                field(text(5), v),
+                format!("\"{}\"", cut.replace('"', "\"\""))
+            );
+        });
     }
 }

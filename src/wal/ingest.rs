@@ -32,10 +32,10 @@ use crate::metrics;
 use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{parse_message, Frame, Message, MessageStream, ParseError};
+use crate::source::decoding::{parse_message_utf8, Frame, Message, MessageStream, ParseError};
 use crate::source::filter::{Filtered, TableFilter};
 use crate::wal::segment::SegmentReader;
-use crate::wal::{Recovery, SegmentFile, Snapshot, Wal, WalError};
+use crate::wal::{change, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
 /// fsync at least this often (bytes of WAL) while input keeps arriving.
 pub const GROUP_COMMIT_BYTES: u64 = 16 * 1024 * 1024;
@@ -167,6 +167,8 @@ pub struct Ingest {
     /// `[source] include` / `exclude`.
     filter: TableFilter,
     stop: Shutdown,
+    /// The prefix of the change record being appended (reused).
+    change_buf: Vec<u8>,
 }
 
 /// Reads messages back from the segment being written.
@@ -192,7 +194,7 @@ impl RecordSource for OpenSegmentSource<'_> {
             self.reader = Some(SegmentReader::open(path)?);
         }
         let r = self.reader.as_mut().expect("opened above");
-        Ok(r.read_at(pos)?.payload.to_vec())
+        Ok(r.text_at(pos)?.to_vec())
     }
 }
 
@@ -226,6 +228,7 @@ impl Ingest {
             durable_lsn: Arc::new(AtomicU64::new(recovery.last_commit_lsn.0)),
             filter: TableFilter::default(),
             stop,
+            change_buf: Vec::new(),
         }
     }
 
@@ -364,12 +367,13 @@ impl Ingest {
     fn ingest_sourced(&mut self, messages: &[SourcedMessage]) -> Result<(), IngestError> {
         for m in messages {
             let line = self.last_line + 1;
-            let message = parse_message(&m.raw, line)
+            let (message, utf8) = parse_message_utf8(&m.raw, line)
                 .map_err(|source| IngestError::SourcedParse { lsn: m.lsn, source })?;
             let frame = Frame {
                 line,
                 raw: &m.raw,
                 message,
+                utf8,
             };
             self.ingest_frame(&frame, Some(m.lsn))?;
         }
@@ -395,11 +399,12 @@ impl Ingest {
                 Ok(())
             }
             Filtered::Rewrite(raw) => {
-                let message = parse_message(&raw, frame.line)?;
+                let (message, utf8) = parse_message_utf8(&raw, frame.line)?;
                 let frame = Frame {
                     line: frame.line,
                     raw: &raw,
                     message,
+                    utf8,
                 };
                 self.append_frame(&frame, source_lsn)
             }
@@ -418,7 +423,14 @@ impl Ingest {
         if !self.wal.has_segment() {
             self.open_segment(lsn)?;
         }
-        let pos = self.wal.append(lsn, frame.raw)?;
+        let pos = match change::split_of(&frame.message) {
+            Some((op, new))
+                if change::encode_prefix(&mut self.change_buf, op, frame.raw, frame.utf8, new) =>
+            {
+                self.wal.append_change(lsn, &self.change_buf, frame.raw)?
+            }
+            _ => self.wal.append(lsn, frame.raw)?,
+        };
         if let Some(open) = self.open.as_mut() {
             open.last_lsn = lsn;
         }
@@ -699,7 +711,7 @@ mod tests {
         let mut scanner = SegmentScanner::open(&segment.path).unwrap();
         let mut lsns = Vec::new();
         while let Next::Record(r) = scanner.next_record().unwrap() {
-            if r.kind == RecordKind::Message {
+            if r.kind != RecordKind::Snapshot {
                 lsns.push(r.lsn.0);
             }
         }

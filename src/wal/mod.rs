@@ -27,9 +27,11 @@
 //!   handed back for re-batching and re-delivery (`recover.rs`).
 //!
 //! Files: `segment.rs` (the record format, reader, scanner, writer over [`segment::SegmentIo`]),
+//! `change.rs` (the pre-split INSERT / UPDATE record the CSV stage formats from),
 //! `writer.rs` (the threaded file writer), `lineage.rs`, `lock.rs` (one process per directory),
 //! `recover.rs`, and `ingest.rs`: the stage that appends the input here and feeds the batcher.
 
+pub mod change;
 pub mod ingest;
 pub mod lineage;
 pub mod lock;
@@ -285,9 +287,24 @@ impl Wal {
 
     /// Appends a message; returns its position in the current segment.
     pub fn append(&mut self, lsn: Lsn, raw: &[u8]) -> Result<u64, WalError> {
+        self.append_parts(RecordKind::Message, lsn, &[raw])
+    }
+
+    /// Appends a pre-split change: `prefix` from [`change::encode_prefix`], then the message
+    /// `raw` it describes; returns its position in the current segment.
+    pub fn append_change(&mut self, lsn: Lsn, prefix: &[u8], raw: &[u8]) -> Result<u64, WalError> {
+        self.append_parts(RecordKind::Change, lsn, &[prefix, raw])
+    }
+
+    fn append_parts(
+        &mut self,
+        kind: RecordKind,
+        lsn: Lsn,
+        parts: &[&[u8]],
+    ) -> Result<u64, WalError> {
         let w = self.current();
         let before = w.len();
-        let pos = w.append(RecordKind::Message, lsn, raw)?;
+        let pos = w.append_parts(kind, lsn, parts)?;
         crate::metrics::WAL_BYTES_WRITTEN.add(w.len() - before);
         Ok(pos)
     }

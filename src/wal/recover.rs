@@ -156,6 +156,12 @@ impl Scan {
                         self.first_snapshot = Some(snap);
                     }
                 }
+                // A change record is an INSERT or UPDATE: never a transaction boundary.
+                RecordKind::Change => {
+                    seg_messages += 1;
+                    self.last_lsn = self.last_lsn.max(r.lsn.0);
+                    self.records_after_cut += 1;
+                }
                 RecordKind::Message => {
                     seg_messages += 1;
                     self.last_lsn = self.last_lsn.max(r.lsn.0);

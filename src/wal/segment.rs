@@ -2,19 +2,23 @@
 //!
 //! On-disk format (little endian):
 //! ```text
-//! header:  b"REDMSWAL" | u32 version (=2) | u64 segment id | 16 bytes lineage    (36 bytes)
+//! header:  b"REDMSWAL" | u32 version (=3) | u64 segment id | 16 bytes lineage    (36 bytes)
 //! record:  u32 body length | u32 CRC32C(body) | body
 //! body:    u8 kind | u64 lsn | payload
 //! ```
 //! Kinds: 1 = a test_decoding message exactly as received (payload = message bytes without the
 //! trailing newline); 2 = a schema snapshot (JSON), always the first record of a segment, so a
-//! segment can be re-batched on its own after a crash.
+//! segment can be re-batched on its own after a crash; 3 (version 3 on) = an INSERT or UPDATE
+//! pre-split: the message as received plus where each new value lies in it (format in
+//! `change.rs`), so the CSV stage writes rows without parsing the text again.
 //!
 //! The lineage is the WAL directory's random id ([`Lineage`]): targets key their ledgers on
 //! (lineage, segment id), so segments of another directory never match each other's rows.
 //! Version 1 segments (20-byte header, no lineage) were written before lineages existed; they
-//! are read as such ([`SegmentScanner::lineage`] is `None`). Any other version is refused with a
-//! message naming it, never misread.
+//! are read as such ([`SegmentScanner::lineage`] is `None`). Version 2 segments (kinds 1 and 2
+//! only) are read as they are: their row changes are parsed from the text. A kind-3 record in a
+//! segment older than version 3 is damage, not data. Any other version is refused with a message
+//! naming it, never misread.
 //!
 //! A record's position is the byte offset of its header; the batcher keeps positions instead of
 //! values and the CSV writer reads the records back from the (page-cached) file.
@@ -28,7 +32,9 @@ use super::lineage::Lineage;
 use crate::lsn::Lsn;
 
 pub const MAGIC: &[u8; 8] = b"REDMSWAL";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+/// The first version with [`RecordKind::Change`] records.
+pub const VERSION_CHANGES: u32 = 3;
 /// Header length of the current version.
 pub const HEADER_LEN: u64 = 36;
 /// Header length of version 1 (no lineage).
@@ -46,13 +52,17 @@ pub const MAX_RECORD_LEN: u32 = 1 << 31;
 pub enum RecordKind {
     Message = 1,
     Snapshot = 2,
+    /// An INSERT or UPDATE, pre-split (`change.rs`); version 3 segments on.
+    Change = 3,
 }
 
 impl RecordKind {
-    fn from_u8(b: u8) -> Option<Self> {
+    /// The kind of byte `b` in a segment of format `version`.
+    fn from_u8(b: u8, version: u32) -> Option<Self> {
         match b {
             1 => Some(RecordKind::Message),
             2 => Some(RecordKind::Snapshot),
+            3 if version >= VERSION_CHANGES => Some(RecordKind::Change),
             _ => None,
         }
     }
@@ -69,7 +79,7 @@ pub enum SegmentError {
     #[error("WAL segment {path}: not a re_dms WAL segment (bad header)")]
     BadHeader { path: PathBuf },
     #[error(
-        "WAL segment {path}: format version {version} is not one this re_dms reads (1 and \
+        "WAL segment {path}: format version {version} is not one this re_dms reads (1 to \
          {VERSION}); it was written by a newer re_dms: run that version until the WAL is empty"
     )]
     UnsupportedVersion { path: PathBuf, version: u32 },
@@ -223,8 +233,20 @@ impl SegmentWriter {
         lsn: Lsn,
         payload: &[u8],
     ) -> Result<u64, SegmentError> {
+        self.append_parts(kind, lsn, &[payload])
+    }
+
+    /// Appends one record whose payload is `parts` one after the other (a change record's
+    /// prefix and the message as received: no copy to join them); returns its position.
+    pub fn append_parts(
+        &mut self,
+        kind: RecordKind,
+        lsn: Lsn,
+        parts: &[&[u8]],
+    ) -> Result<u64, SegmentError> {
         let pos = self.len;
-        let body_len = BODY_PREFIX_LEN + payload.len();
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        let body_len = BODY_PREFIX_LEN + payload_len;
         let body_len32 = u32::try_from(body_len)
             .ok()
             .filter(|l| *l < MAX_RECORD_LEN)
@@ -235,18 +257,22 @@ impl SegmentWriter {
         let mut prefix = [0u8; BODY_PREFIX_LEN];
         prefix[0] = kind as u8;
         prefix[1..].copy_from_slice(&lsn.0.to_le_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&prefix), payload);
+        let crc = parts.iter().fold(crc32c::crc32c(&prefix), |crc, p| {
+            crc32c::crc32c_append(crc, p)
+        });
         self.scratch.clear();
         self.scratch.extend_from_slice(&body_len32.to_le_bytes());
         self.scratch.extend_from_slice(&crc.to_le_bytes());
         self.scratch.extend_from_slice(&prefix);
-        let res = if payload.len() <= 4096 {
-            self.scratch.extend_from_slice(payload);
+        let res = if payload_len <= 4096 {
+            for p in parts {
+                self.scratch.extend_from_slice(p);
+            }
             self.io.write_all(&self.scratch)
         } else {
             self.io
                 .write_all(&self.scratch)
-                .and_then(|()| self.io.write_all(payload))
+                .and_then(|()| parts.iter().try_for_each(|p| self.io.write_all(p)))
         };
         res.map_err(|source| SegmentError::Io {
             path: self.path.clone(),
@@ -302,6 +328,18 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> Record<'a> {
+    /// The test_decoding message of a message or change record, as received; `None` for a
+    /// snapshot, or a change record whose payload does not hold its text whole.
+    pub fn text(&self) -> Option<&'a [u8]> {
+        match self.kind {
+            RecordKind::Message => Some(self.payload),
+            RecordKind::Change => super::change::text_of(self.payload),
+            RecordKind::Snapshot => None,
+        }
+    }
+}
+
 /// Outcome of reading the next record while scanning.
 pub enum Next<'a> {
     Record(Record<'a>),
@@ -320,6 +358,8 @@ pub struct SegmentScanner {
     pub path: PathBuf,
     /// The WAL lineage in the header; `None` for a version 1 segment.
     pub lineage: Option<Lineage>,
+    /// The segment's format version.
+    pub version: u32,
     reader: BufReader<File>,
     pos: u64,
     buf: Vec<u8>,
@@ -346,7 +386,7 @@ impl SegmentScanner {
         let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
         let (len, lineage) = match version {
             1 => (HEADER_LEN_V1, None),
-            VERSION => {
+            2..=VERSION => {
                 reader
                     .read_exact(&mut h[HEADER_LEN_V1 as usize..])
                     .map_err(|_| bad())?;
@@ -367,6 +407,7 @@ impl SegmentScanner {
             id: u64::from_le_bytes(id),
             path: path.to_path_buf(),
             lineage,
+            version,
             reader,
             pos: len,
             buf: Vec::new(),
@@ -421,7 +462,7 @@ impl SegmentScanner {
                 why: "CRC mismatch",
             });
         }
-        let Some(record) = decode_body(&self.buf, pos) else {
+        let Some(record) = decode_body(&self.buf, pos, self.version) else {
             return Ok(Next::Torn {
                 pos,
                 why: "unknown record kind",
@@ -438,8 +479,8 @@ fn split_header(head: &[u8; 8]) -> (u32, u32) {
     (len, crc)
 }
 
-fn decode_body(body: &[u8], pos: u64) -> Option<Record<'_>> {
-    let kind = RecordKind::from_u8(*body.first()?)?;
+fn decode_body(body: &[u8], pos: u64, version: u32) -> Option<Record<'_>> {
+    let kind = RecordKind::from_u8(*body.first()?, version)?;
     let lsn_bytes: [u8; 8] = body.get(1..9)?.try_into().ok()?;
     Some(Record {
         pos,
@@ -469,6 +510,8 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub struct SegmentReader {
     path: PathBuf,
     file: File,
+    /// The segment's format version (from its header).
+    version: u32,
     window: Vec<u8>,
     window_start: u64,
     window_len: usize,
@@ -484,9 +527,25 @@ impl SegmentReader {
             path: path.to_path_buf(),
             source,
         })?;
+        let mut head = [0u8; 12];
+        let bad = || SegmentError::BadHeader {
+            path: path.to_path_buf(),
+        };
+        file.read_exact_at(&mut head, 0).map_err(|_| bad())?;
+        if &head[..8] != MAGIC {
+            return Err(bad());
+        }
+        let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        if !(1..=VERSION).contains(&version) {
+            return Err(SegmentError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                version,
+            });
+        }
         Ok(Self {
             path: path.to_path_buf(),
             file,
+            version,
             window: Vec::new(),
             window_start: 0,
             window_len: 0,
@@ -521,10 +580,20 @@ impl SegmentReader {
                 why: "CRC mismatch",
             });
         }
-        decode_body(body, pos).ok_or_else(|| SegmentError::BadRecord {
+        decode_body(body, pos, self.version).ok_or_else(|| SegmentError::BadRecord {
             path: self.path.clone(),
             pos,
             why: "unknown record kind",
+        })
+    }
+
+    /// The test_decoding message of the message or change record at `pos` ([`Record::text`]).
+    pub fn text_at(&mut self, pos: u64) -> Result<&[u8], SegmentError> {
+        let path = self.path.clone();
+        self.read_at(pos)?.text().ok_or(SegmentError::BadRecord {
+            path,
+            pos,
+            why: "not a message record",
         })
     }
 
@@ -639,6 +708,25 @@ mod tests {
         let s = SegmentScanner::open(&path).unwrap();
         assert_eq!((s.id, s.lineage), (2, None));
         assert_eq!(collect(&path).0, vec![(1, b"BEGIN".to_vec())]);
+    }
+
+    /// Change records exist from version 3 on: in an older segment the kind is damage.
+    #[test]
+    fn a_change_record_in_a_version_2_segment_is_not_read_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::create(dir.path(), 4, Lineage::from_bytes([4; 16])).unwrap();
+        let p = w.append(RecordKind::Change, Lsn(1), b"x").unwrap();
+        w.sync().unwrap();
+        assert_eq!(collect(&w.path), (vec![(1, b"x".to_vec())], None));
+        let mut bytes = std::fs::read(&w.path).unwrap();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        std::fs::write(&w.path, bytes).unwrap();
+        assert_eq!(collect(&w.path), (vec![], Some(p)));
+        let err = SegmentReader::open(&w.path)
+            .unwrap()
+            .read_at(p)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown record kind"), "{err}");
     }
 
     #[test]

@@ -233,6 +233,67 @@ fn the_local_target_never_replaces_another_wal_directorys_segment() {
     );
 }
 
+/// A segment written by the previous release (format version 2: every change as its
+/// test_decoding text) and left unloaded is read, re-batched and loaded by this one exactly as
+/// its own pre-split segment would be.
+#[test]
+fn a_version_2_segment_left_by_the_previous_release_loads_the_same_rows() {
+    let text = plain_capture();
+    let expected = ReDms::local().build();
+    replay_ok(&expected, text.as_bytes());
+
+    // This release's segment, left unloaded by a kill -9 (the segment stays open for 60 s).
+    let env = ReDms::local().segment_max_age_secs(60).build();
+    let mut run = env.spawn_open();
+    run.write(text.as_bytes());
+    let last_commit = text.trim_end().lines().last().unwrap().to_string();
+    wait_until_blocking(
+        Duration::from_secs(20),
+        "the whole capture in the WAL",
+        || env.wal_contains(last_commit.as_bytes()),
+    );
+    run.kill_9();
+    let [segment] = env.wal_segments().try_into().unwrap();
+    let (v2, changes) = as_version_2(&segment);
+    assert!(changes > 0, "the segment holds pre-split change records");
+    std::fs::write(&segment, v2).unwrap();
+
+    replay_ok(&env, b"");
+    assert_eq!(env.model().tables, expected.model().tables);
+    assert!(
+        env.wal_segments().is_empty(),
+        "the old segment was loaded and deleted"
+    );
+}
+
+/// The segment at `path` rewritten in format version 2 (change records as message records of
+/// their text); also how many change records it held.
+fn as_version_2(path: &Path) -> (Vec<u8>, usize) {
+    use re_dms::wal::segment::{Next, RecordKind, SegmentScanner};
+    let header = std::fs::read(path).unwrap()[..36].to_vec();
+    let mut out = header.clone();
+    out[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let mut scanner = SegmentScanner::open(path).unwrap();
+    let mut changes = 0;
+    while let Next::Record(r) = scanner.next_record().unwrap() {
+        let (kind, payload) = match r.kind {
+            RecordKind::Snapshot => (2u8, r.payload),
+            RecordKind::Change => {
+                changes += 1;
+                (1, r.text().unwrap())
+            }
+            RecordKind::Message => (1, r.payload),
+        };
+        let mut body = vec![kind];
+        body.extend_from_slice(&r.lsn.0.to_le_bytes());
+        body.extend_from_slice(payload);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    (out, changes)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -89,6 +89,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Whether the whole message was found valid UTF-8 (checked only up to [`WHOLE_UTF8_MAX`]).
+    pub(super) fn is_utf8(&self) -> bool {
+        self.text.is_some()
+    }
+
     /// The whole message.
     pub(super) fn raw(&self) -> &'a [u8] {
         self.raw

@@ -16,7 +16,7 @@ mod framing;
 mod parser;
 mod stream;
 
-pub use parser::parse_message;
+pub use parser::{parse_message, parse_message_utf8};
 pub use stream::{Frame, MessageStream};
 
 use std::borrow::Cow;
@@ -104,6 +104,11 @@ pub struct Tuple<'a> {
 impl<'a> Tuple<'a> {
     pub fn get(&self, name: &str) -> Option<&Column<'a>> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The values, in column order.
+    pub fn values(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+        self.columns.iter().map(|c| c.value)
     }
 }
 

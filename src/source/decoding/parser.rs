@@ -26,20 +26,29 @@ const UNKNOWN_KIND: &str = "unknown message kind; expected BEGIN, COMMIT, table 
 /// Values and identifiers borrow from `raw`; see [`Message`]. Never panics: malformed input is
 /// a [`ParseError`] saying where and what was expected.
 pub fn parse_message(raw: &[u8], line: u64) -> Result<Message<'_>, ParseError> {
-    message(raw, line).map_err(|e| *e)
+    parse_message_utf8(raw, line).map(|(message, _)| message)
 }
 
-fn message(raw: &[u8], line: u64) -> PResult<Message<'_>> {
+/// [`parse_message`], also saying whether the parser found the whole message valid UTF-8
+/// (`false`: not valid, or too long to check in one go; its values are then checked when
+/// written). So the UTF-8 check of a message's bytes is done once.
+pub fn parse_message_utf8(raw: &[u8], line: u64) -> Result<(Message<'_>, bool), ParseError> {
     let mut c = Cursor::new(raw, line);
+    let message = message(&mut c, raw).map_err(|e| *e)?;
+    Ok((message, c.is_utf8()))
+}
+
+fn message<'a>(c: &mut Cursor<'a>, raw: &'a [u8]) -> PResult<Message<'a>> {
+    let c = &mut *c;
     match raw.first() {
-        Some(b't') if c.eat(b"table ") => table_message(&mut c),
+        Some(b't') if c.eat(b"table ") => table_message(c),
         Some(b'B') if c.eat(b"BEGIN") => Ok(Message::Begin {
-            xid: xact_tail(&mut c, "BEGIN")?,
+            xid: xact_tail(c, "BEGIN")?,
         }),
         Some(b'C') if c.eat(b"COMMIT") => Ok(Message::Commit {
-            xid: xact_tail(&mut c, "COMMIT")?,
+            xid: xact_tail(c, "COMMIT")?,
         }),
-        Some(b'm') if c.eat(b"message: ") => logical_message(&mut c),
+        Some(b'm') if c.eat(b"message: ") => logical_message(c),
         _ => Err(c.error_at(0, UNKNOWN_KIND)),
     }
 }

@@ -16,7 +16,7 @@
 use memchr::memchr;
 
 use super::framing::{locate, Located, Scan, FRESH};
-use super::{parse_message, Message, ParseError};
+use super::{parse_message_utf8, Message, ParseError};
 
 /// Capacity kept around after a huge message was consumed; beyond this the buffer shrinks.
 const KEEP_CAPACITY: usize = 1 << 20;
@@ -30,6 +30,8 @@ pub struct Frame<'a> {
     pub raw: &'a [u8],
     /// The parsed message, borrowing from `raw`.
     pub message: Message<'a>,
+    /// The parser found all of `raw` valid UTF-8 (`false`: invalid, or not checked as a whole).
+    pub utf8: bool,
 }
 
 /// Frames messages out of bytes pushed in chunks of any size.
@@ -121,12 +123,17 @@ impl MessageStream {
             } else if let Some(k) = memchr(b'\n', avail.get(searched..).unwrap_or_default()) {
                 let nl = searched + k;
                 let raw = avail.get(..nl).unwrap_or_default();
-                if let Ok(message) = parse_message(raw, self.line) {
+                if let Ok((message, utf8)) = parse_message_utf8(raw, self.line) {
                     let line = self.line;
                     self.line += 1;
                     self.start += nl + 1;
                     self.scan = FRESH;
-                    return Ok(Some(Frame { line, raw, message }));
+                    return Ok(Some(Frame {
+                        line,
+                        raw,
+                        message,
+                        utf8,
+                    }));
                 }
                 // A newline inside quotes, or a bad message: frame it carefully.
                 self.scan = Scan::Quotes {
@@ -164,7 +171,14 @@ impl MessageStream {
                 self.line += newlines as u64;
                 self.start += next.min(avail.len());
                 self.scan = FRESH;
-                parse_message(raw, line).map(|message| Some(Frame { line, raw, message }))
+                parse_message_utf8(raw, line).map(|(message, utf8)| {
+                    Some(Frame {
+                        line,
+                        raw,
+                        message,
+                        utf8,
+                    })
+                })
             }
         }
     }
@@ -181,7 +195,7 @@ impl MessageStream {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::super::framing::MAX_LOGICAL_HEADER;
-    use super::super::{Tuple, Value};
+    use super::super::{parse_message, Tuple, Value};
     use super::*;
 
     /// A message framed and parsed, with owned bytes so frames can be collected.
