@@ -6,25 +6,21 @@
 //! Values are read back from the segment file by position (the batcher kept positions only),
 //! in file order, and converted per [`crate::csv::typemap`].
 //!
-//! One pass reads+formats (the write plan and its pass are in `plan.rs`), a second thread
-//! compresses; each file is one gzip stream at level 1: on a 2-core host the CPU is the
-//! bottleneck and level 1 keeps ~4x compression of CSV text at several times the speed of the
-//! default level 6 (see BENCHMARKS.md).
+//! One pass reads+formats (the write plan and its pass are in `plan.rs`); the text is compressed
+//! in pieces on every core, each piece a gzip member, members appended in order (`compress.rs`),
+//! at level 1: on a 2-core host the CPU is the bottleneck and level 1 keeps ~3x compression of
+//! CSV text at several times the speed of the default level 6 (see BENCHMARKS.md).
 //!
 //! The spool is disposable: after a crash it is rebuilt from the WAL, so nothing here is fsynced;
 //! a target that keeps the files (the local target) makes them durable itself.
 
+mod compress;
 pub mod manifest;
 mod plan;
 pub mod stage;
 pub mod typemap;
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
 
 use crate::batch::{Batch, Step, TableLoad};
 use crate::csv::manifest::{FileManifest, Manifest, StepManifest, TableManifest, MANIFEST_VERSION};
@@ -32,6 +28,7 @@ use crate::metrics;
 use crate::pipeline::handoff::{SealedSegment, SegmentOutput};
 use crate::source::decoding::ParseError;
 use crate::wal::segment::SegmentError;
+use compress::Compressor;
 use plan::{PendingFile, Plan};
 
 /// gzip level of every CSV file.
@@ -130,28 +127,19 @@ fn recreate_dir(dir: &Path) -> Result<(), CsvError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))
 }
 
-/// Writes the segment's files into `dir`: the plan's pass on this thread, compression on
-/// another. Returns the files and each one's compressed size, by file index.
+/// Writes the segment's files into `dir`: the plan's pass on this thread, compression on every
+/// core ([`compress`]). Returns the files and each one's compressed size, by file index.
 fn write_files(seg: &SealedSegment, dir: &Path) -> Result<(Vec<PendingFile>, Vec<u64>), CsvError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(COMPRESS_QUEUE);
-    let compress_dir = dir.to_path_buf();
-    let compressor = std::thread::Builder::new()
-        .name("re_dms-gzip".into())
-        .spawn(move || compress(&compress_dir, rx))
-        .map_err(io_error(dir))?;
-    let mut plan = Plan::new(tx);
+    let compressor = Compressor::start(dir, GZIP_LEVEL)?;
+    let mut plan = Plan::new(compressor.sender());
     let planned = plan.build(&seg.batch);
     let written = planned.and_then(|()| plan.run(&seg.file));
     if written.is_ok() {
         plan.report_changed_values(seg);
     }
-    // Closing the channel lets the compressor finish every file.
+    // Dropping the plan's sender lets the compressor finish every file.
     let files = plan.into_files();
-    let compressed = compressor.join().map_err(|_| CsvError::Record {
-        segment: seg.file.id,
-        pos: 0,
-        what: "compressor thread panicked".into(),
-    })?;
+    let compressed = compressor.finish();
     written?;
     Ok((files, compressed?))
 }
@@ -202,56 +190,4 @@ fn load_manifest(
         key: load.key.clone(),
         files: out,
     }
-}
-
-/// Buffers handed to the compressor: at most this many in flight.
-const COMPRESS_QUEUE: usize = 8;
-
-/// A piece of one file's CSV text (`data` empty = the file exists but has no more rows).
-struct Chunk {
-    file: usize,
-    name: String,
-    data: Vec<u8>,
-}
-
-/// Compresses chunks into their files; returns each file's compressed size by file index.
-fn compress(dir: &Path, rx: std::sync::mpsc::Receiver<Chunk>) -> Result<Vec<u64>, CsvError> {
-    let mut encoders: Vec<Option<(PathBuf, GzEncoder<File>)>> = Vec::new();
-    for chunk in rx {
-        if encoders.len() <= chunk.file {
-            encoders.resize_with(chunk.file + 1, || None);
-        }
-        let slot = &mut encoders[chunk.file];
-        if slot.is_none() {
-            let path = dir.join(&chunk.name);
-            let file = File::create(&path).map_err(|source| CsvError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            *slot = Some((path, GzEncoder::new(file, Compression::new(GZIP_LEVEL))));
-        }
-        let (path, enc) = slot.as_mut().expect("created above");
-        enc.write_all(&chunk.data).map_err(|source| CsvError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    let mut sizes = Vec::with_capacity(encoders.len());
-    for slot in encoders {
-        match slot {
-            Some((path, enc)) => {
-                let file = enc.finish().map_err(|source| CsvError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                sizes.push(
-                    file.metadata()
-                        .map_err(|source| CsvError::Io { path, source })?
-                        .len(),
-                );
-            }
-            None => sizes.push(0),
-        }
-    }
-    Ok(sizes)
 }

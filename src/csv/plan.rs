@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
 
-use super::{file_safe, Chunk, CsvError};
+use super::compress::Chunk;
+use super::{file_safe, CsvError};
 use crate::batch::schema::ColumnDef;
 use crate::batch::table_batch::decode_key;
 use crate::batch::{Batch, RecPos, RowState, Step, TableLoad};
@@ -37,6 +37,8 @@ pub(super) struct PendingFile {
     columns: Vec<String>,
     pub(super) rows: u64,
     buf: Vec<u8>,
+    /// Pieces handed to the compressor so far.
+    pieces: u32,
 }
 
 impl PendingFile {
@@ -213,7 +215,7 @@ impl<'l> StepFiles<'l> {
 /// The write plan of one segment: the files, what each row job needs, the reads in file order.
 pub(super) struct Plan<'b> {
     files: Vec<PendingFile>,
-    tx: SyncSender<Chunk>,
+    tx: crossbeam_channel::Sender<Chunk>,
     loads: Vec<LoadInfo<'b>>,
     rows: Vec<RowJob<'b>>,
     /// (record position, row index), sorted by position before the pass.
@@ -226,7 +228,7 @@ pub(super) struct Plan<'b> {
 
 impl<'b> Plan<'b> {
     /// An empty plan whose full buffers go to the compressor through `tx`.
-    pub(super) fn new(tx: SyncSender<Chunk>) -> Self {
+    pub(super) fn new(tx: crossbeam_channel::Sender<Chunk>) -> Self {
         Plan {
             files: Vec::new(),
             tx,
@@ -262,6 +264,7 @@ impl<'b> Plan<'b> {
             columns,
             rows: 0,
             buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            pieces: 0,
         });
         self.files.len() - 1
     }
@@ -278,12 +281,15 @@ impl<'b> Plan<'b> {
         Ok(())
     }
 
-    fn send(&self, f: usize, data: Vec<u8>) -> Result<(), CsvError> {
+    fn send(&mut self, f: usize, data: Vec<u8>) -> Result<(), CsvError> {
+        let file = &mut self.files[f];
         let chunk = Chunk {
             file: f,
-            name: self.files[f].name.clone(),
+            seq: file.pieces,
+            name: file.name.clone(),
             data,
         };
+        file.pieces += 1;
         self.tx.send(chunk).map_err(|_| CsvError::Io {
             path: PathBuf::from(&self.files[f].name),
             source: std::io::Error::other("the compressor stopped"),

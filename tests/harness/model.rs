@@ -193,7 +193,7 @@ fn table_matches(row: &[Field], cols: &[usize], key: &[Field]) -> bool {
 
 pub fn read_gz_csv(path: &Path, backslash_n_null: bool) -> Vec<Vec<Field>> {
     let mut text = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
         .read_to_end(&mut text)
         .unwrap();
     parse_csv(&text, backslash_n_null)
