@@ -199,9 +199,9 @@ mod tests {
         let tx = c.sender();
         let mut expected = [Vec::new(), Vec::new()];
         for seq in 0..200u32 {
-            for file in 0..2 {
+            for (file, want) in expected.iter_mut().enumerate() {
                 let data = format!("{file},{seq},{}\n", "x".repeat(seq as usize * 37)).into_bytes();
-                expected[file].extend_from_slice(&data);
+                want.extend_from_slice(&data);
                 let name = format!("f{file}.csv.gz");
                 tx.send(Chunk {
                     file,
