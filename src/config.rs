@@ -23,6 +23,14 @@ pub const DEFAULT_TARGET_DIRECTORY: &str = "./re_dms_out";
 pub const DEFAULT_S3_PREFIX: &str = "re_dms/";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_REDSHIFT_MAX_CONNECTIONS: u32 = 8;
+/// Segments whose table loads may be unfinished at once: the lanes of fast tables run a few
+/// segments ahead of a slow one, and the spool on disk holds at most this many segments' files.
+pub const DEFAULT_REDSHIFT_SEGMENTS_IN_FLIGHT: usize = 4;
+/// Per table lane, uploaded jobs that may wait for the merge: with 1, a table's next segment
+/// uploads to S3 while its current one merges.
+pub const DEFAULT_REDSHIFT_UPLOADS_AHEAD: usize = 1;
+/// Upper bound of both (each segment in flight keeps its CSV files on disk).
+pub const MAX_REDSHIFT_PIPELINE_DEPTH: usize = 64;
 /// The replication slot re_dms streams from.
 pub const DEFAULT_SOURCE_SLOT: &str = "re_dms";
 /// Seconds between standby status updates to the source (the server also asks when it wants
@@ -222,6 +230,8 @@ pub struct RedshiftConfig {
     pub max_connections: u32,
     pub schema_map: BTreeMap<String, String>,
     pub statement_timeout_secs: u64,
+    pub segments_in_flight: usize,
+    pub uploads_ahead: usize,
 }
 
 impl Default for RedshiftConfig {
@@ -232,6 +242,8 @@ impl Default for RedshiftConfig {
             max_connections: DEFAULT_REDSHIFT_MAX_CONNECTIONS,
             schema_map: BTreeMap::new(),
             statement_timeout_secs: DEFAULT_REDSHIFT_STATEMENT_TIMEOUT_SECS,
+            segments_in_flight: DEFAULT_REDSHIFT_SEGMENTS_IN_FLIGHT,
+            uploads_ahead: DEFAULT_REDSHIFT_UPLOADS_AHEAD,
         }
     }
 }
@@ -474,6 +486,20 @@ impl Config {
                         "must be at least 1",
                     ));
                 }
+                for (key, v) in [
+                    (
+                        "redshift.segments_in_flight",
+                        self.redshift.segments_in_flight,
+                    ),
+                    ("redshift.uploads_ahead", self.redshift.uploads_ahead),
+                ] {
+                    if !(1..=MAX_REDSHIFT_PIPELINE_DEPTH).contains(&v) {
+                        return Err(invalid(
+                            key,
+                            &format!("must be 1 to {MAX_REDSHIFT_PIPELINE_DEPTH}"),
+                        ));
+                    }
+                }
             }
         }
         for (name, table) in &self.tables {
@@ -576,6 +602,29 @@ mod tests {
         let c = parse("").unwrap();
         let err = c.validate(Mode::Replay).unwrap_err().to_string();
         assert!(err.contains("s3.bucket"), "{err}");
+    }
+
+    #[test]
+    fn the_load_pipeline_depth_is_bounded_and_named() {
+        let base = "[s3]\nbucket = \"b\"\n[redshift]\nconnection = \"host=h\"\n";
+        let c = parse(base).unwrap();
+        c.validate(Mode::Replay).unwrap();
+        assert_eq!(
+            (c.redshift.segments_in_flight, c.redshift.uploads_ahead),
+            (
+                DEFAULT_REDSHIFT_SEGMENTS_IN_FLIGHT,
+                DEFAULT_REDSHIFT_UPLOADS_AHEAD
+            )
+        );
+        for (key, value) in [
+            ("segments_in_flight", 0),
+            ("uploads_ahead", 0),
+            ("segments_in_flight", 65),
+        ] {
+            let c = parse(&format!("{base}{key} = {value}\n")).unwrap();
+            let err = c.validate(Mode::Replay).unwrap_err().to_string();
+            assert!(err.contains(&format!("redshift.{key}")), "{err}");
+        }
     }
 
     #[test]

@@ -68,9 +68,17 @@ impl Target {
                 target: local::LocalTarget::new(&config.target.directory)?,
                 done: std::collections::VecDeque::new(),
             }),
-            TargetKind::Redshift => Ok(Target::Redshift(redshift::lanes::TableLanes::new(
-                redshift::load::RedshiftLoader::connect(config, catalog, stop.clone()).await?,
-            ))),
+            TargetKind::Redshift => {
+                let limits = redshift::lanes::LaneLimits {
+                    segments_in_flight: config.redshift.segments_in_flight,
+                    uploads_ahead: config.redshift.uploads_ahead,
+                };
+                let loader =
+                    redshift::load::RedshiftLoader::connect(config, catalog, stop.clone()).await?;
+                Ok(Target::Redshift(redshift::lanes::TableLanes::new(
+                    loader, limits,
+                )))
+            }
         }
     }
 

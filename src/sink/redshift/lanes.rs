@@ -11,7 +11,7 @@
 //! Invariants:
 //! - a lane applies its jobs strictly in segment order; lanes never wait for one another, so a
 //!   slow table holds back only itself (and WAL cleanup), not the other tables nor the source;
-//! - at most [`SEGMENTS_IN_FLIGHT`] segments have unfinished jobs (their CSV files are on disk,
+//! - at most `redshift.segments_in_flight` segments (default 4) have unfinished jobs (their CSV files are on disk,
 //!   only their manifests in memory);
 //! - after the stop signal a lane starts no job (it reports it not applied: its segment stays
 //!   in the WAL); jobs already running finish or are interrupted at their next retry wait;
@@ -37,10 +37,14 @@ use crate::metrics;
 use crate::pipeline::handoff::SegmentOutput;
 use crate::sink::SegmentDone;
 
-/// Segments whose jobs may be unfinished at once. Four lets the lanes of fast tables run a few
-/// segments ahead of a slow one and keeps uploads overlapping merges, while bounding the spool
-/// on disk to a few segments' CSV files.
-pub const SEGMENTS_IN_FLIGHT: usize = 4;
+/// How deep the Redshift path overlaps (`[redshift] segments_in_flight`, `uploads_ahead`).
+#[derive(Debug, Clone, Copy)]
+pub struct LaneLimits {
+    /// Segments whose jobs may be unfinished at once.
+    pub segments_in_flight: usize,
+    /// Per lane, uploaded jobs that may wait for the merge.
+    pub uploads_ahead: usize,
+}
 
 /// Finished jobs waiting for the scheduler; it drains them first in its loop.
 const DONE_CHANNEL: usize = 1024;
@@ -88,6 +92,7 @@ struct Pending {
 /// The Redshift target's scheduler: hands jobs to lanes, collects their results.
 pub struct TableLanes {
     loader: Arc<RedshiftLoader>,
+    limits: LaneLimits,
     lanes: BTreeMap<TargetTable, mpsc::Sender<Job>>,
     /// The lane of each target table seen this run: its own, or (a renamed table) the lane of
     /// its old name, so that its rename waits for the old name's earlier segments.
@@ -104,10 +109,11 @@ pub struct TableLanes {
 }
 
 impl TableLanes {
-    pub fn new(loader: Arc<RedshiftLoader>) -> Self {
+    pub fn new(loader: Arc<RedshiftLoader>, limits: LaneLimits) -> Self {
         let (done_tx, done_rx) = mpsc::channel(DONE_CHANNEL);
         Self {
             loader,
+            limits,
             lanes: BTreeMap::new(),
             routes: BTreeMap::new(),
             tasks: JoinSet::new(),
@@ -121,7 +127,7 @@ impl TableLanes {
 
     /// Whether another segment may be submitted.
     pub fn has_room(&self) -> bool {
-        self.pending.len() < SEGMENTS_IN_FLIGHT
+        self.pending.len() < self.limits.segments_in_flight
     }
 
     /// No segment has unfinished jobs.
@@ -172,6 +178,7 @@ impl TableLanes {
                         Arc::clone(&self.loader),
                         &lane,
                         self.done_tx.clone(),
+                        self.limits,
                     );
                     self.lanes.insert(target.clone(), tx.clone());
                     tx
@@ -303,9 +310,10 @@ fn spawn_lane(
     loader: Arc<RedshiftLoader>,
     lane: &str,
     done_tx: mpsc::Sender<Done>,
+    limits: LaneLimits,
 ) -> mpsc::Sender<Job> {
-    let (job_tx, mut job_rx) = mpsc::channel::<Job>(SEGMENTS_IN_FLIGHT + 1);
-    let (up_tx, mut up_rx) = mpsc::channel::<Uploaded>(1);
+    let (job_tx, mut job_rx) = mpsc::channel::<Job>(limits.segments_in_flight + 1);
+    let (up_tx, mut up_rx) = mpsc::channel::<Uploaded>(limits.uploads_ahead);
     // Set by the apply task when the lane stops, so the upload task stops uploading.
     let stopped = Arc::new(AtomicBool::new(false));
 
