@@ -39,16 +39,8 @@ WAL_DIR=$BENCH_DIR/wal
 GEN=target/release/examples/gen_capture
 RE_DMS=target/release/re_dms
 
-if [ ! -x /usr/bin/time ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "run.sh: installing GNU time (/usr/bin/time)" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 ||
-            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-    else
-        echo "run.sh: /usr/bin/time is missing; install it: sudo apt-get install time" >&2
-        exit 2
-    fi
-fi
+. benches/lib.sh
+ensure_gnu_time
 
 # Build. Shares target/ with everyone else: cargo's lock serializes concurrent builds.
 if [ -n "${NO_BUILD:-}" ]; then
@@ -72,9 +64,7 @@ else
     echo "$params" >"$CAPTURE.params"
 fi
 bytes=$(stat -c %s "$CAPTURE")
-# Change messages. A quoted value may continue on the next physical line, but such a line never
-# looks like `table <name>: <OP>: ` in the generated data.
-changes=$(LC_ALL=C grep -c -E '^table .+: (INSERT|UPDATE|DELETE|TRUNCATE): ' "$CAPTURE" || true)
+changes=$(changes_in "$CAPTURE")
 [ "$changes" = "$CHANGES" ] ||
     echo "run.sh: warning: counted $changes change lines, expected $CHANGES" >&2
 echo "capture: $changes changes, $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB)"
@@ -97,12 +87,6 @@ peak_rss_mib() {
         awk '{ printf "%.1f\n", $1 / 1024 }'
 }
 field() { sed -n "s/^[[:space:]]*$2: *//p" "$1"; }
-median() { # FORMAT; numbers on stdin
-    sort -g | awk -v f="$1\n" '{ v[NR] = $1 } END {
-        if (NR == 0) { print "-"; exit }
-        printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 walls=() rates=() rsss=()
 printf '\n%-6s %10s %14s %14s %8s\n' run wall_s changes/s peak_rss_MiB cpu
 for run in $(seq 1 "$RUNS"); do

@@ -1,0 +1,44 @@
+# Helpers shared by the benchmark scripts (sourced, not run).
+
+# GNU time (/usr/bin/time) measures peak RSS and CPU seconds; installed when missing and root.
+ensure_gnu_time() {
+    [ -x /usr/bin/time ] && return 0
+    if [ "$(id -u)" = 0 ]; then
+        echo "benches: installing GNU time (/usr/bin/time)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
+    else
+        echo "benches: /usr/bin/time is missing; install it: sudo apt-get install time" >&2
+        exit 2
+    fi
+}
+
+# median FORMAT: the median of the numbers on stdin, printf-formatted ("-" when none).
+median() {
+    sort -g | awk -v f="$1\n" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# measure TIMEFILE INPUT LOG CMD...: runs CMD < INPUT > LOG 2>&1 under GNU time; prints
+# "wall_s peak_rss_mib cpu_s" (cpu = user + system). Fails when CMD fails, showing LOG's tail.
+measure() {
+    local timefile=$1 input=$2 log=$3
+    shift 3
+    local t0 t1 status=0
+    t0=$EPOCHREALTIME
+    /usr/bin/time -f '%e %M %U %S' -o "$timefile" "$@" <"$input" >"$log" 2>&1 || status=$?
+    t1=$EPOCHREALTIME
+    if [ "$status" -ne 0 ]; then
+        echo "benches: $* exited with status $status; last lines of $log:" >&2
+        tail -n 20 "$log" >&2
+        return 1
+    fi
+    awk -v a="$t0" -v b="$t1" '{ printf "%.3f %.1f %.2f\n", b - a, $2 / 1024, $3 + $4 }' "$timefile"
+}
+
+# changes_in CAPTURE: the row-change messages in a capture (a quoted value may continue on the
+# next physical line, but such a line never looks like a change line in the generated data).
+changes_in() {
+    LC_ALL=C grep -c -E '^table .+: (INSERT|UPDATE|DELETE|TRUNCATE): ' "$1" || true
+}
