@@ -21,8 +21,6 @@ pub mod rebuild;
 pub mod schema;
 pub mod table_batch;
 
-use std::collections::BTreeMap;
-
 use crate::batch::schema::{ColumnDef, KeySource, SchemaOp, SchemaRegistry, TableSchema};
 use crate::source::decoding::{
     parse_message, Column, Message, ParseError, TableName, Tuple, Value,
@@ -144,7 +142,8 @@ pub struct Batcher {
     /// Keys known before the stream shows any: `[tables."s.t"] primary_key` (source `Config`),
     /// then the source catalog's (`Catalog`), by `schema.table`.
     known_keys: rebuild::KnownKeys,
-    tables: BTreeMap<String, TableBatch>,
+    /// By `schema.table`; handed out in name order by [`Batcher::take`].
+    tables: hashbrown::HashMap<String, TableBatch, foldhash::fast::FixedState>,
     /// The budget for one batch's index: [`Batcher::memory_full`] once reached.
     max_mem: usize,
     mem: usize,
@@ -184,7 +183,7 @@ impl Batcher {
         Self {
             registry,
             known_keys,
-            tables: BTreeMap::new(),
+            tables: hashbrown::HashMap::default(),
             max_mem,
             mem: 0,
             changes: 0,
@@ -225,9 +224,7 @@ impl Batcher {
             Message::Begin { .. } | Message::Commit { .. } | Message::Logical { .. } => Ok(()),
             Message::Insert { table, new } => {
                 let new = new.as_ref().ok_or_else(|| no_tuple(table, "INSERT"))?;
-                self.row(table, None, new, pos, true, src)?;
-                self.table_batch(table).received[0] += 1;
-                Ok(())
+                self.row(table, None, new, pos, true, src)
             }
             Message::Update {
                 table,
@@ -235,15 +232,11 @@ impl Batcher {
                 new,
             } => {
                 let new = new.as_ref().ok_or_else(|| no_tuple(table, "UPDATE"))?;
-                self.row(table, old_key.as_ref(), new, pos, false, src)?;
-                self.table_batch(table).received[1] += 1;
-                Ok(())
+                self.row(table, old_key.as_ref(), new, pos, false, src)
             }
             Message::Delete { table, old } => {
                 let old = old.as_ref().ok_or_else(|| no_tuple(table, "DELETE"))?;
-                self.delete(table, old, src)?;
-                self.table_batch(table).received[2] += 1;
-                Ok(())
+                self.delete(table, old, src)
             }
             Message::Truncate { tables, .. } => {
                 for t in tables {
@@ -263,15 +256,9 @@ impl Batcher {
 
     fn table_batch(&mut self, t: &TableName<'_>) -> &mut TableBatch {
         qualified_into(&mut self.qualified_buf, t);
-        if !self.tables.contains_key(&self.qualified_buf) {
-            self.tables.insert(
-                self.qualified_buf.clone(),
-                TableBatch::new(&t.schema, &t.name),
-            );
-        }
         self.tables
-            .get_mut(&self.qualified_buf)
-            .expect("inserted above")
+            .entry_ref(self.qualified_buf.as_str())
+            .or_insert_with(|| TableBatch::new(&t.schema, &t.name))
     }
 
     /// The registry entry for `t`, created (with its known key, if any) on first sight.
@@ -315,6 +302,7 @@ impl Batcher {
         src: &mut dyn RecordSource,
     ) -> Result<(), BatchError> {
         let (ts, _) = self.table_schema(table);
+        let mut keyless = ts.key.is_none();
         if !ts.matches(&new.columns) {
             let ops = if ts.columns.is_empty() {
                 ts.columns = new.columns.iter().map(ColumnDef::from_column).collect();
@@ -329,12 +317,16 @@ impl Batcher {
             let tb = self.table_batch(table);
             tb.close_load();
             tb.steps.extend(ops.into_iter().map(Step::Schema));
+            keyless = self.table_schema(table).0.key.is_none();
         }
         if let Some(old) = old_key {
             self.learn_key(table, old, src)?;
+            keyless = self.table_schema(table).0.key.is_none();
         }
-        if self.table_schema(table).0.key.is_none() {
-            self.table_batch(table).unkeyed.push(pos);
+        let tb = self.table_batch(table);
+        tb.received[usize::from(!is_insert)] += 1;
+        if keyless {
+            tb.unkeyed.push(pos);
             self.mem += UNKEYED_COST;
             return Ok(());
         }
@@ -350,7 +342,7 @@ impl Batcher {
         pos: RecPos,
         is_insert: bool,
     ) -> Result<(), BatchError> {
-        self.table_batch(table);
+        qualified_into(&mut self.qualified_buf, table);
         let Self {
             registry,
             tables,
@@ -366,8 +358,8 @@ impl Batcher {
             .get(qualified_buf.as_str())
             .expect("row() registered the table");
         let tb = tables
-            .get_mut(qualified_buf.as_str())
-            .expect("table_batch() created it");
+            .entry_ref(qualified_buf.as_str())
+            .or_insert_with(|| TableBatch::new(&table.schema, &table.name));
         let load = match &mut tb.current {
             Some(load) => load,
             None => tb.current.insert(new_load(ts)?),
@@ -416,6 +408,7 @@ impl Batcher {
         let tb = tables
             .get_mut(qualified_buf.as_str())
             .expect("table_batch() created it");
+        tb.received[2] += 1;
         let load = tb.current.get_or_insert_with(|| {
             TableLoad::new(
                 ts.columns.clone(),
@@ -536,8 +529,10 @@ impl Batcher {
         for t in pending {
             self.resolve_unkeyed(&t, src)?;
         }
-        let mut tables = Vec::with_capacity(self.tables.len());
-        for (_, mut tb) in std::mem::take(&mut self.tables) {
+        let mut touched: Vec<_> = self.tables.drain().collect();
+        touched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut tables = Vec::with_capacity(touched.len());
+        for (_, mut tb) in touched {
             tb.close_load();
             if !tb.steps.is_empty() {
                 tables.push(tb);
