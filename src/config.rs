@@ -496,7 +496,7 @@ impl Config {
                     if !(1..=MAX_REDSHIFT_PIPELINE_DEPTH).contains(&v) {
                         return Err(invalid(
                             key,
-                            &format!("must be 1 to {MAX_REDSHIFT_PIPELINE_DEPTH}"),
+                            format!("must be 1 to {MAX_REDSHIFT_PIPELINE_DEPTH}"),
                         ));
                     }
                 }
