@@ -134,6 +134,13 @@ pub struct Batch {
     pub changes: u64,
 }
 
+/// Share of the batch budget (percent) from which the ingest loop closes the segment at the next
+/// transaction boundary. A segment closed by the full budget is closed inside a transaction (the
+/// message that crossed it is a row change), and such a segment is loaded only together with a
+/// later complete one: closing at a boundary first keeps a busy stream's segments complete, so
+/// each is loaded as soon as it is written.
+pub const CLOSE_AT_BOUNDARY_PERCENT: usize = 90;
+
 /// Bytes of index memory per position of a change whose key is not known yet.
 const UNKEYED_COST: usize = std::mem::size_of::<RecPos>();
 
@@ -203,6 +210,12 @@ impl Batcher {
 
     pub fn memory_full(&self) -> bool {
         self.mem >= self.max_mem
+    }
+
+    /// The index has reached [`CLOSE_AT_BOUNDARY_PERCENT`] of its budget: the segment should
+    /// close at the next transaction boundary.
+    pub fn memory_nearly_full(&self) -> bool {
+        self.mem >= self.max_mem / 100 * CLOSE_AT_BOUNDARY_PERCENT
     }
 
     pub fn memory_used(&self) -> usize {

@@ -12,10 +12,11 @@
 //! - group commit: the WAL is fsynced before the loop waits for more input, after at most
 //!   [`GROUP_COMMIT_BYTES`] of WAL, and when a segment closes; the durable LSN (the last COMMIT
 //!   covered by an fsync) is published for upstream confirmation;
-//! - a segment closes at a transaction boundary when it reaches `segment_max_bytes` or
-//!   `segment_max_age_secs`, at EOF, or — anywhere, even inside a transaction — when the
-//!   batcher's index reaches its memory budget; such a segment is marked incomplete and is
-//!   delivered only together with a later complete one;
+//! - a segment closes at a transaction boundary when it reaches `segment_max_bytes`,
+//!   `segment_max_age_secs` or 90% of the batcher's memory budget
+//!   ([`crate::batch::CLOSE_AT_BOUNDARY_PERCENT`]), at EOF, or — anywhere, even inside a
+//!   transaction — when the index reaches the whole budget (a transaction larger than it); such
+//!   a segment is marked incomplete and is delivered only together with a later complete one;
 //! - on start, segments left by a previous run are re-batched and re-delivered first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -513,17 +514,19 @@ impl Ingest {
         if len.saturating_sub(self.synced_at_len) >= GROUP_COMMIT_BYTES {
             self.sync()?;
         }
-        if self.batcher.memory_full() {
+        // Near the budget at a transaction boundary, or at the budget anywhere (a transaction
+        // larger than what is left of it).
+        let boundary = !self.in_txn;
+        if self.batcher.memory_full() || (boundary && self.batcher.memory_nearly_full()) {
             metrics::SEGMENTS_ROTATED_FOR_MEMORY.inc();
             tracing::info!(
                 memory = self.batcher.memory_used(),
                 in_txn = self.in_txn,
                 "batch memory budget reached: closing the segment early"
             );
-            let complete = !self.in_txn;
-            return self.close_segment(complete);
+            return self.close_segment(boundary);
         }
-        if !self.in_txn && (len >= self.limits.segment_max_bytes || self.segment_aged()) {
+        if boundary && (len >= self.limits.segment_max_bytes || self.segment_aged()) {
             return self.close_segment(true);
         }
         Ok(())
@@ -651,6 +654,7 @@ pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::handoff::Entry;
     use crate::wal::segment::{Next, RecordKind, SegmentScanner};
 
     fn sourced(lsn: u64, raw: &'static str) -> SourcedMessage {
@@ -721,6 +725,53 @@ mod tests {
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert!(recovery.segments.is_empty());
         assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
+    }
+
+    /// A busy stream of small transactions rotates on memory at transaction boundaries: every
+    /// segment is complete (loaded as soon as it is written), none waits for a later one.
+    #[test]
+    fn memory_rotation_waits_for_a_transaction_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, recovery) = Wal::open(dir.path()).unwrap();
+        let limits = IngestLimits {
+            segment_max_bytes: 1 << 30,
+            segment_max_age: Duration::from_secs(3600),
+            batch_max_memory: 64 * 1024,
+            spill_after: Duration::ZERO,
+        };
+        let queue = Arc::new(SealedQueue::default());
+        let mut ingest = Ingest::new(
+            wal,
+            &recovery,
+            KnownKeys::default(),
+            limits,
+            Arc::clone(&queue),
+            Shutdown::new(),
+        );
+        // The DELETE tells the key, so rows are indexed (and count against the budget) at once.
+        let mut text = String::from("BEGIN 1\ntable public.t: DELETE: id[integer]:-1\nCOMMIT 1\n");
+        for txn in 2..400 {
+            text.push_str(&format!("BEGIN {txn}\n"));
+            for row in 0..5 {
+                let id = txn * 5 + row;
+                text.push_str(&format!("table public.t: INSERT: id[integer]:{id}\n"));
+            }
+            text.push_str(&format!("COMMIT {txn}\n"));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        tx.send(Input::Bytes(text.into_bytes())).unwrap();
+        drop(tx);
+        assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
+        queue.producer_done();
+        let mut sealed = Vec::new();
+        while let Some(Entry::Spilled(s)) = queue.take() {
+            sealed.push(s.complete);
+        }
+        assert!(sealed.len() > 3, "rotated on memory: {sealed:?}");
+        assert!(
+            sealed.iter().all(|c| *c),
+            "every segment complete: {sealed:?}"
+        );
     }
 
     #[test]
