@@ -10,7 +10,7 @@ use super::ledger::LedgerKey;
 use super::load::{LoadError, RedshiftLoader, MAX_REJECTED_PER_COPY};
 use super::pool::{column_exists, within, Attempt};
 use super::quarantine;
-use super::sql::{self, PlanStep, TablePlanInput, TargetTable, WidenStep};
+use super::sql::{self, LoadStep, PlanStep, TablePlanInput, TargetTable, WidenStep};
 use crate::csv::manifest::TableManifest;
 use crate::metrics;
 use crate::pipeline::handoff::SegmentOutput;
@@ -180,18 +180,25 @@ impl RedshiftLoader {
         &self,
         c: &tokio_postgres::Client,
         key: &LedgerKey<'_>,
-        statements: &[String],
+        load: &LoadStep,
         load_no: usize,
     ) -> Result<(), Attempt> {
         let deadline = self.pool.deadline();
         let mut rejected = Vec::new();
-        for s in statements {
+        let mut copy_rows = load.copy_rows.iter();
+        for s in &load.statements {
             within(deadline, "a load", c.batch_execute(s)).await?;
-            if sql::is_copy(s) {
-                crate::failpoint!("apply.after_copy");
+            if !sql::is_copy(s) {
+                continue;
             }
-            if key.quarantine.is_some() && sql::is_copy(s) {
+            crate::failpoint!("apply.after_copy");
+            let before = rejected.len();
+            if key.quarantine.is_some() {
                 rejected.extend(quarantine::rejected_rows(c, deadline).await?);
+            }
+            if let Some(&rows) = copy_rows.next() {
+                let skipped = (rejected.len() - before) as u64;
+                check_copy_count(c, deadline, key.source, rows, skipped).await?;
             }
         }
         match key.quarantine {
@@ -237,9 +244,9 @@ impl RedshiftLoader {
                     }
                     within(deadline, "a schema change", c.batch_execute(&ddl.sql)).await?;
                 }
-                PlanStep::Load(statements) => {
+                PlanStep::Load(load) => {
                     within(deadline, "BEGIN", c.batch_execute("BEGIN")).await?;
-                    if let Err(mut a) = self.run_load(c, key, statements, load_no).await {
+                    if let Err(mut a) = self.run_load(c, key, load, load_no).await {
                         let _ = within(deadline, "ROLLBACK", c.batch_execute("ROLLBACK")).await;
                         if a.detail.contains("stl_load_errors") {
                             a.detail.push_str(&load_error_detail(c, deadline).await);
@@ -255,6 +262,46 @@ impl RedshiftLoader {
         }
         Ok(true)
     }
+}
+
+/// Checks that the COPY just run loaded every row of its file (`rows`), counting the rows it
+/// skipped into `stl_load_errors` (`skipped`, quarantine only): a file read short (a truncated
+/// object, a reader that stops at the first gzip member) is a definite error that stops the
+/// table, never rows silently missing.
+async fn check_copy_count(
+    c: &tokio_postgres::Client,
+    deadline: Duration,
+    table: &str,
+    rows: u64,
+    skipped: u64,
+) -> Result<(), Attempt> {
+    let row = within(
+        deadline,
+        "counting the rows COPY loaded",
+        c.query_one(sql::LAST_COPY_COUNT_SQL, &[]),
+    )
+    .await?;
+    let loaded = row.try_get::<_, i64>(0).map_err(Attempt::pg)?;
+    match short_copy(table, loaded, skipped, rows) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The error when a COPY did not account for every row of its file: `loaded` (what Redshift
+/// says it loaded) and `skipped` (rejected under MAXERROR) must add up to `rows`.
+fn short_copy(table: &str, loaded: i64, skipped: u64, rows: u64) -> Option<Attempt> {
+    if u64::try_from(loaded).is_ok_and(|n| n.checked_add(skipped) == Some(rows)) {
+        return None;
+    }
+    Some(Attempt {
+        class: ErrorClass::Definite,
+        detail: format!(
+            "table {table}: COPY loaded {loaded} rows (and rejected {skipped}) of a file of \
+             {rows}: the file was not read whole; nothing of this load was committed"
+        ),
+        cause: None,
+    })
 }
 
 /// A committed table-segment's rows by kind and its duration, by target table.
@@ -313,5 +360,21 @@ async fn load_error_detail(c: &tokio_postgres::Client, deadline: Duration) -> St
             })
             .unwrap_or_default(),
         Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_must_account_for_every_row_of_its_file() {
+        assert!(short_copy("s.t", 10, 0, 10).is_none());
+        assert!(short_copy("s.t", 7, 3, 10).is_none(), "rejected rows count");
+        for (loaded, skipped) in [(9, 0), (11, 0), (7, 2), (-1, 0), (0, 0)] {
+            let e = short_copy("s.t", loaded, skipped, 10).expect("a short COPY");
+            assert_eq!(e.class, ErrorClass::Definite);
+            assert!(e.detail.contains("s.t") && e.detail.contains("of 10"), "{}", e.detail);
+        }
     }
 }

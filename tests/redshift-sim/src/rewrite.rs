@@ -110,11 +110,22 @@ pub fn join_pass(planned: &[Planned]) -> Option<String> {
 /// leader-node function, which the backend lacks). Strings, quoted identifiers and comments are
 /// left alone; text that does not tokenize is returned unchanged.
 pub fn substitute_last_copy_id(sql: &str, id: i64) -> String {
-    const NAME: &[u8] = b"pg_last_copy_id";
+    substitute_call(sql, "pg_last_copy_id", id)
+}
+
+/// Replace every call `pg_last_copy_count()` by `rows`: the rows the session's last COPY loaded
+/// (0 before any, or after one that failed), as [`substitute_last_copy_id`] does.
+pub fn substitute_last_copy_count(sql: &str, rows: i64) -> String {
+    substitute_call(sql, "pg_last_copy_count", rows)
+}
+
+/// Replace every call `<name>()` (optionally `pg_catalog.`-qualified) by `value`.
+fn substitute_call(sql: &str, name: &str, value: i64) -> String {
+    let id = value;
     if !sql
         .as_bytes()
-        .windows(NAME.len())
-        .any(|w| w.eq_ignore_ascii_case(NAME))
+        .windows(name.len())
+        .any(|w| w.eq_ignore_ascii_case(name.as_bytes()))
     {
         return sql.to_string();
     }
@@ -129,7 +140,7 @@ pub fn substitute_last_copy_id(sql: &str, id: i64) -> String {
     };
     let mut edits = Vec::new();
     for k in 0..st.len() {
-        if !(st.kw(k, "pg_last_copy_id") && st.punct(k + 1, "(") && st.punct(k + 2, ")")) {
+        if !(st.kw(k, name) && st.punct(k + 1, "(") && st.punct(k + 2, ")")) {
             continue;
         }
         // A call qualified by another schema is someone else's function.
@@ -589,6 +600,18 @@ mod tests {
                 let _ = plan_query(&corpus[i..], in_block);
             }
         }
+    }
+
+    #[test]
+    fn last_copy_count_is_substituted() {
+        assert_eq!(
+            substitute_last_copy_count("SELECT pg_last_copy_count()", 42),
+            "SELECT 42"
+        );
+        assert_eq!(
+            substitute_last_copy_count("SELECT pg_last_copy_id()", 42),
+            "SELECT pg_last_copy_id()"
+        );
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct Session {
     pub(crate) backend_pid: Option<i32>,
     /// Query id of the last COPY this session ran (`pg_last_copy_id()`), -1 before any.
     pub(crate) last_copy_id: i32,
+    /// Rows the last COPY loaded (`pg_last_copy_count()`): 0 before any, or after one that
+    /// failed.
+    last_copy_count: i64,
     maint: watch::Receiver<bool>,
     maint_open: bool,
 }
@@ -149,6 +152,7 @@ pub async fn serve(client: TcpStream, shared: Arc<Shared>) -> Result<(), Session
         user,
         backend_pid: None,
         last_copy_id: -1,
+        last_copy_count: 0,
         maint,
         maint_open: true,
     };
@@ -326,7 +330,7 @@ impl Session {
             return self.forward(&f, true).await;
         }
         if let Some(text) = rewrite::join_pass(&planned) {
-            let text = rewrite::substitute_last_copy_id(&text, self.last_copy_id.into());
+            let text = self.last_copy(&text);
             tracing::debug!(sql = %text, "query");
             wire::query(&mut self.to_backend, &text)?;
             self.outstanding += 1;
@@ -366,7 +370,7 @@ impl Session {
                     Some(t) if !planned.is_empty() => t,
                     _ => sql.to_string(),
                 };
-                rewrite::substitute_last_copy_id(&text, self.last_copy_id.into())
+                self.last_copy(&text)
             }
         };
         tracing::debug!(sql = %text, "parse");
@@ -401,7 +405,7 @@ impl Session {
         for p in planned {
             let ok = match p.plan {
                 Plan::Pass(sql) => {
-                    let sql = rewrite::substitute_last_copy_id(&sql, self.last_copy_id.into());
+                    let sql = self.last_copy(&sql);
                     tracing::debug!(sql = %sql, "query");
                     self.sub_query(&sql).await?
                 }
@@ -487,14 +491,22 @@ impl Session {
     }
 
     /// Run a COPY from S3 and answer the client with CommandComplete or an ErrorResponse.
+    /// `sql` with the last COPY's id and row count in place of the functions that ask for them.
+    fn last_copy(&self, sql: &str) -> String {
+        let sql = rewrite::substitute_last_copy_id(sql, self.last_copy_id.into());
+        rewrite::substitute_last_copy_count(&sql, self.last_copy_count)
+    }
+
     async fn copy_for_client(
         &mut self,
         spec: &crate::copycmd::CopySpec,
     ) -> Result<bool, SessionError> {
         let result = self.run_copy(spec).await?;
         let ok = result.is_ok();
+        self.last_copy_count = 0;
         match result {
             Ok(done) => {
+                self.last_copy_count = i64::try_from(done.rows).unwrap_or(i64::MAX);
                 if let Some(msg) = done.notice() {
                     wire::notice_response(&mut self.to_client, "INFO", "00000", &msg);
                 }

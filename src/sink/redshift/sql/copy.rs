@@ -42,6 +42,9 @@ pub fn is_copy(sql: &str) -> bool {
     sql.starts_with("COPY ")
 }
 
+/// The rows the session's last COPY loaded (rows it skipped under MAXERROR not counted).
+pub const LAST_COPY_COUNT_SQL: &str = "SELECT pg_last_copy_count()";
+
 /// COPY's format options. No `NULL AS`: Redshift's default null string is `\N`, what the CSV
 /// stage writes unquoted, and leaving it out avoids a backslash in a literal (read differently
 /// by Redshift and PostgreSQL, see `naming`). A quoted `"\N"` is the two-character text: the

@@ -46,7 +46,7 @@ mod widen;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-pub use copy::{copy_sql, is_copy, redact, CopyAuth, COPY_FORMAT};
+pub use copy::{copy_sql, is_copy, redact, CopyAuth, COPY_FORMAT, LAST_COPY_COUNT_SQL};
 pub use ledger::{
     ledger_insert, rejected_insert, LedgerRow, Rejected, RowCounts, LEDGER_CHECK_LEGACY_SQL,
     LEDGER_CHECK_SQL, LEDGER_DDL, LEDGER_LINEAGE_COLUMN, LEDGER_UPGRADE_SQL, REJECTED_ROWS_SQL,
@@ -122,7 +122,16 @@ pub enum PlanStep {
     /// the caller runs first.
     Ddl(DdlStep),
     /// One transaction: BEGIN; statements...; COMMIT (the caller sends BEGIN/COMMIT).
-    Load(Vec<String>),
+    Load(LoadStep),
+}
+
+/// The statements of one load transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadStep {
+    pub statements: Vec<String>,
+    /// The rows of each COPY's file, in the order the COPY statements come: the loader checks
+    /// each against what the COPY loaded, so a file read short never goes unnoticed.
+    pub copy_rows: Vec<u64>,
 }
 
 /// Binds: `$1` schema, `$2` table, `$3` column (target names, already lower case).
@@ -192,7 +201,7 @@ pub fn plan_table_at(
             }
             StepManifest::Truncate => {
                 let sql = format!("DELETE FROM {}", p.target);
-                p.open().push(sql);
+                p.open().statements.push(sql);
             }
             StepManifest::Load {
                 columns,
@@ -212,7 +221,7 @@ pub fn plan_table_at(
         counts: RowCounts::of(table),
         applied_at,
     });
-    p.open().push(ledger);
+    p.open().statements.push(ledger);
     p.close();
     Ok(p.steps)
 }
@@ -225,21 +234,21 @@ struct Planner<'a> {
     source: String,
     steps: Vec<PlanStep>,
     /// The transaction being assembled.
-    open: Option<Vec<String>>,
+    open: Option<LoadStep>,
     /// Staging tables used so far (names are unique within the plan).
     staging: usize,
     schema_created: bool,
 }
 
 impl Planner<'_> {
-    fn open(&mut self) -> &mut Vec<String> {
-        self.open.get_or_insert_with(Vec::new)
+    fn open(&mut self) -> &mut LoadStep {
+        self.open.get_or_insert_with(LoadStep::default)
     }
 
     /// Ends the open transaction, if any (before DDL, and at the end).
     fn close(&mut self) {
-        if let Some(statements) = self.open.take() {
-            self.steps.push(PlanStep::Load(statements));
+        if let Some(load) = self.open.take() {
+            self.steps.push(PlanStep::Load(load));
         }
     }
 
@@ -476,6 +485,7 @@ impl Planner<'_> {
             copy.push_str(&format!(" MAXERROR {}", self.input.max_errors));
         }
         sql.stage.push(copy);
+        sql.copy_rows.push(file.rows);
         sql.drops.push(format!("DROP TABLE {}", quote_ident(&name)));
         Ok(quote_ident(&name))
     }
@@ -516,6 +526,7 @@ impl Planner<'_> {
         }
         let LoadSql {
             stage,
+            copy_rows,
             updates,
             deletes,
             inserts,
@@ -523,8 +534,9 @@ impl Planner<'_> {
         } = sql;
         let open = self.open();
         for part in [stage, updates, deletes, inserts, drops] {
-            open.extend(part);
+            open.statements.extend(part);
         }
+        open.copy_rows.extend(copy_rows);
         Ok(())
     }
 
@@ -691,6 +703,8 @@ impl Planner<'_> {
 struct LoadSql {
     /// CREATE TEMP TABLE + COPY of each file.
     stage: Vec<String>,
+    /// The rows of each COPY's file, in order.
+    copy_rows: Vec<u64>,
     /// One `UPDATE ... FROM` per update file.
     updates: Vec<String>,
     /// `DELETE ... USING` for the delete file and the upsert file's keys.

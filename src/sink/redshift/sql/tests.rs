@@ -165,8 +165,8 @@ fn plan(table: &TableManifest) -> Vec<PlanStep> {
 fn loads(plan: &[PlanStep]) -> Vec<&Vec<String>> {
     let mut out = Vec::new();
     for s in plan {
-        if let PlanStep::Load(v) = s {
-            out.push(v);
+        if let PlanStep::Load(l) = s {
+            out.push(&l.statements);
         }
     }
     out
@@ -329,7 +329,7 @@ fn statement_count_does_not_depend_on_rows() {
     let count = |p: &[PlanStep]| {
         let n = |s: &PlanStep| match s {
             PlanStep::Ddl(_) => 1,
-            PlanStep::Load(v) => v.len(),
+            PlanStep::Load(l) => l.statements.len(),
         };
         p.iter().map(n).sum::<usize>()
     };
