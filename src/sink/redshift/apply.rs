@@ -374,7 +374,11 @@ mod tests {
         for (loaded, skipped) in [(9, 0), (11, 0), (7, 2), (-1, 0), (0, 0)] {
             let e = short_copy("s.t", loaded, skipped, 10).expect("a short COPY");
             assert_eq!(e.class, ErrorClass::Definite);
-            assert!(e.detail.contains("s.t") && e.detail.contains("of 10"), "{}", e.detail);
+            assert!(
+                e.detail.contains("s.t") && e.detail.contains("of 10"),
+                "{}",
+                e.detail
+            );
         }
     }
 }
