@@ -46,7 +46,7 @@ capture() {
     esac
     src=examples/$gen.rs
     local file=$DIR/$name.txt params
-    params="$gen $args $(sha256sum "$src" | cut -c1-16)"
+    params="$gen $args $(cat "$src" examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
     if ! [ -s "$file" ] || [ "$(cat "$file.params" 2>/dev/null)" != "$params" ]; then
         echo "capture: generating $file ($gen $args)" >&2
         rm -f "$file.params"

@@ -21,9 +21,14 @@
 //! `--changes N` counts `table ...:` messages; xids increase by one from 1000. Deterministic for
 //! a given seed. Check the output with `python3 benches/check_capture.py FILE --expect-changes N`.
 
+#[path = "capture_text/mod.rs"]
+mod capture_text;
+
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
+
+use capture_text::{Out, Rng, DAY_US};
 
 const HELP: &str = "\
 gen_shapes: write a synthetic PostgreSQL test_decoding capture of one shape to stdout
@@ -56,204 +61,8 @@ const FIRST_XID: u64 = 1000;
 
 // Microseconds since 1970-01-01 of 2026-01-01 00:00:00 UTC.
 const EPOCH_2026_US: i64 = 1_767_225_600_000_000;
-const DAY_US: i64 = 86_400_000_000;
 
-// ---------------------------------------------------------------------------------------------
-// PRNG: xorshift64* seeded through splitmix64.
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // xorshift must not start from zero.
-        Rng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    #[inline]
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n`; 0 when n is 0.
-    #[inline]
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi` (lo <= hi).
-    #[inline]
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo.wrapping_add(self.below(hi.wrapping_sub(lo) as u64 + 1) as i64)
-    }
-
-    /// True with probability `p` percent.
-    #[inline]
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output: a byte buffer written to the sink in ~1 MiB chunks, with value formatters.
-
-struct Out<W: Write> {
-    buf: Vec<u8>,
-    sink: W,
-    written: u64,
-}
-
-impl<W: Write> Out<W> {
-    const CHUNK: usize = 1 << 20;
-
-    fn new(sink: W) -> Self {
-        Out {
-            buf: Vec::with_capacity(Self::CHUNK + 64 * 1024),
-            sink,
-            written: 0,
-        }
-    }
-
-    #[inline]
-    fn s(&mut self, s: &str) {
-        self.buf.extend_from_slice(s.as_bytes());
-    }
-
-    #[inline]
-    fn u(&mut self, mut n: u64) {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.buf.extend_from_slice(&tmp[i..]);
-    }
-
-    #[inline]
-    fn i(&mut self, n: i64) {
-        if n < 0 {
-            self.buf.push(b'-');
-        }
-        self.u(n.unsigned_abs());
-    }
-
-    /// `n` zero-padded to at least `width` digits.
-    fn pad(&mut self, n: u64, width: usize) {
-        let mut tmp = [b'0'; 20];
-        let mut i = tmp.len();
-        let mut n = n;
-        while n > 0 {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        let start = i.min(tmp.len() - width.min(tmp.len()));
-        self.buf.extend_from_slice(&tmp[start..]);
-    }
-
-    /// A quoted text value: `'` doubled, nothing else escaped (test_decoding's quoting).
-    fn q(&mut self, s: &str) {
-        self.buf.push(b'\'');
-        for &c in s.as_bytes() {
-            if c == b'\'' {
-                self.buf.push(b'\'');
-            }
-            self.buf.push(c);
-        }
-        self.buf.push(b'\'');
-    }
-
-    /// Fixed-point numeric: `units` / 10^scale with exactly `scale` decimals.
-    fn fixed(&mut self, units: i64, scale: u32) {
-        let p = 10u64.pow(scale);
-        if units < 0 {
-            self.buf.push(b'-');
-        }
-        let a = units.unsigned_abs();
-        self.u(a / p);
-        if scale > 0 {
-            self.buf.push(b'.');
-            self.pad(a % p, scale as usize);
-        }
-    }
-
-    /// Quoted timestamptz of a UTC session: `'2026-11-23 07:45:04.157387+00'`, the fraction's
-    /// trailing zeros trimmed as PostgreSQL prints it.
-    fn ts(&mut self, us: i64) {
-        let (y, m, d) = civil_from_days(us.div_euclid(DAY_US));
-        let tod = us.rem_euclid(DAY_US) as u64;
-        let secs = tod / 1_000_000;
-        self.buf.push(b'\'');
-        self.pad(y.max(0) as u64, 4);
-        self.buf.push(b'-');
-        self.pad(m, 2);
-        self.buf.push(b'-');
-        self.pad(d, 2);
-        self.buf.push(b' ');
-        self.pad(secs / 3600, 2);
-        self.buf.push(b':');
-        self.pad(secs / 60 % 60, 2);
-        self.buf.push(b':');
-        self.pad(secs % 60, 2);
-        let mut frac = tod % 1_000_000;
-        if frac > 0 {
-            let mut width = 6;
-            while frac.is_multiple_of(10) {
-                frac /= 10;
-                width -= 1;
-            }
-            self.buf.push(b'.');
-            self.pad(frac, width);
-        }
-        self.s("+00'");
-    }
-
-    /// A double precision value. Rust's shortest round-trip form is PostgreSQL's for the
-    /// magnitudes written here (1 <= |x| < 1e6: no exponent either way).
-    fn float(&mut self, x: f64) {
-        // Writing to a Vec cannot fail.
-        let _ = write!(self.buf, "{x}");
-    }
-
-    fn end_line(&mut self) -> io::Result<()> {
-        self.buf.push(b'\n');
-        if self.buf.len() >= Self::CHUNK {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.sink.write_all(&self.buf)?;
-        self.written += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (Howard Hinnant's method).
-fn civil_from_days(days: i64) -> (i64, u64, u64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u64;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+// The PRNG, the writer and its formatters: capture_text/mod.rs.
 
 // ---------------------------------------------------------------------------------------------
 // Options.
@@ -533,9 +342,10 @@ impl<W: Write> Gen<W> {
                 1 => self.wide_text(),
                 2 => self.o.fixed(self.r.range(-10_000_000, 1_000_000_000), 2),
                 3 => self.o.s(if self.r.percent(50) { "true" } else { "false" }),
-                4 => self
-                    .o
-                    .ts(EPOCH_2026_US + self.r.below(365 * DAY_US as u64) as i64),
+                4 => self.o.ts(
+                    EPOCH_2026_US + self.r.below(365 * DAY_US as u64) as i64,
+                    true,
+                ),
                 _ => {
                     // 1 <= |x| < 1e6 with a full 53-bit mantissa.
                     let x = 1.0 + (self.r.next() >> 11) as f64 / (1u64 << 53) as f64 * 999_998.0;
@@ -820,7 +630,7 @@ impl<W: Write> Gen<W> {
         self.o.i(self.r.range(-1000, 1_000_000));
         self.o.s(" updated_at[timestamp with time zone]:");
         let at = self.clock_us + self.r.below(1_000_000) as i64;
-        self.o.ts(at);
+        self.o.ts(at, true);
     }
 }
 
