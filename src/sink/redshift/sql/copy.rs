@@ -43,7 +43,7 @@ pub fn is_copy(sql: &str) -> bool {
 }
 
 /// The rows the session's last COPY loaded (rows it skipped under MAXERROR not counted).
-pub const LAST_COPY_COUNT_SQL: &str = "SELECT pg_last_copy_count()";
+pub const LAST_COPY_COUNT_SQL: &str = "SELECT pg_last_copy_count()::bigint";
 
 /// COPY's format options. No `NULL AS`: Redshift's default null string is `\N`, what the CSV
 /// stage writes unquoted, and leaving it out avoids a backslash in a literal (read differently
