@@ -55,13 +55,15 @@ async fn statement_count_does_not_grow_with_rows() {
     let all = small.join("\n");
     assert_eq!(small_segments, 3, "default settings: one segment, 3 tables");
     assert!(
-        small.len() < 50,
+        small.len() < 60,
         "{} statements for 10,000 changes:\n{all}",
         small.len()
     );
-    // Per table: one upsert file and one delete file, each staged with one COPY; the merge is
-    // a DELETE for the deleted keys, a DELETE for the upserted keys and one INSERT.
+    // Per table: one upsert file and one delete file, each staged with one COPY and checked
+    // against its row count; the merge is a DELETE for the deleted keys, a DELETE for the
+    // upserted keys and one INSERT.
     assert_eq!(count(&small, "COPY "), 6, "{all}");
+    assert_eq!(count(&small, "SELECT pg_last_copy_count()"), 6, "{all}");
     assert_eq!(count(&small, "DELETE FROM "), 6, "{all}");
     assert_eq!(count(&small, "INSERT INTO \""), 3, "{all}");
     assert_eq!(count(&small, "INSERT INTO re_dms.applied"), 3, "{all}");
