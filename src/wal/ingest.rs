@@ -666,22 +666,29 @@ mod tests {
 
     /// Ingest into the WAL at `dir`; sealed batches are dropped (spilled) at once.
     fn ingest_into(dir: &std::path::Path) -> Ingest {
+        ingest_with(dir, 1 << 20).0
+    }
+
+    /// Ingest into the WAL at `dir` with a batch budget of `batch_max_memory`, and the queue
+    /// its sealed segments go to (spilled at once).
+    fn ingest_with(dir: &std::path::Path, batch_max_memory: usize) -> (Ingest, Arc<SealedQueue>) {
         let (wal, recovery) = Wal::open(dir).unwrap();
         let limits = IngestLimits {
             segment_max_bytes: 1 << 20,
             segment_max_age: Duration::from_secs(3600),
-            batch_max_memory: 1 << 20,
+            batch_max_memory,
             spill_after: Duration::ZERO,
         };
         let queue = Arc::new(SealedQueue::default());
-        Ingest::new(
+        let ingest = Ingest::new(
             wal,
             &recovery,
             KnownKeys::default(),
             limits,
-            queue,
+            Arc::clone(&queue),
             Shutdown::new(),
-        )
+        );
+        (ingest, queue)
     }
 
     /// Messages from a slot keep their LSNs in the WAL, and the last COMMIT's LSN is known on
@@ -732,22 +739,7 @@ mod tests {
     #[test]
     fn memory_rotation_waits_for_a_transaction_boundary() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, recovery) = Wal::open(dir.path()).unwrap();
-        let limits = IngestLimits {
-            segment_max_bytes: 1 << 30,
-            segment_max_age: Duration::from_secs(3600),
-            batch_max_memory: 64 * 1024,
-            spill_after: Duration::ZERO,
-        };
-        let queue = Arc::new(SealedQueue::default());
-        let mut ingest = Ingest::new(
-            wal,
-            &recovery,
-            KnownKeys::default(),
-            limits,
-            Arc::clone(&queue),
-            Shutdown::new(),
-        );
+        let (mut ingest, queue) = ingest_with(dir.path(), 64 * 1024);
         // The DELETE tells the key, so rows are indexed (and count against the budget) at once.
         let mut text = String::from("BEGIN 1\ntable public.t: DELETE: id[integer]:-1\nCOMMIT 1\n");
         for txn in 2..400 {
