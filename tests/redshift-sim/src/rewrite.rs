@@ -121,7 +121,6 @@ pub fn substitute_last_copy_count(sql: &str, rows: i64) -> String {
 
 /// Replace every call `<name>()` (optionally `pg_catalog.`-qualified) by `value`.
 fn substitute_call(sql: &str, name: &str, value: i64) -> String {
-    let id = value;
     if !sql
         .as_bytes()
         .windows(name.len())
@@ -133,10 +132,10 @@ fn substitute_call(sql: &str, name: &str, value: i64) -> String {
         return sql.to_string();
     };
     let st = Stmt::new(toks);
-    let literal = if id < 0 {
-        format!("({id})")
+    let literal = if value < 0 {
+        format!("({value})")
     } else {
-        id.to_string()
+        value.to_string()
     };
     let mut edits = Vec::new();
     for k in 0..st.len() {
