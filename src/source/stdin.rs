@@ -1,5 +1,6 @@
-//! The `--stdin` input: test_decoding text (what `pg_recvlogical -f -` prints), read in chunks on
-//! a thread of its own and sent to ingest through a bounded channel.
+//! The `--stdin` input: test_decoding text (what `pg_recvlogical -f -` prints), read in chunks,
+//! framed and parsed on a thread of its own (so that parsing runs beside ingest's appending and
+//! indexing, on the other core), and sent to ingest through a bounded channel.
 //!
 //! A read from a pipe cannot be interrupted: after the stop signal this thread ends at its next
 //! chunk, or stays blocked in `read` until the process exits (nothing waits for it).
@@ -11,11 +12,12 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
+use crate::source::decoding::{FramedChunk, Framer};
 use crate::wal::ingest::Input;
 
 /// Input is read in chunks of this size.
 pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
-/// Chunks read ahead of ingest.
+/// Parsed chunks read ahead of ingest (each holds its bytes and their frames, ~2x the bytes).
 pub const INPUT_CHUNKS_AHEAD: usize = 4;
 
 /// Starts reading `input`; ingest takes the chunks from the returned channel.
@@ -31,11 +33,13 @@ pub fn spawn<R: Read + Send + 'static>(
     (handle, rx)
 }
 
-/// Sends `input` in chunks, then [`Input::Eof`] (or [`Input::Failed`]); returns early on the
-/// stop signal or when ingest is gone.
+/// Sends `input` in parsed chunks, then [`Input::Eof`] (or [`Input::Failed`]); returns early on
+/// the stop signal, when ingest is gone, or after a chunk that ends with a parse error (ingest
+/// stops there).
 pub fn read_input<R: Read>(mut input: R, tx: &Sender<Input>, stop: &Shutdown) {
+    let mut framer = Framer::new();
     loop {
-        let mut buf = vec![0u8; INPUT_CHUNK_BYTES];
+        let mut buf = framer.buffer(INPUT_CHUNK_BYTES);
         let mut filled = 0;
         // Fill the chunk unless the input pauses (a pipe gives what it has).
         let res = loop {
@@ -53,14 +57,16 @@ pub fn read_input<R: Read>(mut input: R, tx: &Sender<Input>, stop: &Shutdown) {
         };
         if filled > 0 {
             buf.truncate(filled);
-            if !send(tx, Input::Bytes(buf), stop) {
+            if !send_framed(tx, framer.push(buf), stop) {
                 return;
             }
         }
         match res {
             Ok(false) => {}
             Ok(true) => {
-                send(tx, Input::Eof, stop);
+                if send_framed(tx, framer.finish(), stop) {
+                    send(tx, Input::Eof, stop);
+                }
                 return;
             }
             Err(e) => {
@@ -69,6 +75,16 @@ pub fn read_input<R: Read>(mut input: R, tx: &Sender<Input>, stop: &Shutdown) {
             }
         }
     }
+}
+
+/// Sends a parsed chunk, if there is one; false when reading should end (not sent, or the
+/// chunk ends with a parse error).
+fn send_framed(tx: &Sender<Input>, chunk: Option<FramedChunk>, stop: &Shutdown) -> bool {
+    let Some(chunk) = chunk else {
+        return true;
+    };
+    let failed = chunk.error().is_some();
+    send(tx, Input::Text(chunk), stop) && !failed
 }
 
 /// Sends one message, waiting for room unless the stop signal comes first; false when the

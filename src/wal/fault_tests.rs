@@ -15,6 +15,7 @@ use super::Wal;
 use crate::batch::rebuild::{rebuild, KnownKeys};
 use crate::pipeline::handoff::SealedQueue;
 use crate::shutdown::Shutdown;
+use crate::source::decoding::Framer;
 use crate::wal::ingest::{Ingest, IngestError, IngestLimits, Input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +117,13 @@ fn ingest_until_the_fault(dir: &Path, fault: Fault) -> (u64, IngestError) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let run = std::thread::spawn(move || ingest.run(&rx));
     let mut acked = 0;
+    let mut framer = Framer::new();
     for n in 1..=TRANSACTIONS {
         let before = durable.load(Ordering::Acquire);
-        if tx.send(Input::Bytes(transaction(n).into_bytes())).is_err() {
+        let chunk = framer
+            .push(transaction(n).into_bytes())
+            .expect("whole transactions");
+        if tx.send(Input::Text(chunk)).is_err() {
             break;
         }
         let deadline = Instant::now() + Duration::from_secs(10);

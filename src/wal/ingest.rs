@@ -33,7 +33,7 @@ use crate::metrics;
 use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{parse_message_utf8, Frame, Message, MessageStream, ParseError};
+use crate::source::decoding::{parse_message_utf8, Frame, FramedChunk, Message, ParseError};
 use crate::source::filter::{Filtered, TableFilter};
 use crate::wal::segment::SegmentReader;
 use crate::wal::{change, Recovery, SegmentFile, Snapshot, Wal, WalError};
@@ -52,8 +52,9 @@ pub struct SourcedMessage {
 /// What the input side sends.
 #[derive(Debug)]
 pub enum Input {
-    /// test_decoding text exactly as `pg_recvlogical -f -` prints it, in chunks of any size.
-    Bytes(Vec<u8>),
+    /// test_decoding text (what `pg_recvlogical -f -` prints), framed and parsed by a
+    /// [`Framer`](crate::source::decoding::Framer) on the input side.
+    Text(FramedChunk),
     /// Messages from a replication slot, in the order sent: each is stored in the WAL with its
     /// source LSN (text input gets local sequence numbers instead).
     Sourced(Vec<SourcedMessage>),
@@ -318,12 +319,8 @@ impl Ingest {
 
     /// Reads input until EOF, an error, or a stop request; loads everything complete.
     pub fn run(&mut self, input: &Receiver<Input>) -> Result<RunEnd, IngestError> {
-        let mut stream = MessageStream::new();
         let mut eof = false;
         loop {
-            while let Some(frame) = stream.next_frame()? {
-                self.ingest_frame(&frame, None)?;
-            }
             if eof {
                 if self.in_txn {
                     return Err(IngestError::IncompleteAtEof {
@@ -346,12 +343,9 @@ impl Ingest {
             }
             let waited = self.next_input(input)?;
             match waited {
-                Waited::Input(Input::Bytes(b)) => stream.push(&b),
+                Waited::Input(Input::Text(chunk)) => self.ingest_text(&chunk)?,
                 Waited::Input(Input::Sourced(messages)) => self.ingest_sourced(&messages)?,
-                Waited::Input(Input::Eof) => {
-                    stream.finish();
-                    eof = true;
-                }
+                Waited::Input(Input::Eof) => eof = true,
                 Waited::Input(Input::Failed(e)) => return Err(IngestError::Input(e)),
                 // Seen at the top of the loop.
                 Waited::Stop => {}
@@ -361,6 +355,17 @@ impl Ingest {
                     }
                 }
             }
+        }
+    }
+
+    /// Text input, framed and parsed on the input thread; ends with the chunk's parse error.
+    fn ingest_text(&mut self, chunk: &FramedChunk) -> Result<(), IngestError> {
+        for frame in chunk.frames() {
+            self.ingest_frame(frame, None)?;
+        }
+        match chunk.error() {
+            Some(e) => Err(IngestError::Parse(e.clone())),
+            None => Ok(()),
         }
     }
 
@@ -655,6 +660,7 @@ pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
 mod tests {
     use super::*;
     use crate::pipeline::handoff::Entry;
+    use crate::source::decoding::Framer;
     use crate::wal::segment::{Next, RecordKind, SegmentScanner};
 
     fn sourced(lsn: u64, raw: &'static str) -> SourcedMessage {
@@ -751,7 +757,8 @@ mod tests {
             text.push_str(&format!("COMMIT {txn}\n"));
         }
         let (tx, rx) = crossbeam_channel::bounded(2);
-        tx.send(Input::Bytes(text.into_bytes())).unwrap();
+        let chunk = Framer::new().push(text.into_bytes()).unwrap();
+        tx.send(Input::Text(chunk)).unwrap();
         drop(tx);
         assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
         queue.producer_done();

@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use re_dms::source::decoding::{parse_message, Message, MessageStream, ParseError, Tuple, Value};
+use re_dms::source::decoding::{
+    parse_message, FramedChunk, Framer, Message, MessageStream, ParseError, Tuple, Value,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The model: what a message means, independent of how it is printed.
@@ -553,6 +555,7 @@ proptest! {
         }
         let models: Vec<MMsg> = msgs.iter().map(|(_, m)| m.clone()).collect();
         let out = run(&chunked(&bytes, &sizes), &models);
+        framer_agrees(&chunked(&bytes, &sizes));
         prop_assert_eq!(out.len(), expected.len());
         for (got, (line, raw, m)) in out.iter().zip(&expected) {
             match &got.result {
@@ -619,4 +622,54 @@ fn no_panic(bytes: &[u8]) {
             assert_eq!(x.result.is_ok(), y.result.is_ok());
         }
     }
+    framer_agrees(&[a, b]);
+    framer_agrees(&chunked(bytes, &[1]));
+}
+
+/// A frame or error as (line, raw, the message's debug form or the error).
+type Seen = (u64, Vec<u8>, Result<String, ParseError>);
+
+/// The framer (input framed ahead of ingest) gives the stream's frames for the same chunks, up
+/// to and including the first error (where ingest stops).
+fn framer_agrees(chunks: &[&[u8]]) {
+    let mut s = MessageStream::new();
+    let mut by_stream: Vec<Seen> = Vec::new();
+    let drain = |s: &mut MessageStream, out: &mut Vec<Seen>| loop {
+        match s.next_frame() {
+            Ok(Some(f)) => out.push((f.line, f.raw.to_vec(), Ok(format!("{:?}", f.message)))),
+            Ok(None) => return true,
+            Err(e) => {
+                out.push((e.line, Vec::new(), Err(e)));
+                return false;
+            }
+        }
+    };
+    let mut failed = false;
+    for chunk in chunks {
+        s.push(chunk);
+        if !drain(&mut s, &mut by_stream) {
+            failed = true;
+            break;
+        }
+    }
+    if !failed {
+        s.finish();
+        drain(&mut s, &mut by_stream);
+    }
+    let mut framer = Framer::new();
+    let mut by_framer: Vec<Seen> = Vec::new();
+    let take = |c: Option<FramedChunk>, out: &mut Vec<Seen>| {
+        let Some(c) = c else { return };
+        for f in c.frames() {
+            out.push((f.line, f.raw.to_vec(), Ok(format!("{:?}", f.message))));
+        }
+        if let Some(e) = c.error() {
+            out.push((e.line, Vec::new(), Err(e.clone())));
+        }
+    };
+    for chunk in chunks {
+        take(framer.push(chunk.to_vec()), &mut by_framer);
+    }
+    take(framer.finish(), &mut by_framer);
+    assert_eq!(by_framer, by_stream);
 }

@@ -8,6 +8,7 @@
 //! identical, segment by segment.
 
 use re_dms::shutdown::Shutdown;
+use re_dms::source::decoding::Framer;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,7 +50,13 @@ fn run(input: &[u8], dir: &Path, spill: bool) -> (Vec<(SegmentOutput, Vec<String
         Shutdown::new(),
     );
     let (tx, rx) = crossbeam_channel::bounded(2);
-    tx.send(Input::Bytes(input.to_vec())).unwrap();
+    let mut framer = Framer::new();
+    for chunk in [framer.push(input.to_vec()), framer.finish()]
+        .into_iter()
+        .flatten()
+    {
+        tx.send(Input::Text(chunk)).unwrap();
+    }
     tx.send(Input::Eof).unwrap();
     let mut ingest_stage = Some(ingest.spawn(Vec::new(), Some(rx)));
     let runtime = tokio::runtime::Builder::new_current_thread()

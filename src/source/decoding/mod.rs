@@ -11,11 +11,13 @@
 //!   newline) parse to the same message again, which is what the local WAL stores;
 //! - bad input is an error naming the line and what was expected, never a panic.
 
+mod chunk;
 mod cursor;
 mod framing;
 mod parser;
 mod stream;
 
+pub use chunk::{FramedChunk, Framer};
 pub use parser::{parse_message, parse_message_utf8};
 pub use stream::{Frame, MessageStream};
 

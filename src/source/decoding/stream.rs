@@ -42,83 +42,52 @@ pub struct Frame<'a> {
 #[derive(Debug)]
 pub struct MessageStream {
     buf: Vec<u8>,
-    /// Start of the unconsumed bytes in `buf`.
-    start: usize,
-    /// Physical line number of `buf[start]`.
-    line: u64,
+    at: FrameScan,
     /// No more input will come.
     eof: bool,
+}
+
+/// Where framing stands in a buffer: the offset and line of the next message, and how far the
+/// search for its end got. Kept apart from the buffer so that frames can borrow the buffer
+/// while framing goes on ([`super::chunk`] collects a whole chunk's frames this way).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FrameScan {
+    /// Start of the unconsumed bytes.
+    pub(super) start: usize,
+    /// Physical line number of the byte at `start`.
+    pub(super) line: u64,
     scan: Scan,
 }
 
-impl Default for MessageStream {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MessageStream {
-    /// An empty stream at line 1.
-    pub fn new() -> Self {
-        MessageStream {
-            buf: Vec::new(),
+impl FrameScan {
+    /// Line 1 at offset 0.
+    pub(super) const fn new() -> Self {
+        FrameScan {
             start: 0,
             line: 1,
-            eof: false,
             scan: FRESH,
         }
     }
 
-    /// Appends input. Drops the bytes of frames already returned first.
-    pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-            let cap = self.buf.capacity();
-            if cap > KEEP_CAPACITY && self.buf.len() + bytes.len() < cap / 4 {
-                self.buf
-                    .shrink_to((self.buf.len() + bytes.len()).max(KEEP_CAPACITY));
-            }
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Marks the end of input: a final message without a trailing newline is returned, and an
-    /// incomplete one (e.g. an unterminated quoted value) becomes an error.
-    pub fn finish(&mut self) {
-        self.eof = true;
-    }
-
-    /// Bytes pushed but not yet returned as frames.
-    pub fn buffered_len(&self) -> usize {
-        self.buf.len().saturating_sub(self.start)
-    }
-
-    /// The physical line the next message starts on (or would start on).
-    pub fn line(&self) -> u64 {
-        self.line
-    }
-
-    /// Whether [`finish`](Self::finish) was called and every byte was consumed.
-    pub fn is_done(&self) -> bool {
-        self.eof && self.buffered_len() == 0
-    }
-
-    /// The next complete message, or `None` when more input is needed (or, after `finish`, when
-    /// everything was consumed). A message that does not parse is skipped and returned as the
-    /// error.
-    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ParseError> {
+    /// The next complete message of `buf` from `start` on, or `None` when more input is needed
+    /// (or, with `eof`, when everything was consumed). A message that does not parse is skipped
+    /// and returned as the error.
+    pub(super) fn next<'a>(
+        &mut self,
+        buf: &'a [u8],
+        eof: bool,
+    ) -> Result<Option<Frame<'a>>, ParseError> {
         if self.scan == FRESH {
-            self.skip_blank_lines();
+            self.skip_blank_lines(buf);
         }
-        let avail = self.buf.get(self.start..).unwrap_or_default();
+        let avail = buf.get(self.start..).unwrap_or_default();
         if avail.is_empty() {
             return Ok(None);
         }
         if let Scan::Line { searched } = self.scan {
             if avail.starts_with(b"message:") {
                 self.scan = Scan::LogicalHeader { from: 8 };
-            } else if avail.len() < 8 && b"message:".starts_with(avail) && !self.eof {
+            } else if avail.len() < 8 && b"message:".starts_with(avail) && !eof {
                 return Ok(None);
             } else if let Some(k) = memchr(b'\n', avail.get(searched..).unwrap_or_default()) {
                 let nl = searched + k;
@@ -140,7 +109,7 @@ impl MessageStream {
                     pos: 0,
                     quote: None,
                 };
-            } else if self.eof {
+            } else if eof {
                 // The last message, without a trailing newline.
                 self.scan = Scan::Quotes {
                     pos: 0,
@@ -153,7 +122,7 @@ impl MessageStream {
                 return Ok(None);
             }
         }
-        let located = locate(avail, &mut self.scan, self.eof, self.line);
+        let located = locate(avail, &mut self.scan, eof, self.line);
         match located {
             Located::NeedMore => Ok(None),
             Located::Corrupt { error, skip } => {
@@ -183,11 +152,70 @@ impl MessageStream {
         }
     }
 
-    fn skip_blank_lines(&mut self) {
-        let avail = self.buf.get(self.start..).unwrap_or_default();
+    fn skip_blank_lines(&mut self, buf: &[u8]) {
+        let avail = buf.get(self.start..).unwrap_or_default();
         let blanks = avail.iter().take_while(|&&b| b == b'\n').count();
         self.start += blanks;
         self.line += blanks as u64;
+    }
+}
+
+impl Default for MessageStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MessageStream {
+    /// An empty stream at line 1.
+    pub fn new() -> Self {
+        MessageStream {
+            buf: Vec::new(),
+            at: FrameScan::new(),
+            eof: false,
+        }
+    }
+
+    /// Appends input. Drops the bytes of frames already returned first.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.at.start > 0 {
+            self.buf.drain(..self.at.start);
+            self.at.start = 0;
+            let cap = self.buf.capacity();
+            if cap > KEEP_CAPACITY && self.buf.len() + bytes.len() < cap / 4 {
+                self.buf
+                    .shrink_to((self.buf.len() + bytes.len()).max(KEEP_CAPACITY));
+            }
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Marks the end of input: a final message without a trailing newline is returned, and an
+    /// incomplete one (e.g. an unterminated quoted value) becomes an error.
+    pub fn finish(&mut self) {
+        self.eof = true;
+    }
+
+    /// Bytes pushed but not yet returned as frames.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len().saturating_sub(self.at.start)
+    }
+
+    /// The physical line the next message starts on (or would start on).
+    pub fn line(&self) -> u64 {
+        self.at.line
+    }
+
+    /// Whether [`finish`](Self::finish) was called and every byte was consumed.
+    pub fn is_done(&self) -> bool {
+        self.eof && self.buffered_len() == 0
+    }
+
+    /// The next complete message, or `None` when more input is needed (or, after `finish`, when
+    /// everything was consumed). A message that does not parse is skipped and returned as the
+    /// error.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ParseError> {
+        self.at.next(&self.buf, self.eof)
     }
 }
 

@@ -1,0 +1,336 @@
+//! Framing and parsing ahead of ingest: text input turned into chunks of parsed messages on the
+//! input thread, so that the ingest thread (the one that must see every message in order) only
+//! appends and indexes.
+//!
+//! A [`FramedChunk`] owns the bytes of the messages it holds and their [`Frame`]s, which borrow
+//! from those bytes; it moves between threads as one value. [`Framer`] keeps what a chunk could
+//! not finish (the start of a message whose end has not arrived) and the line count across
+//! chunks, exactly as [`super::MessageStream`] does for input framed in place.
+//!
+//! Invariants:
+//! - the frames of successive chunks are the frames `MessageStream` returns for the same bytes,
+//!   in the same order, with the same line numbers;
+//! - a chunk ends at its first parse error, which it carries; the framer frames nothing after it
+//!   (ingest stops there);
+//! - each input byte is copied at most once more (the unfinished message at a chunk's end); a
+//!   message longer than a chunk grows one buffer in place and is searched once, not again per
+//!   chunk.
+
+use crossbeam_channel::{Receiver, Sender};
+use self_cell::self_cell;
+
+use super::stream::FrameScan;
+use super::{Frame, ParseError};
+
+/// The frames of one chunk, borrowing from its bytes.
+pub struct Frames<'a>(Vec<Frame<'a>>);
+
+self_cell!(
+    struct FramedBytes {
+        owner: Vec<u8>,
+        #[covariant]
+        dependent: Frames,
+    }
+);
+
+/// Used chunks waiting to go back to their framer (see [`Framer::buffer`]).
+const RECYCLED_CHUNKS: usize = 4;
+
+/// Whole messages, framed and parsed, with the bytes they borrow from.
+///
+/// Dropped, it goes back to the framer that made it (when there is room), which frees the
+/// frames on its own thread, where they were allocated, and reads into the bytes again: ingest
+/// spends no time freeing parse trees.
+pub struct FramedChunk {
+    /// Always `Some` until dropped.
+    cell: Option<FramedBytes>,
+    /// The message after the last frame did not parse (nothing after it was framed).
+    error: Option<ParseError>,
+    recycle: Sender<FramedBytes>,
+}
+
+impl Drop for FramedChunk {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            // Full or the framer gone: freed here instead.
+            let _ = self.recycle.try_send(cell);
+        }
+    }
+}
+
+impl std::fmt::Debug for FramedChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FramedChunk")
+            .field(
+                "bytes",
+                &self.cell.as_ref().map_or(0, |c| c.borrow_owner().len()),
+            )
+            .field("frames", &self.frames().len())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl FramedChunk {
+    /// The chunk's messages, in input order.
+    pub fn frames(&self) -> &[Frame<'_>] {
+        self.cell.as_ref().map_or(&[], |c| &c.borrow_dependent().0)
+    }
+
+    /// The parse error that ended the chunk, if one did.
+    pub fn error(&self) -> Option<&ParseError> {
+        self.error.as_ref()
+    }
+}
+
+/// Turns text input, pushed in chunks of any size, into [`FramedChunk`]s.
+#[derive(Debug)]
+pub struct Framer {
+    /// Bytes not yet framed; `at` is relative to its start.
+    pending: Vec<u8>,
+    at: FrameScan,
+    eof: bool,
+    /// A parse error was returned: nothing more is framed.
+    failed: bool,
+    /// Chunks handed back when dropped.
+    recycled: (Sender<FramedBytes>, Receiver<FramedBytes>),
+    /// Frames in the last chunk: room reserved for the next one's.
+    frames_hint: usize,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Framer {
+    /// At line 1, nothing pending.
+    pub fn new() -> Self {
+        Framer {
+            pending: Vec::new(),
+            at: FrameScan::new(),
+            eof: false,
+            failed: false,
+            recycled: crossbeam_channel::bounded(RECYCLED_CHUNKS),
+            frames_hint: 0,
+        }
+    }
+
+    /// A buffer of `len` bytes to read the next input into (its contents are left over): the
+    /// bytes of a chunk handed back, if one was (its frames are freed now, on this thread, where
+    /// they were allocated), else a new one.
+    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut spare = None;
+        for cell in self.recycled.1.try_iter() {
+            spare = Some(cell.into_owner());
+        }
+        // The bytes of a huge message are not kept around.
+        let mut buf = spare
+            .filter(|b| b.capacity() <= 4 * len)
+            .unwrap_or_default();
+        // Only bytes never written before are zeroed.
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// Frames what `bytes` completes; `None` when no message ended in them.
+    pub fn push(&mut self, bytes: Vec<u8>) -> Option<FramedChunk> {
+        if self.failed {
+            return None;
+        }
+        if self.pending.is_empty() {
+            self.pending = bytes;
+        } else {
+            self.pending.extend_from_slice(&bytes);
+        }
+        self.frame_pending()
+    }
+
+    /// The end of input: frames the rest (a final message without a newline, or the error
+    /// for an incomplete one).
+    pub fn finish(&mut self) -> Option<FramedChunk> {
+        self.eof = true;
+        if self.failed {
+            return None;
+        }
+        self.frame_pending()
+    }
+
+    /// Bytes held that are not part of a chunk returned yet.
+    pub fn buffered_len(&self) -> usize {
+        self.pending.len().saturating_sub(self.at.start)
+    }
+
+    fn frame_pending(&mut self) -> Option<FramedChunk> {
+        let mut at = self.at;
+        let mut error = None;
+        let eof = self.eof;
+        let hint = self.frames_hint + self.frames_hint / 8;
+        let cell = FramedBytes::new(std::mem::take(&mut self.pending), |buf| {
+            let mut frames = Vec::with_capacity(hint);
+            loop {
+                match at.next(buf, eof) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            Frames(frames)
+        });
+        if cell.borrow_dependent().0.is_empty() && error.is_none() {
+            // Nothing ended here: keep growing the same buffer, and where the search got.
+            self.pending = cell.into_owner();
+            self.at = at;
+            return None;
+        }
+        self.failed = error.is_some();
+        self.frames_hint = cell.borrow_dependent().0.len();
+        self.pending = cell
+            .borrow_owner()
+            .get(at.start..)
+            .unwrap_or_default()
+            .to_vec();
+        at.start = 0;
+        self.at = at;
+        Some(FramedChunk {
+            cell: Some(cell),
+            error,
+            recycle: self.recycled.0.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::MessageStream;
+    use super::*;
+
+    /// (line, raw, message) of a frame, or the error.
+    type Seen = Result<(u64, Vec<u8>, String), ParseError>;
+
+    /// Every frame and the first error, as `MessageStream` gives them.
+    fn by_stream(input: &[u8], chunk: usize) -> Vec<Seen> {
+        let mut s = MessageStream::new();
+        let mut out = Vec::new();
+        let drain = |s: &mut MessageStream, out: &mut Vec<_>| loop {
+            match s.next_frame() {
+                Ok(Some(f)) => out.push(Ok((f.line, f.raw.to_vec(), format!("{:?}", f.message)))),
+                Ok(None) => return true,
+                Err(e) => {
+                    out.push(Err(e));
+                    return false;
+                }
+            }
+        };
+        for piece in input.chunks(chunk) {
+            s.push(piece);
+            if !drain(&mut s, &mut out) {
+                return out;
+            }
+        }
+        s.finish();
+        drain(&mut s, &mut out);
+        out
+    }
+
+    fn by_framer(input: &[u8], chunk: usize) -> Vec<Seen> {
+        let mut framer = Framer::new();
+        let mut out = Vec::new();
+        let take = |c: FramedChunk, out: &mut Vec<_>| {
+            for f in c.frames() {
+                out.push(Ok((f.line, f.raw.to_vec(), format!("{:?}", f.message))));
+            }
+            out.extend(c.error().cloned().map(Err));
+        };
+        for piece in input.chunks(chunk) {
+            if let Some(c) = framer.push(piece.to_vec()) {
+                take(c, &mut out);
+            }
+        }
+        if let Some(c) = framer.finish() {
+            take(c, &mut out);
+        }
+        out
+    }
+
+    const MIXED: &[u8] = b"BEGIN 5\n\ntable public.t: INSERT: id[integer]:1 v[text]:'a\nb'\n\
+message: transactional: 1 prefix: p, sz: 3 content:x\nz\n\
+table public.t: UPDATE: id[integer]:1 v[text]:'it''s'\nCOMMIT 5\n";
+
+    #[test]
+    fn frames_like_the_stream_in_any_chunking() {
+        let expected = by_stream(MIXED, MIXED.len());
+        assert_eq!(expected.len(), 5);
+        assert!(expected.iter().all(Result::is_ok));
+        for chunk in 1..=MIXED.len() {
+            assert_eq!(by_framer(MIXED, chunk), expected, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn stops_at_the_first_error_with_its_line() {
+        let input = b"BEGIN 5\ntable public.t: INSERT: id[integer]\nCOMMIT 5\n";
+        for chunk in 1..=input.len() {
+            let got = by_framer(input, chunk);
+            assert_eq!(got.len(), 2, "chunks of {chunk}: {got:?}");
+            assert_eq!(got[1].as_ref().unwrap_err().line, 2);
+            assert_eq!(got, by_stream(input, chunk));
+        }
+    }
+
+    #[test]
+    fn an_unterminated_last_message_is_an_error_at_the_end() {
+        let input = b"BEGIN 5\ntable public.t: INSERT: v[text]:'open";
+        let got = by_framer(input, 7);
+        assert_eq!(got.len(), 2);
+        assert!(got[1].is_err());
+        assert_eq!(got, by_stream(input, 7));
+    }
+
+    #[test]
+    fn a_dropped_chunk_gives_its_bytes_back_for_the_next_read() {
+        let mut framer = Framer::new();
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend_from_slice(b"BEGIN 1\nCOMMIT 1\n");
+        let at = bytes.as_ptr();
+        let chunk = framer.push(bytes).unwrap();
+        assert_eq!(chunk.frames().len(), 2);
+        drop(chunk);
+        let again = framer.buffer(64);
+        assert_eq!(again.as_ptr(), at);
+        assert_eq!(again.len(), 64);
+        // Not a huge message's buffer, though.
+        let mut huge = Vec::with_capacity(1 << 20);
+        huge.extend_from_slice(b"BEGIN 2\n");
+        drop(framer.push(huge).unwrap());
+        assert!(framer.buffer(64).capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn a_message_longer_than_a_chunk_is_held_until_it_ends() {
+        let mut input = b"BEGIN 5\ntable public.t: INSERT: v[text]:'".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100_000));
+        input.extend_from_slice(b"'\nCOMMIT 5\n");
+        let mut framer = Framer::new();
+        let mut frames = 0;
+        for piece in input.chunks(1000) {
+            if let Some(c) = framer.push(piece.to_vec()) {
+                frames += c.frames().len();
+            }
+            // Never more than the unfinished message (and the piece) is held.
+            assert!(
+                framer.buffered_len() <= 100_100,
+                "{}",
+                framer.buffered_len()
+            );
+        }
+        frames += framer.finish().map_or(0, |c| c.frames().len());
+        assert_eq!(frames, 3);
+        assert_eq!(framer.buffered_len(), 0);
+    }
+}
