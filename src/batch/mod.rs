@@ -155,9 +155,23 @@ pub struct Batcher {
     max_mem: usize,
     mem: usize,
     changes: u64,
-    key_buf: Vec<u8>,
-    old_key_buf: Vec<u8>,
+    keys: KeyScratch,
     qualified_buf: String,
+}
+
+/// Reused buffers for the encoded keys of the change being indexed.
+#[derive(Default)]
+struct KeyScratch {
+    new: Vec<u8>,
+    old: Vec<u8>,
+}
+
+/// One INSERT or UPDATE to fold into a table's load.
+struct RowChange<'m, 'a> {
+    old_key: Option<&'m Tuple<'a>>,
+    new: &'m Tuple<'a>,
+    pos: RecPos,
+    is_insert: bool,
 }
 
 fn qualified_into(buf: &mut String, t: &TableName<'_>) {
@@ -194,8 +208,7 @@ impl Batcher {
             max_mem,
             mem: 0,
             changes: 0,
-            key_buf: Vec::new(),
-            old_key_buf: Vec::new(),
+            keys: KeyScratch::default(),
             qualified_buf: String::new(),
         }
     }
@@ -314,6 +327,9 @@ impl Batcher {
         is_insert: bool,
         src: &mut dyn RecordSource,
     ) -> Result<(), BatchError> {
+        if old_key.is_none() && self.index_known(table, new, pos, is_insert)? {
+            return Ok(());
+        }
         let (ts, _) = self.table_schema(table);
         let mut keyless = ts.key.is_none();
         if !ts.matches(&new.columns) {
@@ -346,6 +362,38 @@ impl Batcher {
         self.index_row(table, old_key, new, pos, is_insert)
     }
 
+    /// The common case of [`Self::row`] with one lookup in the registry and one in the batch: a
+    /// table seen before, whose key is known and whose columns are `new`'s, and no old key.
+    /// `false`: not that case, and nothing was done.
+    fn index_known(
+        &mut self,
+        table: &TableName<'_>,
+        new: &Tuple<'_>,
+        pos: RecPos,
+        is_insert: bool,
+    ) -> Result<bool, BatchError> {
+        qualified_into(&mut self.qualified_buf, table);
+        let Some(ts) = self.registry.tables.get(self.qualified_buf.as_str()) else {
+            return Ok(false);
+        };
+        if ts.key.is_none() || !ts.matches(&new.columns) {
+            return Ok(false);
+        }
+        let Some(tb) = self.tables.get_mut(self.qualified_buf.as_str()) else {
+            return Ok(false);
+        };
+        tb.received[usize::from(!is_insert)] += 1;
+        let change = RowChange {
+            old_key: None,
+            new,
+            pos,
+            is_insert,
+        };
+        fold_row(ts, tb, &mut self.keys, &change, &mut self.mem)?;
+        self.changes += 1;
+        Ok(true)
+    }
+
     /// Indexes a row change of a table whose key is known and whose columns match `new`.
     fn index_row(
         &mut self,
@@ -356,44 +404,23 @@ impl Batcher {
         is_insert: bool,
     ) -> Result<(), BatchError> {
         qualified_into(&mut self.qualified_buf, table);
-        let Self {
-            registry,
-            tables,
-            qualified_buf,
-            key_buf,
-            old_key_buf,
-            mem,
-            changes,
-            ..
-        } = self;
-        let ts = registry
+        let ts = self
+            .registry
             .tables
-            .get(qualified_buf.as_str())
+            .get(self.qualified_buf.as_str())
             .expect("row() registered the table");
-        let tb = tables
-            .entry_ref(qualified_buf.as_str())
+        let tb = self
+            .tables
+            .entry_ref(self.qualified_buf.as_str())
             .or_insert_with(|| TableBatch::new(&table.schema, &table.name));
-        let load = match &mut tb.current {
-            Some(load) => load,
-            None => tb.current.insert(new_load(ts)?),
+        let change = RowChange {
+            old_key,
+            new,
+            pos,
+            is_insert,
         };
-        encode_new_key(key_buf, ts, &load.key_idx, new)?;
-        if let Some(old) = old_key {
-            encode_old_key(old_key_buf, &ts.qualified(), &load.key, old)?;
-        }
-        let old = old_key.map(|_| old_key_buf.as_slice());
-        let mask = known_columns(new);
-        let before = load.mem;
-        match apply_to(load, is_insert, old, key_buf, pos, mask.as_deref()) {
-            Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
-            Applied::Conflict => {
-                let load = tb.restart_load();
-                let again = apply_to(load, is_insert, old, key_buf, pos, mask.as_deref());
-                debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
-                *mem += load.mem;
-            }
-        }
-        *changes += 1;
+        fold_row(ts, tb, &mut self.keys, &change, &mut self.mem)?;
+        self.changes += 1;
         Ok(())
     }
 
@@ -411,7 +438,7 @@ impl Batcher {
             registry,
             tables,
             qualified_buf,
-            key_buf,
+            keys,
             ..
         } = self;
         let ts = registry
@@ -429,13 +456,13 @@ impl Batcher {
                 ts.key_indexes().unwrap_or_default(),
             )
         });
-        encode_old_key(key_buf, qualified_buf, &load.key, old)?;
+        encode_old_key(&mut keys.new, qualified_buf, &load.key, old)?;
         let before = load.mem;
-        let grew = match load.delete(key_buf) {
+        let grew = match load.delete(&keys.new) {
             Applied::Done => load.mem.saturating_sub(before),
             Applied::Conflict => {
                 let load = tb.restart_load();
-                let again = load.delete(key_buf);
+                let again = load.delete(&keys.new);
                 debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
                 load.mem
             }
@@ -568,6 +595,39 @@ fn no_tuple(t: &TableName<'_>, op: &'static str) -> BatchError {
         table: ts_name(t),
         op,
     }
+}
+
+/// Folds a row change into `tb`'s current load (a new one from `ts` if there is none), or into a
+/// fresh load when the current one cannot take it; `mem` grows by what the index grew.
+fn fold_row(
+    ts: &TableSchema,
+    tb: &mut TableBatch,
+    keys: &mut KeyScratch,
+    change: &RowChange<'_, '_>,
+    mem: &mut usize,
+) -> Result<(), BatchError> {
+    let load = match &mut tb.current {
+        Some(load) => load,
+        None => tb.current.insert(new_load(ts)?),
+    };
+    encode_new_key(&mut keys.new, ts, &load.key_idx, change.new)?;
+    if let Some(old) = change.old_key {
+        encode_old_key(&mut keys.old, &ts.qualified(), &load.key, old)?;
+    }
+    let old = change.old_key.map(|_| keys.old.as_slice());
+    let mask = known_columns(change.new);
+    let (is_insert, pos) = (change.is_insert, change.pos);
+    let before = load.mem;
+    match apply_to(load, is_insert, old, &keys.new, pos, mask.as_deref()) {
+        Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
+        Applied::Conflict => {
+            let load = tb.restart_load();
+            let again = apply_to(load, is_insert, old, &keys.new, pos, mask.as_deref());
+            debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
+            *mem += load.mem;
+        }
+    }
+    Ok(())
 }
 
 fn apply_to(
