@@ -1,10 +1,10 @@
 //! The ingest stage: input -> local WAL -> batcher; closes segments and hands them on.
 //!
-//! Owns the WAL writer and the batcher. Runs on its own thread: parsing, appending and indexing
-//! are one tight loop per message, with a bounded channel in (text chunks from `--stdin`, or
-//! messages with their source LSNs from a replication slot) and the
-//! [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it takes it, or, when
-//! the CSV stage is stuck behind a slow target, is dropped and its segment spilled (rebuilt from
+//! Owns the WAL writer and the batcher. Runs on its own thread: appending and indexing are one
+//! tight loop per message, with a bounded channel in (`--stdin` text already framed and parsed
+//! on the input thread, or messages with their source LSNs from a replication slot, parsed
+//! here) and the [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it
+//! takes it, or, when the CSV stage is stuck behind a slow target, is dropped and its segment spilled (rebuilt from
 //! disk later), so a slow target neither blocks reading nor grows memory.
 //!
 //! Invariants:
