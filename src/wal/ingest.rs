@@ -4,8 +4,8 @@
 //! tight loop per message, with a bounded channel in (`--stdin` text already framed and parsed
 //! on the input thread, or messages with their source LSNs from a replication slot, parsed
 //! here) and the [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it
-//! takes it, or, when the CSV stage is stuck behind a slow target, is dropped and its segment spilled (rebuilt from
-//! disk later), so a slow target neither blocks reading nor grows memory.
+//! takes it, or, when the CSV stage is stuck behind a slow target, is dropped and its segment
+//! spilled (rebuilt from disk later), so a slow target neither blocks reading nor grows memory.
 //!
 //! Invariants:
 //! - every message is appended to the WAL before the batcher sees it;
