@@ -2,10 +2,12 @@
 //!
 //! [`Plan::build`] goes over the batch's index once: it writes the delete files from the index
 //! alone (their rows are keys) and lists every other row as a job with one read per record the
-//! row is made of. [`Plan::run`] then reads those records in file order, each once, and formats
-//! the rows into per-file buffers; full buffers go to the compressor as [`Chunk`]s. A row made of
-//! several records (unchanged TOAST values taken from earlier ones) is gathered until its last
-//! record.
+//! row is made of; a full row of a single record (most rows) needs no job, its read names its
+//! file. [`Plan::run`] then reads those records in file order, each once, and formats the rows
+//! into per-file buffers; full buffers go to the compressor as [`Chunk`]s. A row made of several
+//! records (unchanged TOAST values taken from earlier ones) is gathered until its last record.
+//! The pass touches the index only for rows of several records or partial updates: reaching
+//! the index (hash order) from the records (file order) was a cache miss per row.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -218,8 +220,10 @@ pub(super) struct Plan<'b> {
     tx: crossbeam_channel::Sender<Chunk>,
     loads: Vec<LoadInfo<'b>>,
     rows: Vec<RowJob<'b>>,
-    /// (record position, row index), sorted by position before the pass.
-    reads: Vec<(u64, u32)>,
+    /// (record position, [`RowRef`]), sorted by position before the pass.
+    reads: Vec<(u64, RowRef)>,
+    /// The load of each file that has single-record rows (see [`SINGLE_ROW`]).
+    file_loads: Vec<u32>,
     /// Values gathered so far for rows spread over several records, by row index, and whether
     /// all of them are known valid UTF-8.
     merged: HashMap<u32, (Vec<Owned>, bool)>,
@@ -235,6 +239,7 @@ impl<'b> Plan<'b> {
             loads: Vec::new(),
             rows: Vec::new(),
             reads: Vec::new(),
+            file_loads: Vec::new(),
             merged: HashMap::new(),
             tally: Tally::default(),
         }
@@ -355,9 +360,22 @@ impl<'b> Plan<'b> {
         Ok(())
     }
 
-    /// Lists a row to read: its job, and a read per record it is made of.
+    /// Lists a row to read: its job, and a read per record it is made of. A full row of one
+    /// record (most rows) needs no job: its read names its file.
     #[inline]
     fn add_job(&mut self, key: &'b [u8], state: &'b RowState, file: usize, load: u32) {
+        if let RowState::Full(recs) = state {
+            if let ([pos], Ok(f)) = (recs.as_slice(), u32::try_from(file)) {
+                if f < SINGLE_ROW {
+                    if self.file_loads.len() <= file {
+                        self.file_loads.resize(file + 1, 0);
+                    }
+                    self.file_loads[file] = load;
+                    self.reads.push((*pos, SINGLE_ROW | f));
+                    return;
+                }
+            }
+        }
         let row = self.rows.len() as u32;
         self.rows.push(RowJob {
             key,
@@ -419,18 +437,29 @@ impl<'b> Plan<'b> {
         utf8: bool,
     ) -> Result<(), CsvError> {
         let RowInput { row, segment, pos } = job;
+        if row & SINGLE_ROW != 0 {
+            // Reached in file order with no look-up in the row jobs or the index: the common
+            // case costs no cache miss beyond the record itself.
+            let f = (row & !SINGLE_ROW) as usize;
+            let load = self.file_loads[f];
+            let info = &self.loads[load as usize];
+            check_count(info, count, segment, pos)?;
+            let at = RowAt {
+                segment,
+                pos,
+                load,
+                utf8,
+            };
+            let buf = &mut self.files[f].buf;
+            write_job_row(buf, info, None, None, values, at, &mut self.tally)?;
+            return self.end_row(f);
+        }
         let job = self.rows[row as usize];
         let info = &self.loads[job.load as usize];
         let Some(shape) = job.shape(info) else {
             return Ok(());
         };
-        if count != info.kinds.len() {
-            return Err(CsvError::Record {
-                segment,
-                pos,
-                what: format!("row has {count} columns, its load {}", info.kinds.len()),
-            });
-        }
+        check_count(info, count, segment, pos)?;
         let f = job.file as usize;
         let at = RowAt {
             segment,
@@ -622,9 +651,26 @@ struct RowAt {
 /// A record read for a row job.
 #[derive(Clone, Copy)]
 struct RowInput {
-    row: u32,
+    row: RowRef,
     segment: u64,
     pos: u64,
+}
+
+/// What a read is for: the index of a row job, or, with [`SINGLE_ROW`] set, the file of a full
+/// row made of this one record (written as soon as it is read).
+type RowRef = u32;
+const SINGLE_ROW: RowRef = 1 << 31;
+
+/// A record must have as many new values as its load has columns.
+fn check_count(info: &LoadInfo<'_>, count: usize, segment: u64, pos: u64) -> Result<(), CsvError> {
+    if count == info.kinds.len() {
+        return Ok(());
+    }
+    Err(CsvError::Record {
+        segment,
+        pos,
+        what: format!("row has {count} columns, its load {}", info.kinds.len()),
+    })
 }
 
 /// One output row: the key that finds a partial row in the target (update files), then the
