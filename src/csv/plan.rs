@@ -222,7 +222,8 @@ pub(super) struct Plan<'b> {
     rows: Vec<RowJob<'b>>,
     /// (record position, [`RowRef`]), sorted by position before the pass.
     reads: Vec<(u64, RowRef)>,
-    /// The load of each file that has single-record rows (see [`SINGLE_ROW`]).
+    /// The load each file belongs to, by file index (a single-record row's read names only its
+    /// file, see [`SINGLE_ROW`]).
     file_loads: Vec<u32>,
     /// Values gathered so far for rows spread over several records, by row index, and whether
     /// all of them are known valid UTF-8.
@@ -260,6 +261,8 @@ impl<'b> Plan<'b> {
         match_columns: Vec<String>,
         columns: Vec<String>,
     ) -> usize {
+        // Files are made while their load is planned, before its `LoadInfo` is pushed.
+        self.file_loads.push(self.loads.len() as u32);
         self.files.push(PendingFile {
             table,
             step,
@@ -367,10 +370,7 @@ impl<'b> Plan<'b> {
         if let RowState::Full(recs) = state {
             if let ([pos], Ok(f)) = (recs.as_slice(), u32::try_from(file)) {
                 if f < SINGLE_ROW {
-                    if self.file_loads.len() <= file {
-                        self.file_loads.resize(file + 1, 0);
-                    }
-                    self.file_loads[file] = load;
+                    debug_assert_eq!(self.file_loads[file], load);
                     self.reads.push((*pos, SINGLE_ROW | f));
                     return;
                 }
