@@ -630,8 +630,8 @@ fn no_panic(bytes: &[u8]) {
 type Seen = (u64, Vec<u8>, Result<String, ParseError>);
 
 /// The framer (input framed ahead of ingest) gives the stream's frames for the same chunks, up
-/// to and including the first error (where ingest stops).
-fn framer_agrees(chunks: &[&[u8]]) {
+/// to and including the first error (where ingest stops); returns them.
+fn framer_agrees(chunks: &[&[u8]]) -> Vec<Seen> {
     let mut s = MessageStream::new();
     let mut by_stream: Vec<Seen> = Vec::new();
     let drain = |s: &mut MessageStream, out: &mut Vec<Seen>| loop {
@@ -672,4 +672,38 @@ fn framer_agrees(chunks: &[&[u8]]) {
     }
     take(framer.finish(), &mut by_framer);
     assert_eq!(by_framer, by_stream);
+    by_framer
+}
+
+const MIXED: &[u8] = b"BEGIN 5\n\ntable public.t: INSERT: id[integer]:1 v[text]:'a\nb'\n\
+message: transactional: 1 prefix: p, sz: 3 content:x\nz\n\
+table public.t: UPDATE: id[integer]:1 v[text]:'it''s'\nCOMMIT 5\n";
+
+#[test]
+fn the_framer_frames_like_the_stream_in_any_chunking() {
+    let whole = framer_agrees(&[MIXED]);
+    assert_eq!(whole.len(), 5);
+    assert!(whole.iter().all(|(_, _, m)| m.is_ok()));
+    for n in 1..=MIXED.len() {
+        assert_eq!(framer_agrees(&chunked(MIXED, &[n])), whole, "chunks of {n}");
+    }
+}
+
+#[test]
+fn the_framer_stops_at_the_first_error_with_its_line() {
+    let input = b"BEGIN 5\ntable public.t: INSERT: id[integer]\nCOMMIT 5\n";
+    for n in 1..=input.len() {
+        let got = framer_agrees(&chunked(input, &[n]));
+        assert_eq!(got.len(), 2, "chunks of {n}: {got:?}");
+        assert_eq!(got[1].0, 2);
+        assert!(got[1].2.is_err());
+    }
+}
+
+#[test]
+fn the_framer_reports_an_unterminated_last_message_at_the_end() {
+    let input = b"BEGIN 5\ntable public.t: INSERT: v[text]:'open";
+    let got = framer_agrees(&chunked(input, &[7]));
+    assert_eq!(got.len(), 2);
+    assert!(got[1].2.is_err());
 }

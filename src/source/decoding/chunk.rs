@@ -207,90 +207,10 @@ impl Framer {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::MessageStream;
     use super::*;
 
-    /// (line, raw, message) of a frame, or the error.
-    type Seen = Result<(u64, Vec<u8>, String), ParseError>;
-
-    /// Every frame and the first error, as `MessageStream` gives them.
-    fn by_stream(input: &[u8], chunk: usize) -> Vec<Seen> {
-        let mut s = MessageStream::new();
-        let mut out = Vec::new();
-        let drain = |s: &mut MessageStream, out: &mut Vec<_>| loop {
-            match s.next_frame() {
-                Ok(Some(f)) => out.push(Ok((f.line, f.raw.to_vec(), format!("{:?}", f.message)))),
-                Ok(None) => return true,
-                Err(e) => {
-                    out.push(Err(e));
-                    return false;
-                }
-            }
-        };
-        for piece in input.chunks(chunk) {
-            s.push(piece);
-            if !drain(&mut s, &mut out) {
-                return out;
-            }
-        }
-        s.finish();
-        drain(&mut s, &mut out);
-        out
-    }
-
-    fn by_framer(input: &[u8], chunk: usize) -> Vec<Seen> {
-        let mut framer = Framer::new();
-        let mut out = Vec::new();
-        let take = |c: FramedChunk, out: &mut Vec<_>| {
-            for f in c.frames() {
-                out.push(Ok((f.line, f.raw.to_vec(), format!("{:?}", f.message))));
-            }
-            out.extend(c.error().cloned().map(Err));
-        };
-        for piece in input.chunks(chunk) {
-            if let Some(c) = framer.push(piece.to_vec()) {
-                take(c, &mut out);
-            }
-        }
-        if let Some(c) = framer.finish() {
-            take(c, &mut out);
-        }
-        out
-    }
-
-    const MIXED: &[u8] = b"BEGIN 5\n\ntable public.t: INSERT: id[integer]:1 v[text]:'a\nb'\n\
-message: transactional: 1 prefix: p, sz: 3 content:x\nz\n\
-table public.t: UPDATE: id[integer]:1 v[text]:'it''s'\nCOMMIT 5\n";
-
-    #[test]
-    fn frames_like_the_stream_in_any_chunking() {
-        let expected = by_stream(MIXED, MIXED.len());
-        assert_eq!(expected.len(), 5);
-        assert!(expected.iter().all(Result::is_ok));
-        for chunk in 1..=MIXED.len() {
-            assert_eq!(by_framer(MIXED, chunk), expected, "chunks of {chunk}");
-        }
-    }
-
-    #[test]
-    fn stops_at_the_first_error_with_its_line() {
-        let input = b"BEGIN 5\ntable public.t: INSERT: id[integer]\nCOMMIT 5\n";
-        for chunk in 1..=input.len() {
-            let got = by_framer(input, chunk);
-            assert_eq!(got.len(), 2, "chunks of {chunk}: {got:?}");
-            assert_eq!(got[1].as_ref().unwrap_err().line, 2);
-            assert_eq!(got, by_stream(input, chunk));
-        }
-    }
-
-    #[test]
-    fn an_unterminated_last_message_is_an_error_at_the_end() {
-        let input = b"BEGIN 5\ntable public.t: INSERT: v[text]:'open";
-        let got = by_framer(input, 7);
-        assert_eq!(got.len(), 2);
-        assert!(got[1].is_err());
-        assert_eq!(got, by_stream(input, 7));
-    }
+    // Frames and errors against `MessageStream`'s: `tests/cases/decoding_props.rs`
+    // (`framer_agrees`, fixed cases and every property case).
 
     #[test]
     fn a_dropped_chunk_gives_its_bytes_back_for_the_next_read() {
