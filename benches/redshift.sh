@@ -6,7 +6,8 @@
 #      tables), once.
 # Per run: wall time, changes/s, peak RSS, re_dms's own CPU seconds per million changes and in
 # all (user + system), the CPU seconds the rest of the machine spent meanwhile (the sim, the
-# warehouse's PostgreSQL, moto) and the statements the sim received. The stack is started and stopped here. env: RUNS, NO_BUILD=1.
+# warehouse's PostgreSQL, moto) and the statements the sim received. The stack is started and
+# stopped here. env: RUNS, NO_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh

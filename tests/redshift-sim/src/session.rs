@@ -490,13 +490,13 @@ impl Session {
         self.sub_query(sql).await
     }
 
-    /// Run a COPY from S3 and answer the client with CommandComplete or an ErrorResponse.
     /// `sql` with the last COPY's id and row count in place of the functions that ask for them.
     fn last_copy(&self, sql: &str) -> String {
         let sql = rewrite::substitute_last_copy_id(sql, self.last_copy_id.into());
         rewrite::substitute_last_copy_count(&sql, self.last_copy_count)
     }
 
+    /// Run a COPY from S3 and answer the client with CommandComplete or an ErrorResponse.
     async fn copy_for_client(
         &mut self,
         spec: &crate::copycmd::CopySpec,
