@@ -21,7 +21,10 @@
 //!   caller passes what is left of it); skipped records are returned for stl_load_errors.
 //! - Everything else (integers, dates, timestamps, booleans) is parsed by the backend.
 
+use std::borrow::Cow;
+
 use crate::copycmd::CopySpec;
+use memchr::{memchr2, memchr3};
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +97,35 @@ pub enum LoadError {
     Record(Box<RecordError>),
 }
 
-struct Field {
+/// One record's fields, quotes removed, their bytes back to back (kept from record to record,
+/// so that reading a record allocates nothing).
+#[derive(Debug, Default)]
+struct Record {
     bytes: Vec<u8>,
-    quoted: bool,
+    /// Each field's end in `bytes` (it starts where the previous one ends) and whether it was
+    /// quoted.
+    fields: Vec<(usize, bool)>,
+}
+
+impl Record {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.fields.clear();
+    }
+
+    fn end_field(&mut self, quoted: bool) {
+        self.fields.push((self.bytes.len(), quoted));
+    }
+
+    /// Each field's bytes and whether it was quoted.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> + '_ {
+        let mut start = 0;
+        self.fields.iter().map(move |&(end, quoted)| {
+            let bytes = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            (bytes, quoted)
+        })
+    }
 }
 
 /// A record sent to the backend: where it comes from in its file.
@@ -142,9 +171,14 @@ impl Converter<'_> {
         let mut pos = 0;
         let mut line = 1u64;
         let mut header = 0;
+        // A field of a valid UTF-8 file is valid UTF-8 (fields are split at ASCII bytes): then
+        // fields need no check of their own.
+        let utf8 = std::str::from_utf8(data).is_ok();
+        let mut record = Record::default();
+        conv.out.reserve(data.len() + data.len() / 4);
         while pos < data.len() {
             let (start, start_line) = (pos, line);
-            let rec = self.record(data, &mut pos, &mut line);
+            let rec = self.record(data, &mut pos, &mut line, &mut record);
             let raw = || raw_line(data.get(start..pos).unwrap_or(&[]));
             let in_header = header < self.spec.ignore_header;
             if in_header {
@@ -152,9 +186,9 @@ impl Converter<'_> {
             }
             let result = match rec {
                 Err((reason, code)) => Err(Box::new(RecordError::new(start_line, reason, code))),
-                Ok(_) if in_header => continue,
-                Ok(_) if leave_out.binary_search(&start_line).is_ok() => continue,
-                Ok(fields) => self.emit(&fields, start_line, &mut conv.out),
+                Ok(()) if in_header => continue,
+                Ok(()) if leave_out.binary_search(&start_line).is_ok() => continue,
+                Ok(()) => self.emit(&record, utf8, start_line, &mut conv.out),
             };
             match result {
                 Ok(newlines) => conv.sent.push(Sent {
@@ -178,8 +212,11 @@ impl Converter<'_> {
     /// values (quotes removed).
     pub fn raw_record(&self, data: &[u8], offset: usize) -> (String, Vec<String>) {
         let (mut pos, mut line) = (offset, 1);
-        let fields = self.record(data, &mut pos, &mut line).unwrap_or_default();
-        let fields = fields.iter().map(|f| lossy(&f.bytes, 1024)).collect();
+        let mut record = Record::default();
+        let fields = match self.record(data, &mut pos, &mut line, &mut record) {
+            Ok(()) => record.iter().map(|(b, _)| lossy(b, 1024)).collect(),
+            Err(_) => Vec::new(),
+        };
         (raw_line(data.get(offset..pos).unwrap_or(&[])), fields)
     }
 
@@ -187,19 +224,19 @@ impl Converter<'_> {
     /// newlines inside its values.
     fn emit(
         &self,
-        fields: &[Field],
+        record: &Record,
+        utf8: bool,
         line: u64,
         out: &mut Vec<u8>,
     ) -> Result<u64, Box<RecordError>> {
-        if fields.len() != self.cols.len() {
-            let (reason, code) = if fields.len() < self.cols.len() {
+        let count = record.fields.len();
+        if count != self.cols.len() {
+            let (reason, code) = if count < self.cols.len() {
                 ("Delimiter not found", 1214)
             } else {
                 ("Extra column(s) found", 1202)
             };
-            let col = self
-                .cols
-                .get(fields.len().min(self.cols.len().saturating_sub(1)));
+            let col = self.cols.get(count.min(self.cols.len().saturating_sub(1)));
             let mut e = Box::new(RecordError::new(line, reason.into(), code));
             if let Some(c) = col {
                 e.colname = c.name.clone();
@@ -209,30 +246,19 @@ impl Converter<'_> {
         }
         let mark = out.len();
         let mut newlines = 0;
-        for (i, (f, col)) in fields.iter().zip(self.cols).enumerate() {
+        for (i, ((bytes, quoted), col)) in record.iter().zip(self.cols).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            match self.field(f, col.kind) {
+            match self.field(bytes, quoted, utf8, col.kind) {
                 Ok(None) => {}
-                Ok(Some(v)) => {
-                    out.push(b'"');
-                    for &b in &v {
-                        match b {
-                            b'"' => out.push(b'"'),
-                            b'\n' => newlines += 1,
-                            _ => {}
-                        }
-                        out.push(b);
-                    }
-                    out.push(b'"');
-                }
+                Ok(Some(v)) => newlines += quote_into(&v, out),
                 Err((reason, code)) => {
                     out.truncate(mark);
                     let mut e = Box::new(RecordError::new(line, reason, code));
                     e.colname = col.name.clone();
                     e.col_type = col.type_name.clone();
-                    e.raw_field = lossy(&f.bytes, 1024);
+                    e.raw_field = lossy(bytes, 1024);
                     return Err(e);
                 }
             }
@@ -241,47 +267,28 @@ impl Converter<'_> {
         Ok(newlines)
     }
 
-    /// Parse one record starting at `pos`; advances `pos` past its end of line.
+    /// Parse one record starting at `pos` into `record`; advances `pos` past its end of line.
     fn record(
         &self,
         data: &[u8],
         pos: &mut usize,
         line: &mut u64,
-    ) -> Result<Vec<Field>, (String, i32)> {
+        record: &mut Record,
+    ) -> Result<(), (String, i32)> {
         let (delim, quote) = (self.spec.delimiter, self.spec.quote);
-        let mut fields = Vec::new();
-        let mut cur = Field {
-            bytes: Vec::new(),
-            quoted: false,
-        };
+        record.clear();
+        let mut quoted = false;
         let mut at_start = true;
         loop {
-            let Some(&c) = data.get(*pos) else {
-                fields.push(cur);
-                return Ok(fields);
+            let rest = data.get(*pos..).unwrap_or_default();
+            let Some(&c) = rest.first() else {
+                record.end_field(quoted);
+                return Ok(());
             };
             if at_start && c == quote {
-                cur.quoted = true;
+                quoted = true;
                 *pos += 1;
-                loop {
-                    let Some(&b) = data.get(*pos) else {
-                        return Err(("Missing end quote for a quoted field".into(), 1214));
-                    };
-                    *pos += 1;
-                    if b == quote {
-                        if data.get(*pos) == Some(&quote) {
-                            cur.bytes.push(quote);
-                            *pos += 1;
-                        } else {
-                            break;
-                        }
-                    } else {
-                        if b == b'\n' {
-                            *line += 1;
-                        }
-                        cur.bytes.push(b);
-                    }
-                }
+                self.quoted_part(data, pos, line, record)?;
                 match data.get(*pos) {
                     None | Some(b'\n') | Some(b'\r') => {}
                     Some(&d) if d == delim => {}
@@ -294,45 +301,87 @@ impl Converter<'_> {
                 continue;
             }
             at_start = false;
+            // Unquoted bytes up to the next delimiter or line end; a lone CR is a byte of the
+            // field, a quote past the field's start too.
+            let run = memchr3(delim, b'\n', b'\r', rest).unwrap_or(rest.len());
+            record
+                .bytes
+                .extend_from_slice(rest.get(..run).unwrap_or_default());
+            *pos += run;
+            let Some(&c) = rest.get(run) else { continue };
             if c == delim {
-                fields.push(std::mem::replace(
-                    &mut cur,
-                    Field {
-                        bytes: Vec::new(),
-                        quoted: false,
-                    },
-                ));
+                record.end_field(quoted);
+                quoted = false;
                 at_start = true;
                 *pos += 1;
             } else if c == b'\n' || (c == b'\r' && data.get(*pos + 1) == Some(&b'\n')) {
                 *pos += if c == b'\r' { 2 } else { 1 };
                 *line += 1;
-                fields.push(cur);
-                return Ok(fields);
+                record.end_field(quoted);
+                return Ok(());
             } else {
-                cur.bytes.push(c);
+                record.bytes.push(c);
                 *pos += 1;
             }
         }
     }
 
+    /// The inside of a quoted part, `pos` just after its opening quote: appended to `record`
+    /// with doubled quotes undone; `pos` ends just after the closing quote.
+    fn quoted_part(
+        &self,
+        data: &[u8],
+        pos: &mut usize,
+        line: &mut u64,
+        record: &mut Record,
+    ) -> Result<(), (String, i32)> {
+        let quote = self.spec.quote;
+        loop {
+            let rest = data.get(*pos..).unwrap_or_default();
+            let Some(k) = memchr2(quote, b'\n', rest) else {
+                *line += memchr::memchr_iter(b'\n', rest).count() as u64;
+                *pos = data.len();
+                return Err(("Missing end quote for a quoted field".into(), 1214));
+            };
+            record
+                .bytes
+                .extend_from_slice(rest.get(..=k).unwrap_or_default());
+            *pos += k + 1;
+            if rest.get(k) != Some(&quote) {
+                *line += 1;
+            } else if data.get(*pos) == Some(&quote) {
+                *pos += 1;
+            } else {
+                record.bytes.pop();
+                return Ok(());
+            }
+        }
+    }
+
     /// The value to load (None: NULL), or why the field is refused.
-    fn field(&self, f: &Field, kind: ColKind) -> Result<Option<Vec<u8>>, (String, i32)> {
+    /// `utf8`: the field is known to be valid UTF-8.
+    fn field<'f>(
+        &self,
+        bytes: &'f [u8],
+        quoted: bool,
+        utf8: bool,
+        kind: ColKind,
+    ) -> Result<Option<Cow<'f, [u8]>>, (String, i32)> {
         let spec = self.spec;
-        if !f.quoted && f.bytes == spec.null_as {
+        if !quoted && bytes == spec.null_as {
             return Ok(None);
         }
-        if f.bytes.is_empty() {
-            return Ok((kind.is_char() && !spec.empty_as_null).then(Vec::new));
+        if bytes.is_empty() {
+            return Ok((kind.is_char() && !spec.empty_as_null).then_some(Cow::Borrowed(bytes)));
         }
-        if kind.is_char() && spec.blanks_as_null && f.bytes.iter().all(|&b| b == b' ' || b == b'\t')
-        {
+        if kind.is_char() && spec.blanks_as_null && bytes.iter().all(|&b| b == b' ' || b == b'\t') {
             return Ok(None);
         }
-        let mut v = match (std::str::from_utf8(&f.bytes), spec.accept_inv_chars) {
-            (Ok(_), _) => f.bytes.clone(),
-            (Err(_), Some(c)) => replace_invalid_utf8(&f.bytes, c),
-            (Err(_), None) => {
+        let utf8 = utf8 || std::str::from_utf8(bytes).is_ok();
+        let v = match (utf8, spec.accept_inv_chars) {
+            (true, _) => Cow::Borrowed(bytes),
+            (false, Some(c)) => Cow::Owned(replace_invalid_utf8(bytes, c)),
+            (false, None) => {
                 return Err((
                     "String contains invalid or unsupported UTF8 codepoints".into(),
                     1220,
@@ -357,18 +406,19 @@ impl Converter<'_> {
                         while cut > 0 && v.get(cut).is_some_and(|&b| (b & 0xC0) == 0x80) {
                             cut -= 1;
                         }
-                        v.truncate(cut);
+                        return Ok(Some(prefix(v, cut)));
                     }
                 }
                 Ok(Some(v))
             }
             ColKind::Numeric { scale: Some(s) } if !spec.round_dec => {
-                Ok(Some(truncate_scale(v, s)))
+                let keep = scale_prefix(&v, s);
+                Ok(Some(prefix(v, keep)))
             }
             ColKind::Bytea => {
                 let mut out = b"\\x".to_vec();
                 out.extend_from_slice(&v);
-                Ok(Some(out))
+                Ok(Some(Cow::Owned(out)))
             }
             _ => Ok(Some(v)),
         }
@@ -431,14 +481,26 @@ fn replace_invalid_utf8(mut b: &[u8], c: char) -> Vec<u8> {
     }
 }
 
-/// `123.4567` with scale 2 -> `123.45` (only plain decimal notation is touched).
-fn truncate_scale(v: Vec<u8>, scale: u32) -> Vec<u8> {
+/// The first `len` bytes of `v`.
+fn prefix(v: Cow<'_, [u8]>, len: usize) -> Cow<'_, [u8]> {
+    match v {
+        Cow::Borrowed(b) => Cow::Borrowed(b.get(..len).unwrap_or(b)),
+        Cow::Owned(mut o) => {
+            o.truncate(len);
+            Cow::Owned(o)
+        }
+    }
+}
+
+/// How much of a number to keep for `scale` fraction digits: `123.4567` with scale 2 keeps
+/// `123.45` (only plain decimal notation is touched; anything else is kept whole).
+fn scale_prefix(v: &[u8], scale: u32) -> usize {
     let digits = v
         .strip_prefix(b"-")
         .or_else(|| v.strip_prefix(b"+"))
-        .unwrap_or(&v);
+        .unwrap_or(v);
     let Some(dot) = digits.iter().position(|&b| b == b'.') else {
-        return v;
+        return v.len();
     };
     let ok = digits
         .iter()
@@ -446,269 +508,30 @@ fn truncate_scale(v: Vec<u8>, scale: u32) -> Vec<u8> {
         .all(|(i, b)| b.is_ascii_digit() || i == dot);
     let frac = digits.len() - dot - 1;
     if !ok || frac <= scale as usize {
-        return v;
+        return v.len();
     }
     let sign = v.len() - digits.len();
-    let keep = sign + dot + if scale == 0 { 0 } else { 1 + scale as usize };
-    let mut v = v;
-    v.truncate(keep);
-    v
+    sign + dot + if scale == 0 { 0 } else { 1 + scale as usize }
+}
+
+/// `v` as a quoted backend CSV field (quotes doubled); returns the newlines in it.
+fn quote_into(mut v: &[u8], out: &mut Vec<u8>) -> u64 {
+    let mut newlines = 0;
+    out.push(b'"');
+    while let Some(k) = memchr2(b'"', b'\n', v) {
+        let (run, rest) = v.split_at(k + 1);
+        out.extend_from_slice(run);
+        if run.last() == Some(&b'"') {
+            out.push(b'"');
+        } else {
+            newlines += 1;
+        }
+        v = rest;
+    }
+    out.extend_from_slice(v);
+    out.push(b'"');
+    newlines
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rewrite::{plan_query, Plan};
-
-    fn spec(opts: &str) -> CopySpec {
-        match plan_query(
-            &format!("copy t from 's3://b/k' iam_role default csv {opts}"),
-            false,
-        )
-        .remove(0)
-        .plan
-        {
-            Plan::Copy(s) => *s,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn col(name: &str, kind: ColKind) -> Column {
-        Column {
-            name: name.into(),
-            type_name: "t".into(),
-            kind,
-        }
-    }
-
-    const VC5: ColKind = ColKind::Char {
-        max_bytes: Some(5),
-        fixed: false,
-    };
-
-    fn run(opts: &str, cols: &[Column], data: &[u8]) -> Result<(String, Vec<u64>), LoadError> {
-        let conv = convert(opts, cols, data, &[], 0)?;
-        let lines = conv.sent.iter().map(|s| s.line).collect();
-        Ok((String::from_utf8(conv.out).unwrap(), lines))
-    }
-
-    fn convert(
-        opts: &str,
-        cols: &[Column],
-        data: &[u8],
-        leave_out: &[u64],
-        allowed: usize,
-    ) -> Result<Converted, LoadError> {
-        let spec = spec(opts);
-        let conv = Converter { spec: &spec, cols };
-        let mut out = Converted::default();
-        conv.convert(data, leave_out, allowed, &mut out)?;
-        Ok(out)
-    }
-
-    fn err(opts: &str, cols: &[Column], data: &[u8]) -> RecordError {
-        match run(opts, cols, data) {
-            Err(LoadError::Record(e)) => *e,
-            Ok(o) => panic!("loaded: {o:?}"),
-        }
-    }
-
-    #[test]
-    fn quoting_nulls_and_empties() {
-        let cols = [col("a", VC5), col("n", ColKind::Other)];
-        let (out, lines) = run(
-            "",
-            &cols,
-            b"\"x\"\"y\",1\n,\n\\N,\\N\n\"\\N\",\"\"\n\"a\nb\",2\r\nlast,3",
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            "\"x\"\"y\",\"1\"\n\"\",\n,\n\"\\N\",\n\"a\nb\",\"2\"\n\"last\",\"3\"\n"
-        );
-        assert_eq!(lines, vec![1, 2, 3, 4, 5, 7]);
-    }
-
-    #[test]
-    fn emptyasnull_and_blanksasnull() {
-        let cols = [col("a", VC5), col("b", VC5)];
-        let (out, _) = run("emptyasnull blanksasnull", &cols, b",\"  \"\n").unwrap();
-        assert_eq!(out, ",\n");
-    }
-
-    #[test]
-    fn varchar_counts_bytes() {
-        let cols = [col("a", VC5)];
-        let e = err("", &cols, b"ok\n\"\xc3\xa9\xc3\xa9\xc3\xa9\"\n");
-        assert_eq!(e.reason, "String length exceeds DDL length");
-        assert_eq!((e.line, e.code, e.colname.as_str()), (2, 1204, "a"));
-        let (out, _) = run("truncatecolumns", &cols, "ééé\n".as_bytes()).unwrap();
-        assert_eq!(out, "\"éé\"\n");
-        let (out, _) = run("truncatecolumns", &cols, b"abcdefg\n").unwrap();
-        assert_eq!(out, "\"abcde\"\n");
-    }
-
-    #[test]
-    fn char_is_single_byte() {
-        let cols = [col(
-            "c",
-            ColKind::Char {
-                max_bytes: Some(4),
-                fixed: true,
-            },
-        )];
-        assert!(err("", &cols, "é\n".as_bytes())
-            .reason
-            .contains("Multibyte"));
-    }
-
-    #[test]
-    fn invalid_utf8() {
-        let cols = [col(
-            "a",
-            ColKind::Char {
-                max_bytes: None,
-                fixed: false,
-            },
-        )];
-        assert_eq!(err("", &cols, b"a\xffb\n").code, 1220);
-        let (out, _) = run("acceptinvchars as '^'", &cols, b"a\xffb\n").unwrap();
-        assert_eq!(out, "\"a^b\"\n");
-    }
-
-    #[test]
-    fn field_count_errors() {
-        let cols = [col("a", VC5), col("b", VC5)];
-        assert_eq!(err("", &cols, b"1\n").reason, "Delimiter not found");
-        assert_eq!(err("", &cols, b"1,2,3\n").reason, "Extra column(s) found");
-        assert_eq!(err("", &cols, b"\"1\"x,2\n").code, 1216);
-        assert_eq!(err("", &cols, b"\"1,2\n").code, 1214);
-    }
-
-    #[test]
-    fn header_delimiter_custom_null() {
-        let cols = [col("a", ColKind::Other), col("b", VC5)];
-        let (out, lines) = run(
-            "ignoreheader 1 delimiter '|' null as 'NULL'",
-            &cols,
-            b"a|b\n1|NULL\n",
-        )
-        .unwrap();
-        assert_eq!(out, "\"1\",\n");
-        assert_eq!(lines, vec![2]);
-    }
-
-    #[test]
-    fn numeric_scale_and_bytea() {
-        let cols = [
-            col("n", ColKind::Numeric { scale: Some(2) }),
-            col("b", ColKind::Bytea),
-        ];
-        let (out, _) = run("", &cols, b"-1.239,0aff\n5,\n").unwrap();
-        assert_eq!(out, "\"-1.23\",\"\\x0aff\"\n\"5\",\n");
-        let (out, _) = run("roundec", &cols, b"1.239,00\n").unwrap();
-        assert_eq!(out, "\"1.239\",\"\\x00\"\n");
-        assert_eq!(truncate_scale(b"7.9".to_vec(), 0), b"7");
-        assert_eq!(truncate_scale(b"1e5".to_vec(), 0), b"1e5");
-    }
-
-    #[test]
-    fn truncated_files_never_panic() {
-        let cols = [
-            col("a", VC5),
-            col("n", ColKind::Numeric { scale: Some(1) }),
-            col("b", ColKind::Bytea),
-        ];
-        let data = b"\"x\"\"\",-1.25,ff\r\n\"a\nb\",\\N,\n,,\n\"\xc3\xa9\xff\",+.5,00\n";
-        for i in 0..data.len() {
-            for opts in [
-                "",
-                "truncatecolumns acceptinvchars emptyasnull ignoreheader 1",
-            ] {
-                let _ = run(opts, &cols, &data[..i]);
-                let _ = run(opts, &cols, &data[i..]);
-            }
-        }
-    }
-
-    #[test]
-    fn rejected_records_are_skipped_within_the_budget() {
-        let cols = [col("a", VC5), col("b", VC5)];
-        let data = b"h,h\n1,ok\n2,toolong\n\"3\nx\",ok\n4\n\"5\"x,y\r\n6,ok\n";
-        let conv = convert("ignoreheader 1", &cols, data, &[], 3).unwrap();
-        assert_eq!(
-            String::from_utf8(conv.out).unwrap(),
-            "\"1\",\"ok\"\n\"3\nx\",\"ok\"\n\"6\",\"ok\"\n"
-        );
-        let sent: Vec<(u64, usize, u64)> = conv
-            .sent
-            .iter()
-            .map(|s| (s.line, s.offset, s.backend_lines))
-            .collect();
-        assert_eq!(sent, vec![(2, 4, 1), (4, 19, 2), (8, 38, 1)]);
-        let rejected: Vec<(u64, &str, i32, &str, &str)> = conv
-            .rejected
-            .iter()
-            .map(|e| {
-                let (raw, field) = (e.raw_line.as_str(), e.raw_field.as_str());
-                (e.line, e.colname.as_str(), e.code, raw, field)
-            })
-            .collect();
-        assert_eq!(
-            rejected,
-            vec![
-                (3, "b", 1204, "2,toolong", "toolong"),
-                (6, "b", 1214, "4", ""),
-                (7, "", 1216, "\"5\"x,y", ""),
-            ]
-        );
-        // One fewer allowed: the third rejected record is the error, with the others kept.
-        let spec = spec("ignoreheader 1");
-        let c = Converter {
-            spec: &spec,
-            cols: &cols,
-        };
-        let mut conv = Converted::default();
-        let Err(LoadError::Record(e)) = c.convert(data, &[], 2, &mut conv) else {
-            panic!("loaded");
-        };
-        assert_eq!((e.line, e.code, e.raw_line.as_str()), (7, 1216, "\"5\"x,y"));
-        assert_eq!(conv.rejected.len(), 2);
-        let (raw, fields) = c.raw_record(data, 19);
-        assert_eq!(
-            (raw.as_str(), fields),
-            ("\"3\nx\",ok", vec!["3\nx".into(), "ok".into()])
-        );
-    }
-
-    #[test]
-    fn left_out_lines_are_not_sent() {
-        let cols = [col("a", VC5)];
-        let conv = convert("", &cols, b"a\nb\nc\n", &[1, 3], 0).unwrap();
-        assert_eq!(String::from_utf8(conv.out).unwrap(), "\"b\"\n");
-        assert_eq!(conv.sent.len(), 1);
-        assert!(conv.rejected.is_empty());
-    }
-
-    #[test]
-    fn kinds_from_catalog() {
-        assert_eq!(ColKind::from_catalog("varchar", 14, "S"), VC_10);
-        assert_eq!(
-            ColKind::from_catalog("numeric", (12 << 16 | 4) + 4, "N"),
-            ColKind::Numeric { scale: Some(4) }
-        );
-        assert_eq!(ColKind::from_catalog("int4", -1, "N"), ColKind::Other);
-        assert_eq!(
-            ColKind::from_catalog("text", -1, "S"),
-            ColKind::Char {
-                max_bytes: None,
-                fixed: false
-            }
-        );
-    }
-
-    const VC_10: ColKind = ColKind::Char {
-        max_bytes: Some(10),
-        fixed: false,
-    };
-}
+mod tests;
