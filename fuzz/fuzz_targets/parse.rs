@@ -1,10 +1,11 @@
-//! Arbitrary bytes through the test_decoding parser and framer: nothing may panic, every framed
-//! message must re-parse from its raw bytes to the same message, and framing must not depend on
-//! how the input was chunked.
+//! Arbitrary bytes through the test_decoding parser and framers: nothing may panic, every framed
+//! message must re-parse from its raw bytes to the same message, framing must not depend on how
+//! the input was chunked, and the chunk framer `--stdin` uses (`Framer`) must give what the
+//! stream gives, up to and including the stream's first error (where the framer stops).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use re_dms::decoding::{parse_message, MessageStream};
+use re_dms::source::decoding::{parse_message, FramedChunk, Framer, MessageStream};
 
 /// (line, raw bytes, parsed ok?) for each frame or error the stream produced.
 type Outcome = Vec<(u64, Vec<u8>, bool)>;
@@ -43,6 +44,27 @@ fn run(chunks: &[&[u8]]) -> Outcome {
     out
 }
 
+fn run_framer(chunks: &[&[u8]]) -> Outcome {
+    fn collect(chunk: Option<FramedChunk>, out: &mut Outcome) {
+        let Some(chunk) = chunk else { return };
+        for f in chunk.frames() {
+            let again = parse_message(f.raw, f.line).expect("a framed message re-parses");
+            assert_eq!(again, f.message);
+            out.push((f.line, f.raw.to_vec(), true));
+        }
+        if let Some(e) = chunk.error() {
+            out.push((e.line, Vec::new(), false));
+        }
+    }
+    let mut framer = Framer::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        collect(framer.push(chunk.to_vec()), &mut out);
+    }
+    collect(framer.finish(), &mut out);
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = parse_message(data, 1);
     // Two chunks, split at the first byte's value.
@@ -51,4 +73,9 @@ fuzz_target!(|data: &[u8]| {
     let two = run(&[a, b]);
     let whole = run(&[data]);
     assert_eq!(two, whole, "framing depends on chunking");
+    let upto_error = whole
+        .iter()
+        .position(|(_, _, ok)| !ok)
+        .map_or(&whole[..], |i| &whole[..=i]);
+    assert_eq!(run_framer(&[a, b]), upto_error, "Framer and MessageStream differ");
 });
