@@ -1,81 +1,12 @@
 //! Arbitrary bytes through the test_decoding parser and framers: nothing may panic, every framed
 //! message must re-parse from its raw bytes to the same message, framing must not depend on how
 //! the input was chunked, and the chunk framer `--stdin` uses (`Framer`) must give what the
-//! stream gives, up to and including the stream's first error (where the framer stops).
+//! stream gives, up to and including the stream's first error (where the framer stops). The
+//! checks are in `parse_checks.rs`, which the main test suite also runs on the real captures.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use re_dms::source::decoding::{parse_message, FramedChunk, Framer, MessageStream};
 
-/// (line, raw bytes, parsed ok?) for each frame or error the stream produced.
-type Outcome = Vec<(u64, Vec<u8>, bool)>;
+include!("parse_checks.rs");
 
-fn drain(s: &mut MessageStream, out: &mut Outcome, budget: &mut usize) {
-    loop {
-        assert!(*budget > 0, "the stream is not making progress");
-        *budget -= 1;
-        let before = s.buffered_len();
-        match s.next_frame() {
-            Ok(Some(f)) => {
-                let again = parse_message(f.raw, f.line).expect("a framed message re-parses");
-                assert_eq!(again, f.message);
-                out.push((f.line, f.raw.to_vec(), true));
-            }
-            Ok(None) => return,
-            Err(e) => {
-                assert!(s.buffered_len() < before, "an error must skip input");
-                out.push((e.line, Vec::new(), false));
-            }
-        }
-    }
-}
-
-fn run(chunks: &[&[u8]]) -> Outcome {
-    let mut budget = chunks.iter().map(|c| c.len()).sum::<usize>() + chunks.len() + 2;
-    let mut s = MessageStream::new();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        s.push(chunk);
-        drain(&mut s, &mut out, &mut budget);
-    }
-    s.finish();
-    drain(&mut s, &mut out, &mut budget);
-    assert_eq!(s.buffered_len(), 0);
-    out
-}
-
-fn run_framer(chunks: &[&[u8]]) -> Outcome {
-    fn collect(chunk: Option<FramedChunk>, out: &mut Outcome) {
-        let Some(chunk) = chunk else { return };
-        for f in chunk.frames() {
-            let again = parse_message(f.raw, f.line).expect("a framed message re-parses");
-            assert_eq!(again, f.message);
-            out.push((f.line, f.raw.to_vec(), true));
-        }
-        if let Some(e) = chunk.error() {
-            out.push((e.line, Vec::new(), false));
-        }
-    }
-    let mut framer = Framer::new();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        collect(framer.push(chunk.to_vec()), &mut out);
-    }
-    collect(framer.finish(), &mut out);
-    out
-}
-
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_message(data, 1);
-    // Two chunks, split at the first byte's value.
-    let split = usize::from(data.first().copied().unwrap_or(0)).min(data.len());
-    let (a, b) = data.split_at(split);
-    let two = run(&[a, b]);
-    let whole = run(&[data]);
-    assert_eq!(two, whole, "framing depends on chunking");
-    let upto_error = whole
-        .iter()
-        .position(|(_, _, ok)| !ok)
-        .map_or(&whole[..], |i| &whole[..=i]);
-    assert_eq!(run_framer(&[a, b]), upto_error, "Framer and MessageStream differ");
-});
+fuzz_target!(|data: &[u8]| check(data));

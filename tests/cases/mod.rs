@@ -3,6 +3,7 @@
 //! `stack-tests` feature only; so are the tests of mixed modules that need them.
 
 mod decoding_props;
+mod fuzz_checks;
 mod recovery;
 mod replay_fixtures;
 mod s3_upload;
