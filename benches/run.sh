@@ -53,7 +53,7 @@ fi
 
 # Generate the capture unless an identical one (same changes, seed and generator source) exists.
 mkdir -p "$BENCH_DIR"
-params="changes=$CHANGES seed=$SEED generator=$(cat examples/gen_capture.rs examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
+params="changes=$CHANGES seed=$SEED generator=$(cat examples/gen_capture/*.rs examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
 if [ -s "$CAPTURE" ] && [ "$(cat "$CAPTURE.params" 2>/dev/null)" = "$params" ]; then
     echo "capture: reusing $CAPTURE ($params)"
 else

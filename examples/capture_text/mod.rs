@@ -1,4 +1,4 @@
-//! What the benchmark capture generators (`gen_capture.rs`, `gen_shapes.rs`) share: the PRNG and
+//! What the benchmark capture generators (`gen_capture/`, `gen_shapes.rs`) share: the PRNG and
 //! the buffered writer of test_decoding text with its value formatters. Included by each with
 //! `#[path]` (a folder without `main.rs` is not an example of its own). Standard library only.
 
