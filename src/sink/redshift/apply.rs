@@ -185,21 +185,19 @@ impl RedshiftLoader {
     ) -> Result<(), Attempt> {
         let deadline = self.pool.deadline();
         let mut rejected = Vec::new();
-        let mut copy_rows = load.copy_rows.iter();
-        for s in &load.statements {
+        let mut copies = load.copies.iter().peekable();
+        for (i, s) in load.statements.iter().enumerate() {
             within(deadline, "a load", c.batch_execute(s)).await?;
-            if !sql::is_copy(s) {
+            let Some(copy) = copies.next_if(|next| next.statement == i) else {
                 continue;
-            }
+            };
             crate::failpoint!("apply.after_copy");
             let before = rejected.len();
             if key.quarantine.is_some() {
                 rejected.extend(quarantine::rejected_rows(c, deadline).await?);
             }
-            if let Some(&rows) = copy_rows.next() {
-                let skipped = (rejected.len() - before) as u64;
-                check_copy_count(c, deadline, key.source, rows, skipped).await?;
-            }
+            let skipped = (rejected.len() - before) as u64;
+            check_copy_count(c, deadline, key.source, copy.rows, skipped).await?;
         }
         match key.quarantine {
             Some(spool) if !rejected.is_empty() => {

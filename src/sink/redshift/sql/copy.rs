@@ -37,11 +37,6 @@ impl fmt::Debug for CopyAuth {
     }
 }
 
-/// Whether a planned statement is a COPY (see [`copy_sql`]).
-pub fn is_copy(sql: &str) -> bool {
-    sql.starts_with("COPY ")
-}
-
 /// The rows the session's last COPY loaded (rows it skipped under MAXERROR not counted).
 pub const LAST_COPY_COUNT_SQL: &str = "SELECT pg_last_copy_count()::bigint";
 

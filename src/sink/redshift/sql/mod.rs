@@ -46,7 +46,7 @@ mod widen;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-pub use copy::{copy_sql, is_copy, redact, CopyAuth, COPY_FORMAT, LAST_COPY_COUNT_SQL};
+pub use copy::{copy_sql, redact, CopyAuth, COPY_FORMAT, LAST_COPY_COUNT_SQL};
 pub use ledger::{
     ledger_insert, rejected_insert, LedgerRow, Rejected, RowCounts, LEDGER_CHECK_LEGACY_SQL,
     LEDGER_CHECK_SQL, LEDGER_DDL, LEDGER_LINEAGE_COLUMN, LEDGER_UPGRADE_SQL, REJECTED_ROWS_SQL,
@@ -129,9 +129,19 @@ pub enum PlanStep {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadStep {
     pub statements: Vec<String>,
-    /// The rows of each COPY's file, in the order the COPY statements come: the loader checks
-    /// each against what the COPY loaded, so a file read short never goes unnoticed.
-    pub copy_rows: Vec<u64>,
+    /// Each COPY among `statements`: its index there and the rows of its file, in order. The
+    /// loader checks each against what the COPY loaded, so a file read short never goes
+    /// unnoticed.
+    pub copies: Vec<StagedCopy>,
+}
+
+/// A COPY statement of a [`LoadStep`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedCopy {
+    /// Its index in [`LoadStep::statements`].
+    pub statement: usize,
+    /// The rows of the file it loads.
+    pub rows: u64,
 }
 
 /// Binds: `$1` schema, `$2` table, `$3` column (target names, already lower case).
@@ -484,8 +494,11 @@ impl Planner<'_> {
         if self.input.max_errors > 0 {
             copy.push_str(&format!(" MAXERROR {}", self.input.max_errors));
         }
+        sql.copies.push(StagedCopy {
+            statement: sql.stage.len(),
+            rows: file.rows,
+        });
         sql.stage.push(copy);
-        sql.copy_rows.push(file.rows);
         sql.drops.push(format!("DROP TABLE {}", quote_ident(&name)));
         Ok(quote_ident(&name))
     }
@@ -526,17 +539,22 @@ impl Planner<'_> {
         }
         let LoadSql {
             stage,
-            copy_rows,
+            copies,
             updates,
             deletes,
             inserts,
             drops,
         } = sql;
         let open = self.open();
+        // The staged statements come first: their indexes move by what the step holds already.
+        let at = open.statements.len();
+        open.copies.extend(copies.into_iter().map(|c| StagedCopy {
+            statement: at + c.statement,
+            ..c
+        }));
         for part in [stage, updates, deletes, inserts, drops] {
             open.statements.extend(part);
         }
-        open.copy_rows.extend(copy_rows);
         Ok(())
     }
 
@@ -703,8 +721,8 @@ impl Planner<'_> {
 struct LoadSql {
     /// CREATE TEMP TABLE + COPY of each file.
     stage: Vec<String>,
-    /// The rows of each COPY's file, in order.
-    copy_rows: Vec<u64>,
+    /// The COPYs among `stage`.
+    copies: Vec<StagedCopy>,
     /// One `UPDATE ... FROM` per update file.
     updates: Vec<String>,
     /// `DELETE ... USING` for the delete file and the upsert file's keys.

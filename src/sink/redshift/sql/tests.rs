@@ -312,16 +312,40 @@ fn a_quarantining_table_copies_with_maxerror() {
     let auth = CopyAuth::IamRole("r".into());
     let copies = |max: u32| -> Vec<String> {
         let p = plan_quarantined(&full_table(3), &auth, max).unwrap();
-        loads(&p)
-            .into_iter()
-            .flatten()
-            .filter(|s| is_copy(s))
-            .cloned()
-            .collect()
+        let mut out = Vec::new();
+        for step in &p {
+            if let PlanStep::Load(l) = step {
+                out.extend(l.copies.iter().map(|c| l.statements[c.statement].clone()));
+            }
+        }
+        out
     };
     assert!(!copies(0).is_empty());
     assert!(copies(0).iter().all(|c| !c.contains("MAXERROR")));
     assert!(copies(1000).iter().all(|c| c.ends_with(" MAXERROR 1000")));
+}
+
+#[test]
+fn each_copy_is_known_by_its_statement_and_its_file_rows() {
+    let p = plan(&full_table(3));
+    let mut rows = Vec::new();
+    for step in &p {
+        if let PlanStep::Load(l) = step {
+            let named: Vec<usize> = l.copies.iter().map(|c| c.statement).collect();
+            let copies: Vec<usize> = (0..l.statements.len())
+                .filter(|&i| l.statements[i].starts_with("COPY "))
+                .collect();
+            assert_eq!(named, copies, "{:#?}", l.statements);
+            rows.extend(l.copies.iter().map(|c| c.rows));
+        }
+    }
+    // delete, upsert, update0 (update1 only sets `flag`, dropped later: not staged); then the
+    // load after the truncate, in the truncate's transaction.
+    assert_eq!(rows, [3, 6, 3, 3]);
+    let PlanStep::Load(last) = p.last().unwrap() else {
+        panic!("{p:#?}")
+    };
+    assert!(last.statements[0].starts_with("DELETE FROM") && last.copies[0].statement > 0);
 }
 
 #[test]
