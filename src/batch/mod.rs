@@ -18,6 +18,7 @@
 //!   ingest loop to close the segment early.
 
 pub mod rebuild;
+mod row_index;
 pub mod schema;
 pub mod table_batch;
 

@@ -23,6 +23,7 @@
 
 use smallvec::SmallVec;
 
+use crate::batch::row_index::RowIndex;
 use crate::batch::schema::ColumnDef;
 
 /// Position of a WAL record in the segment.
@@ -56,9 +57,11 @@ pub enum Applied {
     Conflict,
 }
 
-/// Approximate cost of one entry with an inline key (see `entry_cost`): an 80-byte slot at a
-/// typical load factor, table growth, ~48 bytes of write plan and allocator overhead. Calibrated
-/// on the benchmark capture (peak RSS / distinct keys per batch, BENCHMARKS.md), not derived.
+/// Approximate cost of one entry with an inline key (see `entry_cost`): a 72-byte key + entry
+/// and an 8-byte hash slot at a typical load factor ([`RowIndex`]), growth, ~48 bytes of write
+/// plan and allocator overhead. Calibrated on the benchmark capture (peak RSS / distinct keys
+/// per batch, BENCHMARKS.md) when entries were 80-byte hash slots, not derived; kept, as an
+/// over-estimate only closes segments earlier.
 pub const ENTRY_OVERHEAD: usize = 240;
 
 type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
@@ -67,7 +70,7 @@ type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 pub type Key = SmallVec<[u8; INLINE_KEY]>;
 const INLINE_KEY: usize = 16;
 
-/// Estimated bytes of one index entry: the hash slot (key + entry at typical load factor), a
+/// Estimated bytes of one index entry: the key + entry and its hash slot, a
 /// key's heap bytes beyond [`INLINE_KEY`], and the CSV stage's write plan for the row (32-byte
 /// row + 16-byte read per record), which exists while the batch is written.
 fn entry_cost(key_len: usize) -> usize {
@@ -88,7 +91,7 @@ pub struct TableLoad {
     pub key: Vec<String>,
     /// Index of each key column in `columns`.
     pub key_idx: Vec<usize>,
-    pub rows: FastMap<Key, Entry>,
+    pub rows: RowIndex,
     /// Interned known-column subsets of partial updates; `Partial::subset` indexes this.
     pub subsets: Vec<Box<[bool]>>,
     subset_ids: FastMap<Box<[bool]>, u32>,
@@ -104,7 +107,7 @@ impl TableLoad {
             columns,
             key,
             key_idx,
-            rows: FastMap::default(),
+            rows: RowIndex::default(),
             subsets: Vec::new(),
             subset_ids: FastMap::default(),
             mem: 0,
@@ -141,12 +144,8 @@ impl TableLoad {
     }
 
     fn put(&mut self, key: &[u8], entry: Entry) {
-        if let Some(e) = self.rows.get_mut(key) {
-            *e = entry;
-        } else {
-            self.mem += entry_cost(key.len());
-            self.rows.insert(key.into(), entry);
-        }
+        let (e, _) = self.slot(key);
+        *e = entry;
     }
 
     /// The state an update at `rec` (known columns `mask`, `None` = all) leads to, given the
@@ -194,16 +193,11 @@ impl TableLoad {
     /// The entry for `key` with one hash lookup; `true` when it was just created (as a
     /// placeholder the caller overwrites).
     fn slot(&mut self, key: &[u8]) -> (&mut Entry, bool) {
-        match self.rows.entry_ref(key) {
-            hashbrown::hash_map::EntryRef::Occupied(o) => (o.into_mut(), false),
-            hashbrown::hash_map::EntryRef::Vacant(v) => {
-                self.mem += entry_cost(key.len());
-                let e = v.insert(Entry {
-                    state: RowState::Deleted,
-                });
-                (e, true)
-            }
+        let (e, new) = self.rows.slot(key);
+        if new {
+            self.mem += entry_cost(key.len());
         }
+        (e, new)
     }
 
     pub fn insert(&mut self, key: &[u8], rec: RecPos) -> Applied {

@@ -333,7 +333,7 @@ impl<'b> Plan<'b> {
             .collect();
         let key_kinds: Vec<ValueKind> = load.key_idx.iter().map(|&i| kinds[i]).collect();
         let load_no = self.loads.len() as u32;
-        for (key, entry) in &load.rows {
+        for (key, entry) in load.rows.iter() {
             let file = match &entry.state {
                 RowState::Deleted => {
                     let f = files.delete(self);
