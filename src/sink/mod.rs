@@ -57,7 +57,8 @@ pub struct SegmentDone {
 
 impl Target {
     /// Opens the configured target; for Redshift this connects, checks the bucket and creates
-    /// the ledger (failures there are fatal). The local target ignores the source catalog.
+    /// the ledger (an endpoint down for now is a warning, any other failure fatal). The local
+    /// target ignores the source catalog.
     pub async fn from_config(
         config: &Config,
         catalog: Arc<crate::source::catalog::SourceCatalog>,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::slot::slot_ready;
 use crate::harness::stack::{connect, wait_until, Stack};
-use crate::harness::ReDms;
+use crate::harness::{free_port, ReDms};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -35,15 +35,6 @@ fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
-}
-
-/// A free TCP port on loopback (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The metric names METRICS.md lists (first column of its tables).

@@ -1,6 +1,6 @@
-//! Redshift going away and coming back, re_dms dying at the worst moments, and a table whose
-//! rows Redshift rejects. Maintenance mode and the statement log belong to the whole
-//! redshift-sim, so each of these tests holds it alone ([`Stack::sim_exclusive`]).
+//! Redshift going away and coming back, re_dms dying at the worst moments, a table whose rows
+//! Redshift rejects, and S3 down at start. Maintenance mode and the statement log belong to the
+//! whole redshift-sim, so the tests that use them hold it alone ([`Stack::sim_exclusive`]).
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
@@ -10,9 +10,11 @@ use std::io::{Read, Seek, SeekFrom};
 #[cfg(not(feature = "failpoints"))]
 use std::path::PathBuf;
 
+use std::net::{TcpListener, TcpStream};
+
 use crate::harness::stack::{connect, SimLease, Stack};
 use crate::harness::workload::{Kind, Workload};
-use crate::harness::{wait_until, ReDms};
+use crate::harness::{free_port, wait_until, ReDms};
 
 /// Switches maintenance off when dropped (also when the test panics).
 struct MaintenanceOff;
@@ -492,6 +494,75 @@ async fn reading_goes_on_while_redshift_is_away() {
         3 * segments,
         "every table of every segment, once"
     );
+    assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
+}
+
+/// Forwards every TCP connection to `127.0.0.1:port` to `to` (`host:port`), both ways, from
+/// now until the test binary exits: a service that comes up at an address re_dms already has.
+fn forward(port: u16, to: &str) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the forwarder");
+    let to = to.to_string();
+    std::thread::spawn(move || {
+        for inbound in listener.incoming().flatten() {
+            let Ok(outbound) = TcpStream::connect(&to) else {
+                continue;
+            };
+            let (Ok(mut up_in), Ok(mut up_out)) = (inbound.try_clone(), outbound.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut up_in, &mut up_out);
+                let _ = up_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut down_in, mut down_out) = (outbound, inbound);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut down_in, &mut down_out);
+                let _ = down_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unreachable_at_start_is_a_warning_and_loads_wait_for_it() {
+    let _sim = Stack::sim_shared().await;
+    let stack = Stack::get();
+    // Nothing listens at the endpoint re_dms is given until the forwarder starts below.
+    let port = free_port();
+    let mut w = Workload::three_tables(43);
+    let text = w.generate(4_000).take_text();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("table "))
+        .unwrap()
+        .to_string();
+    let rs = ReDms::redshift("s3_down_at_start")
+        .await
+        .segment_max_bytes(262144)
+        .build();
+    rs.set_config_line(
+        "endpoint = ",
+        &format!("endpoint = \"http://127.0.0.1:{port}\""),
+    );
+    let mut run = rs.spawn(text.into_bytes());
+    run.wait_for_log("S3 not reachable at start", Duration::from_secs(60));
+    wait_until(
+        Duration::from_secs(60),
+        "the whole input in the WAL while S3 is down",
+        || async { rs.wal_contains(last.as_bytes()) },
+    )
+    .await;
+    assert!(!run.exited(), "re_dms exited while S3 was down");
+    assert!(rs.ledger().await.is_empty(), "nothing loads without S3");
+
+    let to = stack.s3_endpoint.trim_start_matches("http://");
+    forward(port, to.trim_end_matches('/'));
+    let done = run.wait(Duration::from_secs(120));
+    assert!(done.status.success(), "{}", done.stderr);
+    rs.assert_workload(&w).await;
+    rs.assert_ledger_unique().await;
     assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
 }
 

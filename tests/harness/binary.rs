@@ -487,7 +487,7 @@ impl Captured {
 
     /// Waits until what was read contains `needle`: Ok, or Err with the text so far when the
     /// pipe ended or `timeout` passed first.
-    #[cfg(feature = "failpoints")]
+    #[cfg(any(feature = "failpoints", feature = "stack-tests"))]
     fn wait_for(&self, needle: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let (buffer, grew) = &*self.shared;
@@ -539,6 +539,15 @@ impl Running {
     #[cfg(feature = "stack-tests")]
     pub fn exited(&mut self) -> bool {
         self.child().try_wait().expect("try_wait").is_some()
+    }
+
+    /// Waits until re_dms has logged `needle`; panics, with its stderr, when it exits first or
+    /// after `timeout`.
+    #[cfg(feature = "stack-tests")]
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        if let Err(stderr) = self.stderr.wait_for(needle, timeout) {
+            panic!("no `{needle}` logged within {timeout:?}; stderr:\n{stderr}");
+        }
     }
 
     /// Sends SIGTERM (does not wait).

@@ -46,6 +46,15 @@ pub fn capture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A free TCP port on loopback (bound, read, released).
+#[cfg(feature = "stack-tests")]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on loopback")
+        .port()
+}
+
 /// Polls `check` (backing off from 10 ms to 200 ms) until it returns true; panics naming `what`
 /// after `timeout`.
 pub fn wait_until_blocking(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {

@@ -98,7 +98,10 @@ pub struct RedshiftLoader {
 pub const MAX_REJECTED_PER_COPY: u32 = 1000;
 
 impl RedshiftLoader {
-    /// Connects, checks the bucket and creates the ledger. Failures here are fatal.
+    /// Connects, checks the bucket and creates the ledger. S3 or Redshift that cannot be
+    /// reached now (an outage, a maintenance window) is a warning: reading goes on and every
+    /// upload and load retries until it is back. Anything else (no such bucket, access denied,
+    /// bad credentials) is fatal.
     pub async fn connect(
         config: &Config,
         catalog: Arc<SourceCatalog>,
@@ -108,10 +111,20 @@ impl RedshiftLoader {
         let uploader = Uploader::from_config(&config.s3, max * 2)
             .await
             .map_err(|e| LoadError::fatal("S3", e))?;
-        uploader
-            .check()
-            .await
-            .map_err(|e| LoadError::fatal(format!("S3 bucket {:?}", config.s3.bucket), e))?;
+        if let Err(e) = uploader.check().await {
+            if e.class() != ErrorClass::Transient {
+                return Err(LoadError::fatal(
+                    format!("S3 bucket {:?}", config.s3.bucket),
+                    e,
+                ));
+            }
+            metrics::S3_RETRIES.inc();
+            tracing::warn!(
+                bucket = %config.s3.bucket,
+                error = %crate::error_chain(&e),
+                "S3 not reachable at start; reading goes on, uploads retry until it is back"
+            );
+        }
         let auth = if config.redshift.iam_role.is_empty() {
             copy_keys_from_chain(config).await?
         } else {
