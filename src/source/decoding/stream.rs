@@ -201,11 +201,6 @@ impl MessageStream {
         self.buf.len().saturating_sub(self.at.start)
     }
 
-    /// The physical line the next message starts on (or would start on).
-    pub fn line(&self) -> u64 {
-        self.at.line
-    }
-
     /// Whether [`finish`](Self::finish) was called and every byte was consumed.
     pub fn is_done(&self) -> bool {
         self.eof && self.buffered_len() == 0
