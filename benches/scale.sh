@@ -16,6 +16,8 @@
 # (user + system), `gzip -1` wall seconds on the same file and re_dms's time / gzip's.
 # env: RUNS (3; 1 for 10m), NO_BUILD=1 (use target/release as it is).
 set -euo pipefail
+# A failing command inside $(...) stops the script too (it hashed a missing file silently).
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 . benches/lib.sh
@@ -36,7 +38,7 @@ fi
 
 # capture NAME: makes $DIR/NAME.txt unless an identical one exists; prints its path.
 capture() {
-    local name=$1 gen args src
+    local name=$1 gen args src=()
     case $name in
         1m) gen=gen_capture args="--changes 1m --seed 1" ;;
         10m) gen=gen_capture args="--changes 10m --seed 1" ;;
@@ -44,9 +46,10 @@ capture() {
         toast) gen=gen_shapes args="--shape toast --changes 200 --seed 1" ;;
         *) echo "scale.sh: unknown workload $name (1m 10m wide toast)" >&2; exit 2 ;;
     esac
-    src=examples/$gen.rs
+    # A generator is one file or a directory of them (gen_capture/).
+    if [ -d "examples/$gen" ]; then src=(examples/"$gen"/*.rs); else src=("examples/$gen.rs"); fi
     local file=$DIR/$name.txt params
-    params="$gen $args $(cat "$src" examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
+    params="$gen $args $(cat "${src[@]}" examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
     if ! [ -s "$file" ] || [ "$(cat "$file.params" 2>/dev/null)" != "$params" ]; then
         echo "capture: generating $file ($gen $args)" >&2
         rm -f "$file.params"
