@@ -441,6 +441,15 @@ async fn a_stopped_table_does_not_hold_back_the_others_in_later_segments() {
     assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
 }
 
+/// The last row change of a capture's text (reaching the WAL means all of it did).
+fn last_change(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|l| l.starts_with("table "))
+        .expect("a row change in the text")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_goes_on_while_redshift_is_away() {
     let _alone = Alone::start().await;
@@ -449,12 +458,7 @@ async fn reading_goes_on_while_redshift_is_away() {
     // target hold, so all of it reaches the WAL only if ingest does not wait for Redshift.
     let mut w = Workload::three_tables(41);
     let text = w.generate(60_000).take_text();
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("table "))
-        .unwrap()
-        .to_string();
+    let last = last_change(&text);
     let rs = ReDms::redshift("outage_spill")
         .await
         .segment_max_bytes(262144)
@@ -532,12 +536,7 @@ async fn s3_unreachable_at_start_is_a_warning_and_loads_wait_for_it() {
     let port = free_port();
     let mut w = Workload::three_tables(43);
     let text = w.generate(4_000).take_text();
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("table "))
-        .unwrap()
-        .to_string();
+    let last = last_change(&text);
     let rs = ReDms::redshift("s3_down_at_start")
         .await
         .segment_max_bytes(262144)
