@@ -88,6 +88,8 @@ impl RowIndex {
             Found::Occupied(o) => (o.get().entry as usize, false),
             Found::Vacant(v) => {
                 let i = entries.len();
+                // Fewer than 2^32 keys: the memory budget closes the segment long before
+                // (`MAX_BATCH_MAX_MEMORY_BYTES`).
                 let entry = u32::try_from(i).expect("a load holds fewer than 2^32 keys");
                 v.insert(Slot { entry, hash });
                 entries.push((
