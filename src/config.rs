@@ -439,6 +439,25 @@ impl Config {
             check_connection("source.connection", &self.source.connection)?;
         }
         self.validate_slot()?;
+        self.validate_wal_and_batch()?;
+        self.validate_target()?;
+        for (name, table) in &self.tables {
+            let key = format!("tables.\"{name}\"");
+            if !name.contains('.') {
+                return Err(invalid(key, "table keys are `schema.table`"));
+            }
+            if table.primary_key.iter().any(|c| c.is_empty()) {
+                return Err(invalid(
+                    format!("{key}.primary_key"),
+                    "column names must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[wal]` and `[batch]`.
+    fn validate_wal_and_batch(&self) -> Result<(), ConfigError> {
         if self.wal.directory.as_os_str().is_empty() {
             return Err(invalid("wal.directory", "must not be empty"));
         }
@@ -462,6 +481,11 @@ impl Config {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// `[target]` and, for Redshift, `[s3]` and `[redshift]`.
+    fn validate_target(&self) -> Result<(), ConfigError> {
         match self.target.kind {
             TargetKind::Local => {
                 if self.target.directory.as_os_str().is_empty() {
@@ -508,18 +532,6 @@ impl Config {
                         ));
                     }
                 }
-            }
-        }
-        for (name, table) in &self.tables {
-            let key = format!("tables.\"{name}\"");
-            if !name.contains('.') {
-                return Err(invalid(key, "table keys are `schema.table`"));
-            }
-            if table.primary_key.iter().any(|c| c.is_empty()) {
-                return Err(invalid(
-                    format!("{key}.primary_key"),
-                    "column names must not be empty",
-                ));
             }
         }
         Ok(())
