@@ -52,9 +52,6 @@ pub const DEFAULT_CLOUDWATCH_STATSD: &str = "127.0.0.1:8125";
 pub const MIN_SEGMENT_MAX_BYTES: u64 = 4 * 1024;
 /// Smallest batch memory accepted.
 pub const MIN_BATCH_MAX_MEMORY_BYTES: u64 = 64 * 1024;
-/// Largest batch memory accepted (1 TiB): a batch's index, budgeted at a fifth of it, then holds
-/// fewer than 2^32 keys per table, which its 32-bit entry numbers rely on.
-pub const MAX_BATCH_MAX_MEMORY_BYTES: u64 = 1 << 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -470,15 +467,10 @@ impl Config {
         if self.wal.segment_max_age_secs == 0 {
             return Err(invalid("wal.segment_max_age_secs", "must be at least 1"));
         }
-        if !(MIN_BATCH_MAX_MEMORY_BYTES..=MAX_BATCH_MAX_MEMORY_BYTES)
-            .contains(&self.batch.max_memory_bytes)
-        {
+        if self.batch.max_memory_bytes < MIN_BATCH_MAX_MEMORY_BYTES {
             return Err(invalid(
                 "batch.max_memory_bytes",
-                format!(
-                    "must be at least {MIN_BATCH_MAX_MEMORY_BYTES} and at most \
-                     {MAX_BATCH_MAX_MEMORY_BYTES} (1 TiB)"
-                ),
+                format!("must be at least {MIN_BATCH_MAX_MEMORY_BYTES}"),
             ));
         }
         Ok(())
@@ -750,25 +742,6 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn batch_memory_out_of_range_names_its_key() {
-        for bytes in [
-            MIN_BATCH_MAX_MEMORY_BYTES - 1,
-            MAX_BATCH_MAX_MEMORY_BYTES + 1,
-        ] {
-            let text = format!("[target]\nkind = \"local\"\n[batch]\nmax_memory_bytes = {bytes}\n");
-            let err = parse(&text)
-                .and_then(|c| c.validate(Mode::Replay))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("batch.max_memory_bytes"), "{bytes}: {err}");
-        }
-        for bytes in [MIN_BATCH_MAX_MEMORY_BYTES, MAX_BATCH_MAX_MEMORY_BYTES] {
-            let text = format!("[target]\nkind = \"local\"\n[batch]\nmax_memory_bytes = {bytes}\n");
-            parse(&text).unwrap().validate(Mode::Replay).unwrap();
         }
     }
 

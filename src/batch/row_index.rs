@@ -88,8 +88,7 @@ impl RowIndex {
             Found::Occupied(o) => (o.get().entry as usize, false),
             Found::Vacant(v) => {
                 let i = entries.len();
-                // Fewer than 2^32 keys: the memory budget closes the segment long before
-                // (`MAX_BATCH_MAX_MEMORY_BYTES`).
+                // Fewer than 2^32 keys: a `TableLoad` at its `MAX_KEYS` takes no more.
                 let entry = u32::try_from(i).expect("a load holds fewer than 2^32 keys");
                 v.insert(Slot { entry, hash });
                 entries.push((

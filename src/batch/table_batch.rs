@@ -82,6 +82,10 @@ fn entry_cost(key_len: usize) -> usize {
         }
 }
 
+/// Keys one load holds at most: its index numbers entries with 32 bits. A change that could
+/// pass it (an update that moves a row adds two keys) is a conflict, applied to a fresh load.
+const MAX_KEYS: usize = u32::MAX as usize;
+
 /// The index of one load step of one table.
 #[derive(Debug)]
 pub struct TableLoad {
@@ -99,6 +103,8 @@ pub struct TableLoad {
     pub mem: usize,
     /// Changes folded in (for logs and manifests).
     pub changes: u64,
+    /// [`MAX_KEYS`], lower in tests.
+    key_limit: usize,
 }
 
 impl TableLoad {
@@ -112,7 +118,13 @@ impl TableLoad {
             subset_ids: FastMap::default(),
             mem: 0,
             changes: 0,
+            key_limit: MAX_KEYS,
         }
+    }
+
+    /// No room for the two new keys a change may add.
+    fn full(&self) -> bool {
+        self.rows.len() + 2 > self.key_limit
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,6 +213,9 @@ impl TableLoad {
     }
 
     pub fn insert(&mut self, key: &[u8], rec: RecPos) -> Applied {
+        if self.full() {
+            return Applied::Conflict;
+        }
         self.changes += 1;
         let (e, new) = self.slot(key);
         if !new && e.state == RowState::MovedAway {
@@ -212,6 +227,9 @@ impl TableLoad {
 
     /// An update that keeps the key. `mask` lists known columns when some are unchanged TOAST.
     pub fn update(&mut self, key: &[u8], rec: RecPos, mask: Option<&[bool]>) -> Applied {
+        if self.full() {
+            return Applied::Conflict;
+        }
         if mask.is_none() {
             // Every column known: the previous state does not matter, one lookup.
             self.changes += 1;
@@ -249,6 +267,9 @@ impl TableLoad {
     ) -> Applied {
         if old_key == new_key {
             return self.update(new_key, rec, mask);
+        }
+        if self.full() {
+            return Applied::Conflict;
         }
         if let Some(Entry {
             state: RowState::MovedAway,
@@ -303,6 +324,9 @@ impl TableLoad {
     }
 
     pub fn delete(&mut self, key: &[u8]) -> Applied {
+        if self.full() {
+            return Applied::Conflict;
+        }
         self.changes += 1;
         let (e, new) = self.slot(key);
         if new {
@@ -477,6 +501,22 @@ mod tests {
                 state: RowState::Deleted
             })
         );
+    }
+
+    #[test]
+    fn a_load_at_its_key_limit_sends_every_change_to_a_fresh_load() {
+        let mut l = load();
+        l.key_limit = 4;
+        assert_eq!(l.insert(&k("1"), 10), Applied::Done);
+        assert_eq!(l.insert(&k("2"), 20), Applied::Done);
+        // Two keys left: a key move could take both.
+        assert_eq!(l.update_key(&k("3"), &k("4"), 30, None), Applied::Done);
+        assert_eq!(l.rows.len(), 4);
+        assert_eq!(l.insert(&k("5"), 50), Applied::Conflict);
+        assert_eq!(l.update(&k("1"), 60, None), Applied::Conflict);
+        assert_eq!(l.update_key(&k("1"), &k("6"), 70, None), Applied::Conflict);
+        assert_eq!(l.delete(&k("2")), Applied::Conflict);
+        assert_eq!((l.rows.len(), l.changes), (4, 3));
     }
 
     #[test]
