@@ -11,10 +11,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::harness::stack::{connect, SimLease, Stack};
 use crate::harness::workload::{Kind, Workload};
-use crate::harness::{free_port, wait_until, ReDms};
+use crate::harness::{wait_until, ReDms};
 
 /// Switches maintenance off when dropped (also when the test panics).
 struct MaintenanceOff;
@@ -501,13 +503,19 @@ async fn reading_goes_on_while_redshift_is_away() {
     assert!(rs.wal_segments().is_empty(), "loaded segments are deleted");
 }
 
-/// Forwards every TCP connection to `127.0.0.1:port` to `to` (`host:port`), both ways, from
-/// now until the test binary exits: a service that comes up at an address re_dms already has.
-fn forward(port: u16, to: &str) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the forwarder");
-    let to = to.to_string();
+/// A loopback port, held from now until the test binary exits (so no other test can take it),
+/// where a service comes up late: until `up` is set every connection is closed at once
+/// (nothing answers), then each is forwarded to `to` (`host:port`), both ways.
+fn late_service(to: &str) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    let up = Arc::new(AtomicBool::new(false));
+    let (to, is_up) = (to.to_string(), Arc::clone(&up));
     std::thread::spawn(move || {
         for inbound in listener.incoming().flatten() {
+            if !is_up.load(Ordering::SeqCst) {
+                continue;
+            }
             let Ok(outbound) = TcpStream::connect(&to) else {
                 continue;
             };
@@ -526,14 +534,20 @@ fn forward(port: u16, to: &str) {
             });
         }
     });
+    (port, up)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unreachable_at_start_is_a_warning_and_loads_wait_for_it() {
     let _sim = Stack::sim_shared().await;
     let stack = Stack::get();
-    // Nothing listens at the endpoint re_dms is given until the forwarder starts below.
-    let port = free_port();
+    // Nothing answers at the endpoint re_dms is given until the forwarding starts below.
+    let (port, s3_up) = late_service(
+        stack
+            .s3_endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+    );
     let mut w = Workload::three_tables(43);
     let text = w.generate(4_000).take_text();
     let last = last_change(&text);
@@ -556,8 +570,7 @@ async fn s3_unreachable_at_start_is_a_warning_and_loads_wait_for_it() {
     assert!(!run.exited(), "re_dms exited while S3 was down");
     assert!(rs.ledger().await.is_empty(), "nothing loads without S3");
 
-    let to = stack.s3_endpoint.trim_start_matches("http://");
-    forward(port, to.trim_end_matches('/'));
+    s3_up.store(true, Ordering::SeqCst);
     let done = run.wait(Duration::from_secs(120));
     assert!(done.status.success(), "{}", done.stderr);
     rs.assert_workload(&w).await;

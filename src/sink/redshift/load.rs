@@ -118,7 +118,7 @@ impl RedshiftLoader {
                     e,
                 ));
             }
-            metrics::S3_RETRIES.inc();
+            // Its retries are counted (re_dms_s3_retries_total) and logged where they ran.
             tracing::warn!(
                 bucket = %config.s3.bucket,
                 error = %crate::error_chain(&e),
