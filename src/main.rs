@@ -85,7 +85,8 @@ where
     Ok(result)
 }
 
-/// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why).
+/// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why); an error
+/// only a new start recovers from starts it again in this process.
 fn run_live(config: &Config) -> ExitCode {
     let result = match with_runtime(|stop| pipeline::run_live(config, stop)) {
         Ok(r) => r,
@@ -99,6 +100,19 @@ fn run_live(config: &Config) -> ExitCode {
                 "stopped; segments not loaded yet stay in the WAL and load at the next start"
             );
             ExitCode::SUCCESS
+        }
+        Err(e) if e.needs_a_new_start() => {
+            tracing::warn!(error = %error_chain(&e), "the run cannot go on in this process");
+            match re_dms::service::restart_in_place() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(exec) => {
+                    eprintln!(
+                        "re_dms: {}; restarting in place failed: {exec}",
+                        error_chain(&e)
+                    );
+                    ExitCode::from(1)
+                }
+            }
         }
         Err(e) => {
             let error = error_chain(&e);

@@ -3,15 +3,18 @@
 //! the drain starts, `WATCHDOG=1` every half `WatchdogSec` while the pipeline is healthy, and a
 //! `STATUS=` line for `systemctl status`. Without `NOTIFY_SOCKET` (not under systemd, `--stdin`,
 //! tests) every call does nothing. A failed send is logged once, never fatal: the service
-//! manager's opinion must not stop the data.
+//! manager's opinion must not stop the data. Also the in-place restart ([`restart_in_place`])
+//! for errors only a new start recovers from, which systemd must not count as failures.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sd_notify::NotifyState;
 
 static READY_SENT: AtomicBool = AtomicBool::new(false);
 static SEND_FAILED: AtomicBool = AtomicBool::new(false);
+/// A stop signal came ([`stopping`]).
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -31,6 +34,7 @@ pub fn ready(status: &str) {
 /// `STOPPING=1`: the drain phase starts (sent by the signal handler, before the stop signal,
 /// so it is out before the process can end).
 pub fn stopping() {
+    STOPPING.store(true, Ordering::Release);
     send(&[NotifyState::Stopping, NotifyState::Status("draining")]);
 }
 
@@ -64,4 +68,130 @@ pub fn spawn_watchdog(healthy: impl Fn() -> bool + Send + 'static) {
             }
         }
     });
+}
+
+/// In-place restarts in a row, as the restarted process sees them.
+const RESTARTS_ENV: &str = "RE_DMS_RESTARTS";
+/// When the last in-place restart was (Unix seconds).
+const RESTARTED_AT_ENV: &str = "RE_DMS_RESTARTED_AT";
+/// A run this long since the last in-place restart starts the backoff over.
+pub const RESTART_RESET: Duration = Duration::from_secs(600);
+/// Longest wait before an in-place restart (1 s, 2 s, 4 s, ... up to this).
+pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// How long to wait before in-place restart number `n + 1` of a row.
+pub fn restart_backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.min(6)).min(RESTART_BACKOFF_CAP)
+}
+
+/// In-place restarts in a row before this one: the count the last one passed on, or 0 when
+/// there was none or it was more than [`RESTART_RESET`] ago (`now` and `at` in Unix seconds).
+pub fn restarts_in_a_row(count: Option<&str>, at: Option<&str>, now: u64) -> u32 {
+    let (Some(count), Some(at)) = (
+        count.and_then(|c| c.parse::<u32>().ok()),
+        at.and_then(|a| a.parse::<u64>().ok()),
+    ) else {
+        return 0;
+    };
+    if now.saturating_sub(at) > RESTART_RESET.as_secs() {
+        0
+    } else {
+        count
+    }
+}
+
+/// Starts this program again in this process, for an error only a new start recovers from
+/// (the source lost inside a transaction: the WAL's open transaction is dropped by recovery):
+/// `execve` of `/proc/self/exe` with the same arguments, after a backoff ([`restart_backoff`])
+/// that a stop signal ends. The PID stays, so systemd sees its main process keep running: these
+/// restarts do not count towards the unit's start limit, and a few network blips cannot leave
+/// it dead. Returns only when there was no restart: `Ok` for a stop signal (before or during the
+/// wait), `Err` when the program could not be started again.
+pub fn restart_in_place() -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let n = restarts_in_a_row(
+        std::env::var(RESTARTS_ENV).ok().as_deref(),
+        std::env::var(RESTARTED_AT_ENV).ok().as_deref(),
+        now,
+    );
+    let wait = restart_backoff(n);
+    tracing::warn!(
+        restarts_in_a_row = n + 1,
+        wait_ms = wait.as_millis() as u64,
+        "restarting in place (same PID) to recover the WAL"
+    );
+    status("restarting in place to recover the WAL");
+    if STOPPING.load(Ordering::Acquire) || signalled_within(wait) {
+        return Ok(());
+    }
+    let mut args = std::env::args_os();
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(args.next().unwrap_or_default())
+        .args(args)
+        .env(RESTARTS_ENV, (n + 1).to_string())
+        .env(RESTARTED_AT_ENV, now.to_string())
+        .exec();
+    Err(err)
+}
+
+/// Waits `wait`, pinging systemd's watchdog meanwhile; `true` when SIGTERM or SIGINT came first.
+fn signalled_within(wait: Duration) -> bool {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        std::thread::sleep(wait);
+        return false;
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tokio::time::sleep(wait).await;
+            return false;
+        };
+        let end = tokio::time::sleep(wait);
+        tokio::pin!(end);
+        let mut ping = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                biased;
+                _ = term.recv() => return true,
+                _ = int.recv() => return true,
+                () = &mut end => return false,
+                // The unit's WatchdogSec outlives no wait: ping as the running pipeline does.
+                _ = ping.tick() => send(&[NotifyState::Watchdog]),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_and_start_over_after_a_long_run() {
+        let waits: Vec<u64> = (0..8).map(|n| restart_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(restarts_in_a_row(None, None, 1000), 0);
+        assert_eq!(restarts_in_a_row(Some("3"), Some("900"), 1000), 3);
+        assert_eq!(
+            restarts_in_a_row(Some("3"), Some("400"), 1000),
+            3,
+            "600 s ago"
+        );
+        assert_eq!(
+            restarts_in_a_row(Some("3"), Some("399"), 1000),
+            0,
+            "601 s ago"
+        );
+        assert_eq!(restarts_in_a_row(Some("x"), Some("900"), 1000), 0);
+        assert_eq!(restarts_in_a_row(Some("3"), None, 1000), 0);
+    }
 }

@@ -94,6 +94,17 @@ pub enum PipelineError {
     Serve(#[from] crate::metrics::serve::ServeError),
 }
 
+impl PipelineError {
+    /// Only a new start recovers from it: the source was lost inside a transaction, whose first
+    /// part the WAL holds until recovery drops it (`service::restart_in_place`).
+    pub fn needs_a_new_start(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Source(LiveError::LostInTransaction { .. })
+        )
+    }
+}
+
 impl<E> From<StageError<E>> for PipelineError
 where
     E: std::error::Error + Into<PipelineError> + 'static,

@@ -35,8 +35,9 @@
 //! answer; a server silent for three status intervals and 30 s more, or a status update that
 //! cannot be written within 30 s, is a lost connection (a half-open TCP connection is otherwise
 //! noticed only after many minutes). Inside a transaction, its first part is in the
-//! WAL already and only the recovery of a new start removes it: the stage fails, the process
-//! exits 1 with one line, and systemd starts it again. A missing slot with `create_slot = false`,
+//! WAL already and only the recovery of a new start removes it: the stage fails, and the process
+//! starts again in place (`service::restart_in_place`: same PID, after a backoff), so systemd's
+//! start limit never sees it. A missing slot with `create_slot = false`,
 //! a slot of another plugin or database, and a lost slot are fatal with what to do: a slot is
 //! never re-created silently, as that would skip every change since it was lost.
 

@@ -336,6 +336,63 @@ async fn a_connection_the_server_ends_between_transactions_is_reopened() {
     );
 }
 
+/// The server ends re_dms's replication connection while a large transaction streams: its
+/// first part is in the WAL, so re_dms starts itself again in place (the process goes on, no
+/// exit for systemd to count), recovery drops that part, and the transaction arrives again
+/// whole: the target ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_inside_a_transaction_restarts_in_place() {
+    let (db, c) = new_source("live_lost_in_txn").await;
+    let (re, run, slot) = stream_local(&db, &c).await;
+    transaction(&c, 1).await;
+    let run = wait_equal(&re, &c, run).await;
+    // The connection must end while a transaction streams; if the whole of one arrived first
+    // (a race this test can lose), try again with the next.
+    for attempt in 0..4 {
+        let first = 1_000_000 + attempt * 200_000;
+        c.batch_execute(&format!(
+            "INSERT INTO public.t SELECT g, 'big ' || g FROM generate_series({first}, {}) g",
+            first + 199_999
+        ))
+        .await
+        .unwrap();
+        let early = format!("id[integer]:{} ", first + 100);
+        wait_until(
+            WAIT,
+            "the large transaction's first rows in the WAL",
+            || async { re.wal_contains(early.as_bytes()) },
+        )
+        .await;
+        let _: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND active_pid IS NOT NULL",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        wait_until(WAIT, "re_dms streaming again", || slot_ready(&c, &slot)).await;
+        if run.logged("restarting in place") {
+            break;
+        }
+    }
+    assert!(
+        run.logged("restarting in place"),
+        "the connection never ended inside a transaction"
+    );
+    let mut run = wait_equal(&re, &c, run).await;
+    assert!(!run.exited(), "re_dms restarted in place, it did not exit");
+    transaction(&c, 2).await;
+    let run = wait_equal(&re, &c, run).await;
+    let out = run.stop_cleanly(WAIT);
+    assert!(
+        out.stderr.contains("lost inside a transaction"),
+        "why is logged:\n{}",
+        out.stderr
+    );
+}
+
 /// The source server itself restarts mid-run, once shut down cleanly and once crashed
 /// (`immediate`): re_dms keeps running, reconnects when the server is back, and goes on from
 /// where its WAL ends, with nothing lost or repeated.

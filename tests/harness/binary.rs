@@ -541,6 +541,12 @@ impl Running {
         self.child().try_wait().expect("try_wait").is_some()
     }
 
+    /// Whether re_dms has logged `needle` so far.
+    #[cfg(feature = "stack-tests")]
+    pub fn logged(&self, needle: &str) -> bool {
+        self.stderr.text().contains(needle)
+    }
+
     /// Waits until re_dms has logged `needle`; panics, with its stderr, when it exits first or
     /// after `timeout`.
     #[cfg(feature = "stack-tests")]
