@@ -77,7 +77,7 @@ where
             wait_for_signal().await;
             tracing::info!("signal received: finishing what is in flight");
             re_dms::service::stopping();
-            s.trigger();
+            s.request();
         });
         run(stop.clone()).await
     });
@@ -85,14 +85,26 @@ where
     Ok(result)
 }
 
-/// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why); an error
-/// only a new start recovers from starts it again in this process.
+/// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why); after an
+/// error only a new start recovers from, it starts again in this process (`exec_again`).
 fn run_live(config: &Config) -> ExitCode {
     let result = match with_runtime(|stop| pipeline::run_live(config, stop)) {
         Ok(r) => r,
         Err(code) => return code,
     };
     match result {
+        Ok(pipeline::Summary {
+            restart_in_place: Some(n),
+            ..
+        }) => {
+            // A signal after the wait: stop instead (recovery runs at the next start).
+            if re_dms::service::stop_requested() {
+                return ExitCode::SUCCESS;
+            }
+            let error = re_dms::service::exec_again(n);
+            eprintln!("re_dms: restarting in place failed: {error}");
+            ExitCode::from(1)
+        }
         Ok(summary) => {
             tracing::info!(
                 segments_loaded = summary.segments_loaded,
@@ -100,19 +112,6 @@ fn run_live(config: &Config) -> ExitCode {
                 "stopped; segments not loaded yet stay in the WAL and load at the next start"
             );
             ExitCode::SUCCESS
-        }
-        Err(e) if e.needs_a_new_start() => {
-            tracing::warn!(error = %error_chain(&e), "the run cannot go on in this process");
-            match re_dms::service::restart_in_place() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(exec) => {
-                    eprintln!(
-                        "re_dms: {}; restarting in place failed: {exec}",
-                        error_chain(&e)
-                    );
-                    ExitCode::from(1)
-                }
-            }
         }
         Err(e) => {
             let error = error_chain(&e);

@@ -3,8 +3,8 @@
 //! the drain starts, `WATCHDOG=1` every half `WatchdogSec` while the pipeline is healthy, and a
 //! `STATUS=` line for `systemctl status`. Without `NOTIFY_SOCKET` (not under systemd, `--stdin`,
 //! tests) every call does nothing. A failed send is logged once, never fatal: the service
-//! manager's opinion must not stop the data. Also the in-place restart ([`restart_in_place`])
-//! for errors only a new start recovers from, which systemd must not count as failures.
+//! manager's opinion must not stop the data. Also the in-place restart ([`exec_again`]) for
+//! errors only a new start recovers from, which systemd must not count as failures.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,6 +78,9 @@ const RESTARTED_AT_ENV: &str = "RE_DMS_RESTARTED_AT";
 pub const RESTART_RESET: Duration = Duration::from_secs(600);
 /// Longest wait before an in-place restart (1 s, 2 s, 4 s, ... up to this).
 pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// In-place restarts in a row (each within [`RESTART_RESET`] of the last) before the error ends
+/// the process instead: about 3.5 minutes of waits.
+pub const MAX_RESTARTS_IN_A_ROW: u32 = 10;
 
 /// How long to wait before in-place restart number `n + 1` of a row.
 pub fn restart_backoff(n: u32) -> Duration {
@@ -100,75 +103,42 @@ pub fn restarts_in_a_row(count: Option<&str>, at: Option<&str>, now: u64) -> u32
     }
 }
 
-/// Starts this program again in this process, for an error only a new start recovers from
-/// (the source lost inside a transaction: the WAL's open transaction is dropped by recovery):
-/// `execve` of `/proc/self/exe` with the same arguments, after a backoff ([`restart_backoff`])
-/// that a stop signal ends. The PID stays, so systemd sees its main process keep running: these
-/// restarts do not count towards the unit's start limit, and a few network blips cannot leave
-/// it dead. Returns only when there was no restart: `Ok` for a stop signal (before or during the
-/// wait), `Err` when the program could not be started again.
-pub fn restart_in_place() -> std::io::Result<()> {
-    use std::os::unix::process::CommandExt;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// In-place restarts in a row before an error only a new start recovers from, or `None` when
+/// [`MAX_RESTARTS_IN_A_ROW`] were made already (the error then ends the process, and systemd's
+/// restart and start limit take over: an error that comes back every time must surface).
+pub fn restart_budget() -> Option<u32> {
     let n = restarts_in_a_row(
         std::env::var(RESTARTS_ENV).ok().as_deref(),
         std::env::var(RESTARTED_AT_ENV).ok().as_deref(),
-        now,
+        unix_now(),
     );
-    let wait = restart_backoff(n);
-    tracing::warn!(
-        restarts_in_a_row = n + 1,
-        wait_ms = wait.as_millis() as u64,
-        "restarting in place (same PID) to recover the WAL"
-    );
-    status("restarting in place to recover the WAL");
-    if STOPPING.load(Ordering::Acquire) || signalled_within(wait) {
-        return Ok(());
-    }
+    (n < MAX_RESTARTS_IN_A_ROW).then_some(n)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Starts this program again in this process, as in-place restart number `n + 1` of a row:
+/// `execve` of `/proc/self/exe` with the same arguments. The PID stays, so systemd sees its main
+/// process keep running (these restarts never reach the unit's start limit), and everything else
+/// starts over as after kill -9 (files and sockets are close-on-exec). Returns only on failure.
+pub fn exec_again(n: u32) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
     let mut args = std::env::args_os();
-    let err = std::process::Command::new("/proc/self/exe")
+    std::process::Command::new("/proc/self/exe")
         .arg0(args.next().unwrap_or_default())
         .args(args)
         .env(RESTARTS_ENV, (n + 1).to_string())
-        .env(RESTARTED_AT_ENV, now.to_string())
-        .exec();
-    Err(err)
+        .env(RESTARTED_AT_ENV, unix_now().to_string())
+        .exec()
 }
 
-/// Waits `wait`, pinging systemd's watchdog meanwhile; `true` when SIGTERM or SIGINT came first.
-fn signalled_within(wait: Duration) -> bool {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        std::thread::sleep(wait);
-        return false;
-    };
-    runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tokio::time::sleep(wait).await;
-            return false;
-        };
-        let end = tokio::time::sleep(wait);
-        tokio::pin!(end);
-        let mut ping = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                biased;
-                _ = term.recv() => return true,
-                _ = int.recv() => return true,
-                () = &mut end => return false,
-                // The unit's WatchdogSec outlives no wait: ping as the running pipeline does.
-                _ = ping.tick() => send(&[NotifyState::Watchdog]),
-            }
-        }
-    })
+/// A stop signal came ([`stopping`] was called).
+pub fn stop_requested() -> bool {
+    STOPPING.load(Ordering::Acquire)
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct Shutdown {
 #[derive(Debug)]
 struct Inner {
     token: CancellationToken,
+    /// Cancelled by [`Shutdown::request`]: the stop was asked for (SIGTERM/SIGINT), not set
+    /// after a failure.
+    requested: CancellationToken,
     /// Dropped on the signal: every clone of `closed` then reads as disconnected.
     open: Mutex<Option<Sender<()>>>,
     closed: Receiver<()>,
@@ -58,6 +61,7 @@ impl Shutdown {
         Self {
             inner: Arc::new(Inner {
                 token: CancellationToken::new(),
+                requested: CancellationToken::new(),
                 open: Mutex::new(Some(open)),
                 closed,
                 at: OnceLock::new(),
@@ -74,6 +78,21 @@ impl Shutdown {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         self.inner.token.cancel();
+    }
+
+    /// A stop asked for from outside (SIGTERM/SIGINT): triggers, and is remembered as such.
+    pub fn request(&self) {
+        self.inner.requested.cancel();
+        self.trigger();
+    }
+
+    /// Completes once [`Self::request`] was called. Cancel-safe.
+    pub async fn requested(&self) {
+        self.inner.requested.cancelled().await;
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.is_cancelled()
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -108,6 +127,25 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_requested_stop_is_told_apart_from_one_after_a_failure() {
+        let s = Shutdown::new();
+        s.trigger();
+        assert!(s.is_triggered() && !s.is_requested());
+        let asked = tokio::spawn({
+            let s = s.clone();
+            async move { s.requested().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!asked.is_finished(), "a failure's stop is not a request");
+        s.request();
+        tokio::time::timeout(Duration::from_secs(5), asked)
+            .await
+            .expect("the request wakes its waiters")
+            .unwrap();
+        assert!(s.is_requested());
+    }
 
     #[tokio::test]
     async fn wait_returns_after_trigger_and_at_once_when_triggered() {

@@ -41,6 +41,7 @@ use crate::batch::schema::KeySource;
 use crate::config::{Ack, Config};
 use crate::csv::stage::CsvStage;
 use crate::csv::CsvError;
+use crate::service;
 use crate::shutdown::{Shutdown, DRAIN_REPORT_EVERY};
 use crate::sink::deliver::{DeliverError, Delivered, Delivery};
 use crate::sink::{Target, TargetError};
@@ -96,7 +97,7 @@ pub enum PipelineError {
 
 impl PipelineError {
     /// Only a new start recovers from it: the source was lost inside a transaction, whose first
-    /// part the WAL holds until recovery drops it (`service::restart_in_place`).
+    /// part the WAL holds until recovery drops it (`service::exec_again`).
     pub fn needs_a_new_start(&self) -> bool {
         matches!(
             self,
@@ -126,6 +127,9 @@ pub struct Summary {
     /// Segments left in the WAL after the stop signal (not loaded yet: they load at the next
     /// start).
     pub segments_left: usize,
+    /// The run must start again in place (`service::exec_again`), as restart number `n + 1` of
+    /// a row.
+    pub restart_in_place: Option<u32>,
 }
 
 /// `re_dms --stdin`: replay test_decoding text from `input` into the target, then return.
@@ -190,9 +194,37 @@ pub async fn run_live(config: &Config, stop: Shutdown) -> Result<Summary, Pipeli
         status_interval: Duration::from_secs(config.source.status_interval_secs),
     };
     let stages = Stages::spawn(config, &keys, target, Feed::Slot(live), &stop)?;
-    stages.finish(&stop, &mut summary).await.1?;
+    if let Err(e) = stages.finish(&stop, &mut summary).await.1 {
+        summary.restart_in_place = restart_wait(e, &stop).await?;
+    }
     summary.segments_left = wal::segment_ids(&config.wal.directory)?.len();
     Ok(summary)
+}
+
+/// After an error only a new start recovers from ([`PipelineError::needs_a_new_start`]): the
+/// wait before restarting in place (the caller execs; the WAL lock is held until then), as
+/// restart number `n + 1` of a row. `None`: a stop was asked for (SIGTERM/SIGINT, before or
+/// during the wait), so the run just stops; recovery runs at the next start. Any other error,
+/// or one restart too many ([`service::restart_budget`]), is returned as the error.
+async fn restart_wait(e: PipelineError, stop: &Shutdown) -> Result<Option<u32>, PipelineError> {
+    let n = match service::restart_budget() {
+        Some(n) if e.needs_a_new_start() => n,
+        _ => return Err(e),
+    };
+    let wait = service::restart_backoff(n);
+    tracing::warn!(
+        error = %crate::error_chain(&e),
+        restarts_in_a_row = n + 1,
+        wait_ms = wait.as_millis() as u64,
+        "restarting in place (same PID) so that recovery drops the partial transaction"
+    );
+    service::status("restarting in place to recover the WAL");
+    tokio::select! {
+        biased;
+        () = stop.requested() => Ok(None),
+        // systemd's watchdog task (`observe`) keeps pinging meanwhile.
+        () = tokio::time::sleep(wait) => Ok(Some(n)),
+    }
 }
 
 /// What watches the run, started before anything else records a figure: the metrics

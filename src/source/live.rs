@@ -36,7 +36,7 @@
 //! cannot be written within 30 s, is a lost connection (a half-open TCP connection is otherwise
 //! noticed only after many minutes). Inside a transaction, its first part is in the
 //! WAL already and only the recovery of a new start removes it: the stage fails, and the process
-//! starts again in place (`service::restart_in_place`: same PID, after a backoff), so systemd's
+//! starts again in place (`service::exec_again`: same PID, after a backoff), so systemd's
 //! start limit never sees it. A missing slot with `create_slot = false`,
 //! a slot of another plugin or database, and a lost slot are fatal with what to do: a slot is
 //! never re-created silently, as that would skip every change since it was lost.
@@ -95,11 +95,12 @@ pub enum LiveError {
     SlotLost { slot: String, confirmed: String },
     #[error(
         "the connection to the source was lost inside a transaction (its first part is in the \
-         WAL; the next start drops it and streams it again whole): {source}"
+         WAL; a new start drops it and streams it again whole): {source}"
     )]
     LostInTransaction {
+        /// A transient error: the connection, or a server that stopped answering.
         #[source]
-        source: ReplicationError,
+        source: Box<LiveError>,
     },
     #[error(
         "replication slot `{slot}` is gone, but this WAL directory streamed from it (through LSN \
@@ -255,14 +256,18 @@ impl Reader {
                 Err(e) => Some(e),
             };
             if self.in_txn {
+                // What a reconnect would fix, only a new start fixes here (see the module note);
+                // anything else is the run's error as it is.
                 return Err(match error {
-                    Some(LiveError::Replication(source)) => LiveError::LostInTransaction { source },
-                    Some(other) => other,
+                    Some(e) if !e.is_transient() => e,
+                    Some(e) => LiveError::LostInTransaction {
+                        source: Box::new(e),
+                    },
                     None => LiveError::LostInTransaction {
-                        source: ReplicationError::Closed {
+                        source: Box::new(LiveError::Replication(ReplicationError::Closed {
                             target: crate::connection::redact(&self.config.connection),
                             context: "streaming",
-                        },
+                        })),
                     },
                 });
             }

@@ -336,6 +336,17 @@ async fn a_connection_the_server_ends_between_transactions_is_reopened() {
     );
 }
 
+/// The PID of the walsender streaming `slot`, if one does.
+async fn active_pid(c: &Client, slot: &str) -> Option<i32> {
+    c.query_one(
+        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// The server ends re_dms's replication connection while a large transaction streams: its
 /// first part is in the WAL, so re_dms starts itself again in place (the process goes on, no
 /// exit for systemd to count), recovery drops that part, and the transaction arrives again
@@ -363,16 +374,19 @@ async fn a_connection_lost_inside_a_transaction_restarts_in_place() {
             || async { re.wal_contains(early.as_bytes()) },
         )
         .await;
-        let _: i64 = c
-            .query_one(
-                "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots \
-                 WHERE slot_name = $1 AND active_pid IS NOT NULL",
-                &[&slot],
-            )
+        let walsender = active_pid(&c, &slot).await;
+        let _: Option<bool> = c
+            .query_one("SELECT pg_terminate_backend($1)", &[&walsender])
             .await
             .unwrap()
             .get(0);
-        wait_until(WAIT, "re_dms streaming again", || slot_ready(&c, &slot)).await;
+        // Streaming again on a new connection: a restart in place logs before it connects.
+        wait_until(WAIT, "re_dms streaming again", || async {
+            active_pid(&c, &slot)
+                .await
+                .is_some_and(|p| Some(p) != walsender)
+        })
+        .await;
         if run.logged("restarting in place") {
             break;
         }
