@@ -107,12 +107,17 @@ pub fn restarts_in_a_row(count: Option<&str>, at: Option<&str>, now: u64) -> u32
 /// [`MAX_RESTARTS_IN_A_ROW`] were made already (the error then ends the process, and systemd's
 /// restart and start limit take over: an error that comes back every time must surface).
 pub fn restart_budget() -> Option<u32> {
-    let n = restarts_in_a_row(
+    let n = restarts_so_far();
+    (n < MAX_RESTARTS_IN_A_ROW).then_some(n)
+}
+
+/// In-place restarts in a row that led to this process, as the environment says now.
+pub fn restarts_so_far() -> u32 {
+    restarts_in_a_row(
         std::env::var(RESTARTS_ENV).ok().as_deref(),
         std::env::var(RESTARTED_AT_ENV).ok().as_deref(),
         unix_now(),
-    );
-    (n < MAX_RESTARTS_IN_A_ROW).then_some(n)
+    )
 }
 
 fn unix_now() -> u64 {

@@ -192,6 +192,9 @@ gauges! {
     /// Bytes the batcher's index of the open segment holds (bounded by batch.max_memory_bytes),
     /// sampled at each WAL fsync.
     BATCH_MEMORY => "re_dms_batch_memory_bytes",
+    /// In-place restarts in a row that led to this process (the source lost inside a
+    /// transaction; 0 after an ordinary start).
+    RESTARTS_IN_PLACE => "re_dms_restarts_in_place",
 }
 
 /// The op label of a row change.

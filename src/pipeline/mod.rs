@@ -241,6 +241,7 @@ async fn observe(config: &Config, stop: &Shutdown) -> Result<(), PipelineError> 
         };
         crate::metrics::serve::spawn(&config.metrics.listen, prometheus, limits).await?;
     }
+    crate::metrics::RESTARTS_IN_PLACE.set(f64::from(service::restarts_so_far()));
     crate::metrics::health::spawn_wal_sampler(config.wal.directory.clone(), stop.clone());
     crate::service::spawn_watchdog(|| true);
     Ok(())

@@ -13,7 +13,7 @@ use crate::harness::model::Field;
 use crate::harness::postgres::Postgres;
 use crate::harness::slot::{confirmed_past, insert_lsn, slot_ready};
 use crate::harness::stack::{connect, wait_until, Stack, TestDb};
-use crate::harness::ReDms;
+use crate::harness::{free_port, http_get, ReDms};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How many times the kill -9 test kills re_dms while the source is busy.
@@ -354,7 +354,13 @@ async fn active_pid(c: &Client, slot: &str) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_inside_a_transaction_restarts_in_place() {
     let (db, c) = new_source("live_lost_in_txn").await;
-    let (re, run, slot) = stream_local(&db, &c).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let slot = db.slot();
+    let builder = ReDms::local()
+        .live_from(&db)
+        .segment_max_age_secs(1)
+        .option("metrics", &format!("listen = \"{metrics}\""));
+    let (re, run) = start_live(builder, &c, &slot).await;
     transaction(&c, 1).await;
     let run = wait_equal(&re, &c, run).await;
     // The connection must end while a transaction streams; if the whole of one arrived first
@@ -397,6 +403,13 @@ async fn a_connection_lost_inside_a_transaction_restarts_in_place() {
     );
     let mut run = wait_equal(&re, &c, run).await;
     assert!(!run.exited(), "re_dms restarted in place, it did not exit");
+    // The new image serves its figures on the same port, and says how it came to be.
+    let (status, scrape) = http_get(&metrics, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(
+        scrape.lines().any(|l| l == "re_dms_restarts_in_place 1"),
+        "{scrape}"
+    );
     transaction(&c, 2).await;
     let run = wait_equal(&re, &c, run).await;
     let out = run.stop_cleanly(WAIT);

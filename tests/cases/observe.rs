@@ -5,37 +5,14 @@
 //! a table stops on a row the warehouse refuses, then 503 naming that table and why.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use crate::harness::slot::slot_ready;
 use crate::harness::stack::{connect, wait_until, Stack};
-use crate::harness::{free_port, ReDms};
+use crate::harness::{free_port, http_get as get, ReDms};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// `GET path` on `addr`: (status code, body).
-fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not HTTP: {out}"))?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 /// The metric names METRICS.md lists (first column of its tables).
 fn documented_metrics() -> Vec<String> {

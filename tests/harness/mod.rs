@@ -55,6 +55,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+#[cfg(feature = "stack-tests")]
+/// `GET path` on `addr`: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {out}"))?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// Polls `check` (backing off from 10 ms to 200 ms) until it returns true; panics naming `what`
 /// after `timeout`.
 pub fn wait_until_blocking(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
