@@ -51,8 +51,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `run` on a runtime of its own, with SIGTERM/SIGINT triggering the stop signal.
+/// Runs `run` on a runtime of its own, with SIGTERM/SIGINT requesting `stop` ([`Shutdown::request`]).
 fn with_runtime<F, Fut>(
+    stop: &Shutdown,
     run: F,
 ) -> Result<Result<pipeline::Summary, pipeline::PipelineError>, ExitCode>
 where
@@ -70,7 +71,6 @@ where
             return Err(ExitCode::from(1));
         }
     };
-    let stop = Shutdown::new();
     let result = runtime.block_on(async {
         let s = stop.clone();
         tokio::spawn(async move {
@@ -88,7 +88,8 @@ where
 /// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why); after an
 /// error only a new start recovers from, it starts again in this process (`exec_again`).
 fn run_live(config: &Config) -> ExitCode {
-    let result = match with_runtime(|stop| pipeline::run_live(config, stop)) {
+    let stop = Shutdown::new();
+    let result = match with_runtime(&stop, |stop| pipeline::run_live(config, stop)) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -98,7 +99,7 @@ fn run_live(config: &Config) -> ExitCode {
             ..
         }) => {
             // A signal after the wait: stop instead (recovery runs at the next start).
-            if re_dms::service::stop_requested() {
+            if stop.is_requested() {
                 return ExitCode::SUCCESS;
             }
             let error = re_dms::service::exec_again(n);
@@ -123,7 +124,10 @@ fn run_live(config: &Config) -> ExitCode {
 }
 
 fn run_replay(config: &Config) -> ExitCode {
-    let result = match with_runtime(|stop| pipeline::run_replay(config, std::io::stdin(), stop)) {
+    let stop = Shutdown::new();
+    let result = match with_runtime(&stop, |stop| {
+        pipeline::run_replay(config, std::io::stdin(), stop)
+    }) {
         Ok(r) => r,
         Err(code) => return code,
     };

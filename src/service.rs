@@ -13,8 +13,6 @@ use sd_notify::NotifyState;
 
 static READY_SENT: AtomicBool = AtomicBool::new(false);
 static SEND_FAILED: AtomicBool = AtomicBool::new(false);
-/// A stop signal came ([`stopping`]).
-static STOPPING: AtomicBool = AtomicBool::new(false);
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -34,7 +32,6 @@ pub fn ready(status: &str) {
 /// `STOPPING=1`: the drain phase starts (sent by the signal handler, before the stop signal,
 /// so it is out before the process can end).
 pub fn stopping() {
-    STOPPING.store(true, Ordering::Release);
     send(&[NotifyState::Stopping, NotifyState::Status("draining")]);
 }
 
@@ -139,11 +136,6 @@ pub fn exec_again(n: u32) -> std::io::Error {
         .env(RESTARTS_ENV, (n + 1).to_string())
         .env(RESTARTED_AT_ENV, unix_now().to_string())
         .exec()
-}
-
-/// A stop signal came ([`stopping`] was called).
-pub fn stop_requested() -> bool {
-    STOPPING.load(Ordering::Acquire)
 }
 
 #[cfg(test)]
