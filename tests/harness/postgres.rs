@@ -81,14 +81,6 @@ fn pg_ctl_start(data: &Path, log: &Path, port: u16) -> Result<(), String> {
     run(pg_ctl, "pg_ctl start")
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| format!("addr: {e}"))?
-        .port())
-}
-
 /// A running server; dropping it stops the server, then removes its directory.
 pub struct Postgres {
     data: PathBuf,
@@ -135,7 +127,7 @@ impl Postgres {
 
         // The free port may be taken by someone else before the server binds it: try again.
         for attempt in 1..=3 {
-            let port = free_port()?;
+            let port = super::free_port();
             match pg_ctl_start(&data, &log, port) {
                 Ok(()) => {
                     let server = Postgres {
