@@ -71,175 +71,9 @@ impl<W: Write> Gen<W> {
             _ => o.float((r.next() >> 11) as f64 / (1u64 << 53) as f64 * 150.0 + 0.5),
         }
 
-        o.s(" bio[text]:");
-        match r.below(1000) {
-            0..=29 => o.s("null"),
-            30..=59 => o.s("''"),
-            n => {
-                o.buf.push(b'\'');
-                for k in 0..=r.below(4) {
-                    if k > 0 {
-                        o.s(if r.per_mille(500) { ", " } else { " " });
-                    }
-                    o.qtext(r.pick(BIO_FRAGMENTS));
-                }
-                if n < 75 {
-                    // ~1.5% of rows: a raw line break inside the value.
-                    o.s(" ");
-                    o.qtext(r.pick(NEWLINE_FRAGMENTS));
-                }
-                o.buf.push(b'\'');
-            }
-        }
-
-        o.s(" tags[text[]]:");
-        match r.below(100) {
-            0..=4 => o.s("null"),
-            5..=14 => o.s("'{}'"),
-            _ => {
-                o.s("'{");
-                for k in 0..=r.below(4) {
-                    if k > 0 {
-                        o.buf.push(b',');
-                    }
-                    o.qtext(r.pick(TAGS));
-                }
-                o.s("}'");
-            }
-        }
-
-        o.s(" prefs[jsonb]:");
-        match r.below(100) {
-            0..=4 => o.s("null"),
-            5..=29 => {
-                o.s("'{\"n\": ");
-                o.i(r.range(-1000, 100_000));
-                o.s(if r.per_mille(500) {
-                    ", \"theme\": \"dark\"}'"
-                } else {
-                    ", \"theme\": \"light\"}'"
-                });
-            }
-            _ => o.q(r.pick(JSONB)),
-        }
-
-        o.s(" meta[json]:");
-        match r.below(100) {
-            0..=4 => o.s("null"),
-            5..=39 => {
-                o.s("'{\"x\": ");
-                o.u(r.below(1_000_000));
-                o.s("}'");
-            }
-            _ => o.q(r.pick(JSON)),
-        }
-
-        o.s(" avatar[bytea]:");
-        match r.below(100) {
-            0..=9 => o.s("null"),
-            10..=11 => o.s("'\\x'"),
-            _ => {
-                o.s("'\\x");
-                for _ in 0..r.range(1, 8) {
-                    o.hex(r.next(), 16);
-                }
-                o.buf.push(b'\'');
-            }
-        }
-
-        o.s(" fav[public.colour]:");
-        if r.per_mille(100) {
-            o.s("null");
-        } else {
-            o.buf.push(b'\'');
-            o.s(r.pick(COLOURS));
-            o.buf.push(b'\'');
-        }
-
-        o.s(" born[date]:");
-        if r.per_mille(50) {
-            o.s("null");
-        } else {
-            o.buf.push(b'\'');
-            o.date(r.range(-10_950, 14_610)); // 1940 .. 2010
-            o.buf.push(b'\'');
-        }
-
-        o.s(" wakes[time without time zone]:");
-        if r.per_mille(50) {
-            o.s("null");
-        } else {
-            let secs = r.range(4 * 3600, 11 * 3600) as u64;
-            let frac = if r.per_mille(200) {
-                r.below(1_000_000)
-            } else {
-                0
-            };
-            o.buf.push(b'\'');
-            o.time_of_day(secs * 1_000_000 + frac);
-            o.buf.push(b'\'');
-        }
-
-        o.s(" seen[timestamp without time zone]:");
-        if r.per_mille(50) {
-            o.s("null");
-        } else {
-            let secs = EPOCH_2025_US / 1_000_000 - r.below(3 * 365 * 86_400) as i64;
-            let frac = match r.below(10) {
-                0..=3 => 0,
-                4..=6 => r.below(100) as i64 * 10_000,
-                _ => r.below(1_000_000) as i64,
-            };
-            o.ts(secs * 1_000_000 + frac, false);
-        }
-
-        // Stable per user (set on insert, never updated).
-        o.s(" created[timestamp with time zone]:");
-        let created = EPOCH_2025_US + i64::from(id) * 1_700_000 + (h % 1_000_000) as i64;
-        o.ts(
-            created - created % 1_000_000 * i64::from(!h.is_multiple_of(3)),
-            true,
-        );
-
-        o.s(" external_id[uuid]:");
-        if h.is_multiple_of(10) {
-            o.s("null");
-        } else {
-            let a = splitmix64(h);
-            let b = splitmix64(a);
-            o.buf.push(b'\'');
-            o.hex(a >> 32, 8);
-            o.buf.push(b'-');
-            o.hex(a >> 16, 4);
-            o.buf.push(b'-');
-            o.hex(0x4000 | (a & 0x0fff), 4);
-            o.buf.push(b'-');
-            o.hex(0x8000 | (b >> 48 & 0x3fff), 4);
-            o.buf.push(b'-');
-            o.hex(b, 12);
-            o.buf.push(b'\'');
-        }
-
-        o.s(" nap[interval]:");
-        if r.per_mille(100) {
-            o.s("null");
-        } else {
-            let h = 3_600_000_000i64;
-            let (y, m, d, t) = match r.below(9) {
-                0 => (0, 0, 0, r.range(0, 48) * h),
-                1 => (0, 0, -r.range(1, 30), 0),
-                2 => (0, 0, r.range(1, 9), r.range(0, 86_399) * 1_000_000),
-                3 => (1, 2, 3, 4 * h + 5 * 60_000_000 + 6_000_000),
-                4 => (0, 0, 0, r.range(1, 59_999_999)),
-                5 => (0, r.range(1, 3), 0, 0),
-                6 => (0, 0, -1, r.range(1, 23) * h + 180_000_000),
-                7 => (0, 0, 0, -r.range(1, 120) * 60_000_000),
-                _ => (r.range(-2, 5), r.range(-11, 11), r.range(-30, 30), 0),
-            };
-            o.buf.push(b'\'');
-            interval(o, y, m, d, t);
-            o.buf.push(b'\'');
-        }
+        user_documents(o, r);
+        user_dates(o, r);
+        user_created_and_ids(o, r, id, h);
     }
 
     // -- public.orders --------------------------------------------------------------------
@@ -406,5 +240,185 @@ pub(super) fn interval<W: Write>(o: &mut Out<W>, years: i64, mons: i64, days: i6
             o.buf.push(b'+');
         }
         o.time_of_day(time_us.unsigned_abs());
+    }
+}
+
+/// `public.users`, from `bio` through `avatar`: text, arrays, JSON and bytes.
+fn user_documents<W: Write>(o: &mut Out<W>, r: &mut Rng) {
+    o.s(" bio[text]:");
+    match r.below(1000) {
+        0..=29 => o.s("null"),
+        30..=59 => o.s("''"),
+        n => {
+            o.buf.push(b'\'');
+            for k in 0..=r.below(4) {
+                if k > 0 {
+                    o.s(if r.per_mille(500) { ", " } else { " " });
+                }
+                o.qtext(r.pick(BIO_FRAGMENTS));
+            }
+            if n < 75 {
+                // ~1.5% of rows: a raw line break inside the value.
+                o.s(" ");
+                o.qtext(r.pick(NEWLINE_FRAGMENTS));
+            }
+            o.buf.push(b'\'');
+        }
+    }
+
+    o.s(" tags[text[]]:");
+    match r.below(100) {
+        0..=4 => o.s("null"),
+        5..=14 => o.s("'{}'"),
+        _ => {
+            o.s("'{");
+            for k in 0..=r.below(4) {
+                if k > 0 {
+                    o.buf.push(b',');
+                }
+                o.qtext(r.pick(TAGS));
+            }
+            o.s("}'");
+        }
+    }
+
+    o.s(" prefs[jsonb]:");
+    match r.below(100) {
+        0..=4 => o.s("null"),
+        5..=29 => {
+            o.s("'{\"n\": ");
+            o.i(r.range(-1000, 100_000));
+            o.s(if r.per_mille(500) {
+                ", \"theme\": \"dark\"}'"
+            } else {
+                ", \"theme\": \"light\"}'"
+            });
+        }
+        _ => o.q(r.pick(JSONB)),
+    }
+
+    o.s(" meta[json]:");
+    match r.below(100) {
+        0..=4 => o.s("null"),
+        5..=39 => {
+            o.s("'{\"x\": ");
+            o.u(r.below(1_000_000));
+            o.s("}'");
+        }
+        _ => o.q(r.pick(JSON)),
+    }
+
+    o.s(" avatar[bytea]:");
+    match r.below(100) {
+        0..=9 => o.s("null"),
+        10..=11 => o.s("'\\x'"),
+        _ => {
+            o.s("'\\x");
+            for _ in 0..r.range(1, 8) {
+                o.hex(r.next(), 16);
+            }
+            o.buf.push(b'\'');
+        }
+    }
+}
+
+/// `public.users`, from `fav` through `seen`: an enum, a date, a time and a timestamp.
+fn user_dates<W: Write>(o: &mut Out<W>, r: &mut Rng) {
+    o.s(" fav[public.colour]:");
+    if r.per_mille(100) {
+        o.s("null");
+    } else {
+        o.buf.push(b'\'');
+        o.s(r.pick(COLOURS));
+        o.buf.push(b'\'');
+    }
+
+    o.s(" born[date]:");
+    if r.per_mille(50) {
+        o.s("null");
+    } else {
+        o.buf.push(b'\'');
+        o.date(r.range(-10_950, 14_610)); // 1940 .. 2010
+        o.buf.push(b'\'');
+    }
+
+    o.s(" wakes[time without time zone]:");
+    if r.per_mille(50) {
+        o.s("null");
+    } else {
+        let secs = r.range(4 * 3600, 11 * 3600) as u64;
+        let frac = if r.per_mille(200) {
+            r.below(1_000_000)
+        } else {
+            0
+        };
+        o.buf.push(b'\'');
+        o.time_of_day(secs * 1_000_000 + frac);
+        o.buf.push(b'\'');
+    }
+
+    o.s(" seen[timestamp without time zone]:");
+    if r.per_mille(50) {
+        o.s("null");
+    } else {
+        let secs = EPOCH_2025_US / 1_000_000 - r.below(3 * 365 * 86_400) as i64;
+        let frac = match r.below(10) {
+            0..=3 => 0,
+            4..=6 => r.below(100) as i64 * 10_000,
+            _ => r.below(1_000_000) as i64,
+        };
+        o.ts(secs * 1_000_000 + frac, false);
+    }
+}
+
+/// `public.users`, from `created` on: a timestamp and a uuid stable per user (`h` is the user's
+/// hash), and an interval.
+fn user_created_and_ids<W: Write>(o: &mut Out<W>, r: &mut Rng, id: u32, h: u64) {
+    // Stable per user (set on insert, never updated).
+    o.s(" created[timestamp with time zone]:");
+    let created = EPOCH_2025_US + i64::from(id) * 1_700_000 + (h % 1_000_000) as i64;
+    o.ts(
+        created - created % 1_000_000 * i64::from(!h.is_multiple_of(3)),
+        true,
+    );
+
+    o.s(" external_id[uuid]:");
+    if h.is_multiple_of(10) {
+        o.s("null");
+    } else {
+        let a = splitmix64(h);
+        let b = splitmix64(a);
+        o.buf.push(b'\'');
+        o.hex(a >> 32, 8);
+        o.buf.push(b'-');
+        o.hex(a >> 16, 4);
+        o.buf.push(b'-');
+        o.hex(0x4000 | (a & 0x0fff), 4);
+        o.buf.push(b'-');
+        o.hex(0x8000 | (b >> 48 & 0x3fff), 4);
+        o.buf.push(b'-');
+        o.hex(b, 12);
+        o.buf.push(b'\'');
+    }
+
+    o.s(" nap[interval]:");
+    if r.per_mille(100) {
+        o.s("null");
+    } else {
+        let h = 3_600_000_000i64;
+        let (y, m, d, t) = match r.below(9) {
+            0 => (0, 0, 0, r.range(0, 48) * h),
+            1 => (0, 0, -r.range(1, 30), 0),
+            2 => (0, 0, r.range(1, 9), r.range(0, 86_399) * 1_000_000),
+            3 => (1, 2, 3, 4 * h + 5 * 60_000_000 + 6_000_000),
+            4 => (0, 0, 0, r.range(1, 59_999_999)),
+            5 => (0, r.range(1, 3), 0, 0),
+            6 => (0, 0, -1, r.range(1, 23) * h + 180_000_000),
+            7 => (0, 0, 0, -r.range(1, 120) * 60_000_000),
+            _ => (r.range(-2, 5), r.range(-11, 11), r.range(-30, 30), 0),
+        };
+        o.buf.push(b'\'');
+        interval(o, y, m, d, t);
+        o.buf.push(b'\'');
     }
 }
