@@ -1,6 +1,6 @@
 //! The generator's tuples: each table's columns and values, written in the order and with the
-//! draws of the random generator that the capture's bytes depend on (moved here unchanged; the
-//! same seed still gives the same capture).
+//! draws of the random generator that the capture's bytes depend on (the same seed gives the
+//! same capture as before the generator was split: keep the order of the draws).
 use super::*;
 
 impl<W: Write> Gen<W> {
