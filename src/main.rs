@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use re_dms::cli::{Cli, Command};
 use re_dms::config::{Config, LogFormat, Mode};
+use re_dms::service::NotRestarted;
 use re_dms::shutdown::Shutdown;
 use re_dms::{error_chain, pipeline, status};
 
@@ -88,6 +89,7 @@ where
 /// The daemon: until a signal (exit 0) or a fatal error (exit 1, one line saying why); after an
 /// error only a new start recovers from, it starts again in this process (`exec_again`).
 fn run_live(config: &Config) -> ExitCode {
+    re_dms::service::watch_stop_signals();
     let stop = Shutdown::new();
     let result = match with_runtime(&stop, |stop| pipeline::run_live(config, stop)) {
         Ok(r) => r,
@@ -102,9 +104,13 @@ fn run_live(config: &Config) -> ExitCode {
             if stop.is_requested() {
                 return ExitCode::SUCCESS;
             }
-            let error = re_dms::service::exec_again(n);
-            eprintln!("re_dms: restarting in place failed: {error}");
-            ExitCode::from(1)
+            match re_dms::service::exec_again(n) {
+                NotRestarted::StopSignalled => ExitCode::SUCCESS,
+                NotRestarted::Failed(error) => {
+                    eprintln!("re_dms: restarting in place failed: {error}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Ok(summary) => {
             tracing::info!(

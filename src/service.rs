@@ -7,6 +7,7 @@
 //! errors only a new start recovers from, which systemd must not count as failures.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sd_notify::NotifyState;
@@ -123,19 +124,63 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Set by SIGTERM/SIGINT in the signal handler itself ([`watch_stop_signals`]), so a signal is
+/// seen even when it comes after the runtime that listens for it has ended.
+static STOP_SIGNALLED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+/// Set by [`exec_again`] before its last look at [`STOP_SIGNALLED`]: from then on a SIGTERM or
+/// SIGINT ends the process at once (their default action).
+static EXEC_UNDER_WAY: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+
+/// Records every SIGTERM/SIGINT from now on, beside the runtime's own listener, for
+/// [`exec_again`]. A failed registration is logged; the restart then relies on the runtime alone.
+pub fn watch_stop_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for signal in [SIGTERM, SIGINT] {
+        // In this order: the flag is set before the handler looks at EXEC_UNDER_WAY.
+        let registered =
+            signal_hook::flag::register(signal, Arc::clone(&STOP_SIGNALLED)).and_then(|_| {
+                signal_hook::flag::register_conditional_default(signal, Arc::clone(&EXEC_UNDER_WAY))
+            });
+        if let Err(e) = registered {
+            tracing::warn!(signal, error = %e, "cannot watch for stop signals");
+        }
+    }
+}
+
+/// What [`exec_again`] did when it returned.
+#[derive(Debug)]
+pub enum NotRestarted {
+    /// A SIGTERM/SIGINT came first: stop instead (recovery runs at the next start).
+    StopSignalled,
+    /// `execve` failed.
+    Failed(std::io::Error),
+}
+
 /// Starts this program again in this process, as in-place restart number `n + 1` of a row:
 /// `execve` of `/proc/self/exe` with the same arguments. The PID stays, so systemd sees its main
 /// process keep running (these restarts never reach the unit's start limit), and everything else
-/// starts over as after kill -9 (files and sockets are close-on-exec). Returns only on failure.
-pub fn exec_again(n: u32) -> std::io::Error {
+/// starts over as after kill -9 (files and sockets are close-on-exec). Returns only when it did
+/// not restart.
+///
+/// No stop signal is lost on the way: once it is under way, a SIGTERM/SIGINT ends the process
+/// (systemd takes that as stopped; the WAL is as safe as after kill -9), and one that came
+/// before makes this stop instead ([`watch_stop_signals`] records both in the handler).
+pub fn exec_again(n: u32) -> NotRestarted {
     use std::os::unix::process::CommandExt;
+    // Sequentially consistent, as the handler's: if the load below misses a signal, that
+    // signal's handler sees this store and ends the process.
+    EXEC_UNDER_WAY.store(true, Ordering::SeqCst);
+    if STOP_SIGNALLED.load(Ordering::SeqCst) {
+        return NotRestarted::StopSignalled;
+    }
     let mut args = std::env::args_os();
-    std::process::Command::new("/proc/self/exe")
+    let error = std::process::Command::new("/proc/self/exe")
         .arg0(args.next().unwrap_or_default())
         .args(args)
         .env(RESTARTS_ENV, (n + 1).to_string())
         .env(RESTARTED_AT_ENV, unix_now().to_string())
-        .exec()
+        .exec();
+    NotRestarted::Failed(error)
 }
 
 #[cfg(test)]
@@ -160,5 +205,15 @@ mod tests {
         );
         assert_eq!(restarts_in_a_row(Some("x"), Some("900"), 1000), 0);
         assert_eq!(restarts_in_a_row(Some("3"), None, 1000), 0);
+    }
+
+    #[test]
+    fn a_stop_signal_before_the_exec_stops_instead_of_restarting() {
+        watch_stop_signals();
+        assert!(!STOP_SIGNALLED.load(Ordering::SeqCst));
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+        assert!(STOP_SIGNALLED.load(Ordering::SeqCst));
+        // Without the flag this would exec this test binary (a restart of the whole run).
+        assert!(matches!(exec_again(0), NotRestarted::StopSignalled));
     }
 }
