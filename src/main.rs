@@ -186,6 +186,11 @@ async fn wait_for_signal() {
     ) else {
         return std::future::pending().await;
     };
+    // A signal after `service::watch_stop_signals` and before the listeners above existed was
+    // only recorded there (its default action, ending the process, no longer applies).
+    if re_dms::service::stop_signalled() {
+        return;
+    }
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

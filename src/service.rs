@@ -147,6 +147,12 @@ pub fn watch_stop_signals() {
     }
 }
 
+/// Whether a SIGTERM/SIGINT came since [`watch_stop_signals`]: the runtime's listener asks once
+/// it is registered, so a signal between the two is not lost.
+pub fn stop_signalled() -> bool {
+    STOP_SIGNALLED.load(Ordering::SeqCst)
+}
+
 /// What [`exec_again`] did when it returned.
 #[derive(Debug)]
 pub enum NotRestarted {
@@ -162,9 +168,9 @@ pub enum NotRestarted {
 /// starts over as after kill -9 (files and sockets are close-on-exec). Returns only when it did
 /// not restart.
 ///
-/// No stop signal is lost on the way: once it is under way, a SIGTERM/SIGINT ends the process
-/// (systemd takes that as stopped; the WAL is as safe as after kill -9), and one that came
-/// before makes this stop instead ([`watch_stop_signals`] records both in the handler).
+/// A stop signal is not lost on the way: once it is under way, a SIGTERM/SIGINT ends the
+/// process (systemd takes that as stopped; the WAL is as safe as after kill -9), and one that
+/// came before makes this stop instead ([`watch_stop_signals`] records both in the handler).
 pub fn exec_again(n: u32) -> NotRestarted {
     use std::os::unix::process::CommandExt;
     // Sequentially consistent, as the handler's: if the load below misses a signal, that
@@ -209,6 +215,12 @@ mod tests {
 
     #[test]
     fn a_stop_signal_before_the_exec_stops_instead_of_restarting() {
+        // Should exec_again ever exec here, the new image (this test binary again) fails at
+        // once instead of exec'ing again for ever.
+        assert!(
+            std::env::var_os(RESTARTS_ENV).is_none(),
+            "exec_again restarted the process despite a stop signal"
+        );
         watch_stop_signals();
         assert!(!STOP_SIGNALLED.load(Ordering::SeqCst));
         signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
