@@ -31,42 +31,9 @@ impl RedshiftLoader {
         let followed = self.with_table_renames(table, renamed_from);
         let renamed = self.with_renames(followed.as_ref());
         let table = renamed.as_ref();
-        let source = table.qualified();
         let ledger_name = table.ledger_name();
-        let quarantined = self.quarantine.contains(&source);
-        let catalog = self.catalog.get();
-        let (catalog_schema, catalog_name) = self.catalog_name(table);
-        let column_types = catalog
-            .as_ref()
-            .and_then(|c| c.column_types(&catalog_schema, &catalog_name));
-        let definite = |e: sql::SqlError| LoadError::Definite {
-            table: source.clone(),
-            source: Attempt::new(ErrorClass::Definite, e),
-        };
-        let widen = match column_types {
-            Some(types) => {
-                sql::plan_widen(&source, target, &sql::widen_columns(types)).map_err(definite)?
-            }
-            None => Vec::new(),
-        };
-        let plan = sql::plan_table(&TablePlanInput {
-            table,
-            target: target.clone(),
-            segment: out.segment,
-            lineage: out.manifest.lineage,
-            first_lsn: out.manifest.first_lsn,
-            last_lsn: out.manifest.last_lsn,
-            file_urls: urls,
-            auth: &self.auth,
-            region: &self.region,
-            column_types,
-            max_errors: if quarantined {
-                MAX_REJECTED_PER_COPY
-            } else {
-                0
-            },
-        })
-        .map_err(definite)?;
+        let quarantined = self.quarantine.contains(&table.qualified());
+        let (widen, plan) = self.plan(out, table, target, urls, quarantined)?;
         let started = std::time::Instant::now();
         self.retrying(table, "load", || async {
             let conn = self.pool.get().await?;
@@ -106,6 +73,53 @@ impl RedshiftLoader {
             }
         })
         .await
+    }
+
+    /// The VARCHAR widening and the statements of `table`'s load from `out` (`sql`), with the
+    /// source catalog's column types when it has the table.
+    fn plan(
+        &self,
+        out: &SegmentOutput,
+        table: &TableManifest,
+        target: &TargetTable,
+        urls: &BTreeMap<String, String>,
+        quarantined: bool,
+    ) -> Result<(Vec<WidenStep>, Vec<PlanStep>), LoadError> {
+        let source = table.qualified();
+        let catalog = self.catalog.get();
+        let (catalog_schema, catalog_name) = self.catalog_name(table);
+        let column_types = catalog
+            .as_ref()
+            .and_then(|c| c.column_types(&catalog_schema, &catalog_name));
+        let definite = |e: sql::SqlError| LoadError::Definite {
+            table: source.clone(),
+            source: Attempt::new(ErrorClass::Definite, e),
+        };
+        let widen = match column_types {
+            Some(types) => {
+                sql::plan_widen(&source, target, &sql::widen_columns(types)).map_err(definite)?
+            }
+            None => Vec::new(),
+        };
+        let plan = sql::plan_table(&TablePlanInput {
+            table,
+            target: target.clone(),
+            segment: out.segment,
+            lineage: out.manifest.lineage,
+            first_lsn: out.manifest.first_lsn,
+            last_lsn: out.manifest.last_lsn,
+            file_urls: urls,
+            auth: &self.auth,
+            region: &self.region,
+            column_types,
+            max_errors: if quarantined {
+                MAX_REJECTED_PER_COPY
+            } else {
+                0
+            },
+        })
+        .map_err(definite)?;
+        Ok((widen, plan))
     }
 
     /// `table` with the drops and adds the source catalog shows to be renames turned into
