@@ -9,9 +9,11 @@
 //!
 //! Invariants:
 //! - every message is appended to the WAL before the batcher sees it;
-//! - group commit: the WAL is fsynced before the loop waits for more input, after at most
-//!   [`GROUP_COMMIT_BYTES`] of WAL, and when a segment closes; the durable LSN (the last COMMIT
-//!   covered by an fsync) is published for upstream confirmation;
+//! - group commit: the WAL is fsynced before the loop waits for more input and when a segment
+//!   closes (both waited for), and after at most [`GROUP_COMMIT_BYTES`] of WAL (by the WAL
+//!   writer thread while ingest goes on appending); the durable LSN, published for upstream
+//!   confirmation, is the last COMMIT covered by an fsync that has completed, never one asked
+//!   for only; a segment is handed on only once all of it is durable;
 //! - a segment closes at a transaction boundary when it reaches `segment_max_bytes`,
 //!   `segment_max_age_secs` or 90% of the batcher's memory budget
 //!   ([`crate::batch::CLOSE_AT_BOUNDARY_PERCENT`]), at EOF, or — anywhere, even inside a
@@ -517,7 +519,7 @@ impl Ingest {
     fn after_message(&mut self) -> Result<(), IngestError> {
         let len = self.wal.segment_len();
         if len.saturating_sub(self.synced_at_len) >= GROUP_COMMIT_BYTES {
-            self.sync()?;
+            self.sync_behind()?;
         }
         // Near the budget at a transaction boundary, or at the budget anywhere (a transaction
         // larger than what is left of it).
@@ -537,6 +539,24 @@ impl Ingest {
         Ok(())
     }
 
+    /// The group commit under load: the WAL writer fsyncs while ingest goes on, and publishes
+    /// the durable LSN (the last COMMIT read before this point) once the fsync is done.
+    fn sync_behind(&mut self) -> Result<(), IngestError> {
+        if self.wal.needs_sync() {
+            metrics::BATCH_MEMORY.set(self.batcher.memory_used() as f64);
+            crate::failpoint!("wal.before_sync");
+            let durable = Arc::clone(&self.durable_lsn);
+            let lsn = self.last_commit_lsn.0;
+            self.wal.sync_behind(Box::new(move || {
+                durable.fetch_max(lsn, Ordering::AcqRel);
+            }))?;
+            self.synced_at_len = self.wal.segment_len();
+        }
+        Ok(())
+    }
+
+    /// Makes what was read durable and waits for it (idle, stop): the durable LSN and line are
+    /// those of the last COMMIT read.
     fn sync(&mut self) -> Result<(), IngestError> {
         if self.wal.needs_sync() {
             // Sampled at each fsync (group commit, idle, commit), not per message.

@@ -334,6 +334,15 @@ impl Wal {
         Ok(())
     }
 
+    /// Starts an fsync of the open segment without waiting for it (group commit under load);
+    /// `durable` runs once it is done (`SegmentWriter::sync_behind`).
+    pub fn sync_behind(&mut self, durable: Box<dyn FnOnce() + Send>) -> Result<(), WalError> {
+        if let Some(w) = self.current.as_mut() {
+            w.sync_behind(durable)?;
+        }
+        Ok(())
+    }
+
     /// Makes appended records readable through other handles (for re-reading the open segment).
     pub fn flush(&mut self) -> Result<(), WalError> {
         if let Some(w) = self.current.as_mut() {

@@ -98,6 +98,14 @@ pub trait SegmentIo: Send {
     fn flush(&mut self) -> io::Result<()>;
     /// Make everything written so far durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// Start making everything written so far durable and run `durable` once it is; may return
+    /// before that (a writer thread's fsync). `durable` never runs when the sync fails: the
+    /// failure comes back from a later call. By default a plain [`sync`](Self::sync).
+    fn sync_behind(&mut self, durable: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+        self.sync()?;
+        durable();
+        Ok(())
+    }
 }
 
 /// The real thing: a buffered file with `fdatasync`.
@@ -169,6 +177,8 @@ pub struct SegmentWriter {
     len: u64,
     /// Bytes known durable.
     synced_len: u64,
+    /// Bytes whose sync was asked for ([`sync_behind`](Self::sync_behind) may still be at it).
+    requested_len: u64,
     scratch: Vec<u8>,
 }
 
@@ -206,6 +216,7 @@ impl SegmentWriter {
             io,
             len: HEADER_LEN,
             synced_len: 0,
+            requested_len: 0,
             scratch: Vec::new(),
         })
     }
@@ -222,6 +233,7 @@ impl SegmentWriter {
             io: Box::new(io),
             len,
             synced_len: len,
+            requested_len: len,
             scratch: Vec::new(),
         })
     }
@@ -290,9 +302,10 @@ impl SegmentWriter {
         self.len <= HEADER_LEN
     }
 
-    /// True when bytes were written since the last [`sync`](Self::sync).
+    /// True when bytes were written since the last [`sync`](Self::sync) or
+    /// [`sync_behind`](Self::sync_behind).
     pub fn needs_sync(&self) -> bool {
-        self.synced_len < self.len
+        self.requested_len < self.len
     }
 
     /// Makes written records visible to readers of the file (not durable).
@@ -303,15 +316,36 @@ impl SegmentWriter {
         })
     }
 
-    /// Makes every appended record durable.
+    /// Makes every appended record durable, and waits for any [`sync_behind`](Self::sync_behind)
+    /// still at work.
     pub fn sync(&mut self) -> Result<(), SegmentError> {
-        if self.needs_sync() {
+        if self.synced_len < self.len {
             self.io.sync().map_err(|source| SegmentError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-            crate::metrics::WAL_FSYNCS.inc();
+            if self.requested_len < self.len {
+                crate::metrics::WAL_FSYNCS.inc();
+            }
             self.synced_len = self.len;
+            self.requested_len = self.len;
+        }
+        Ok(())
+    }
+
+    /// Starts making every appended record durable; `durable` runs once they are (at once, or
+    /// on the writer thread after its fsync), never when the sync fails. Nothing to do, nothing
+    /// runs: what an earlier call covers is published by that call's `durable`.
+    pub fn sync_behind(&mut self, durable: Box<dyn FnOnce() + Send>) -> Result<(), SegmentError> {
+        if self.needs_sync() {
+            self.io
+                .sync_behind(durable)
+                .map_err(|source| SegmentError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            crate::metrics::WAL_FSYNCS.inc();
+            self.requested_len = self.len;
         }
         Ok(())
     }

@@ -2,12 +2,18 @@
 //! cache runs beside the ingest loop instead of inside it.
 //!
 //! `flush` and `sync` are barriers: they return only when every byte written before them is in
-//! the file (and, for `sync`, durable). Buffers are recycled between the two threads, so the
-//! steady state allocates nothing.
+//! the file (and, for `sync`, durable). `sync_behind` is the group commit that does not wait:
+//! the writer thread fsyncs in turn and then runs the caller's `durable` action (which
+//! publishes the durable LSN), while ingest goes on appending; jobs run in order, so a later
+//! barrier also waits for it. A failed write or fsync is seen by the next call of any kind,
+//! with its error, and no `durable` action runs after it. Buffers are recycled between the two
+//! threads, so the steady state allocates nothing.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::segment::SegmentIo;
@@ -24,6 +30,8 @@ enum Job {
         durable: bool,
         done: SyncSender<io::Result<()>>,
     },
+    /// fdatasync everything before, then run the action (not after a failure).
+    SyncBehind(Box<dyn FnOnce() + Send>),
 }
 
 pub struct ThreadedFileIo {
@@ -31,24 +39,43 @@ pub struct ThreadedFileIo {
     jobs: Option<SyncSender<Job>>,
     spare: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
-    /// The first write error, reported at the next barrier.
-    failed: bool,
+    /// Set by the writer thread at its first failure (kept there, and returned by the next
+    /// barrier); every call looks at it first.
+    failed: Arc<AtomicBool>,
 }
 
 impl ThreadedFileIo {
     pub fn new(file: File) -> io::Result<Self> {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(IN_FLIGHT);
         let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer_failed = Arc::clone(&failed);
         let thread = std::thread::Builder::new()
             .name("re_dms-wal".into())
-            .spawn(move || write_loop(file, &jobs_rx, &spare_tx))?;
+            .spawn(move || write_loop(file, &jobs_rx, &spare_tx, &writer_failed))?;
         Ok(Self {
             buf: Vec::with_capacity(WRITE_BUFFER),
             jobs: Some(jobs_tx),
             spare: spare_rx,
             thread: Some(thread),
-            failed: false,
+            failed,
         })
+    }
+
+    /// The writer thread's failure, when it had one: its error (from a barrier, the first time).
+    fn check_failed(&mut self) -> io::Result<()> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (tx, rx) = sync_channel(1);
+        self.send(Job::Barrier {
+            durable: false,
+            done: tx,
+        })?;
+        match rx.recv() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(io::Error::other("an earlier WAL write or fsync failed")),
+        }
     }
 
     fn send(&mut self, job: Job) -> io::Result<()> {
@@ -73,36 +100,55 @@ impl ThreadedFileIo {
     }
 
     fn barrier(&mut self, durable: bool) -> io::Result<()> {
+        self.check_failed()?;
         self.hand_off()?;
         let (tx, rx) = sync_channel(1);
         self.send(Job::Barrier { durable, done: tx })?;
-        let r = rx
-            .recv()
-            .map_err(|_| io::Error::other("WAL writer thread stopped"))?;
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
+        rx.recv()
+            .map_err(|_| io::Error::other("WAL writer thread stopped"))?
     }
 }
 
-fn write_loop(mut file: File, jobs: &Receiver<Job>, spare: &SyncSender<Vec<u8>>) {
+fn write_loop(
+    mut file: File,
+    jobs: &Receiver<Job>,
+    spare: &SyncSender<Vec<u8>>,
+    failed: &AtomicBool,
+) {
     let mut error: Option<io::Error> = None;
+    let fail = |error: &mut Option<io::Error>, e: io::Error| {
+        *error = Some(e);
+        failed.store(true, Ordering::Release);
+    };
     for job in jobs {
         match job {
             Job::Write(mut buf) => {
-                if error.is_none() {
+                if error.is_none() && !failed.load(Ordering::Acquire) {
                     if let Err(e) = file.write_all(&buf) {
-                        error = Some(e);
+                        fail(&mut error, e);
                     }
                 }
                 buf.clear();
                 let _ = spare.try_send(buf);
             }
+            Job::SyncBehind(durable) => {
+                if error.is_none() && !failed.load(Ordering::Acquire) {
+                    match file.sync_data() {
+                        Ok(()) => durable(),
+                        Err(e) => fail(&mut error, e),
+                    }
+                }
+            }
             Job::Barrier { durable, done } => {
                 let r = match error.take() {
                     Some(e) => Err(e),
-                    None if durable => file.sync_data(),
+                    None if failed.load(Ordering::Acquire) => {
+                        Err(io::Error::other("an earlier WAL write or fsync failed"))
+                    }
+                    // After a failed fsync the pages may be lost for good: never again.
+                    None if durable => file.sync_data().inspect_err(|_| {
+                        failed.store(true, Ordering::Release);
+                    }),
                     None => Ok(()),
                 };
                 let _ = done.send(r);
@@ -113,9 +159,7 @@ fn write_loop(mut file: File, jobs: &Receiver<Job>, spare: &SyncSender<Vec<u8>>)
 
 impl SegmentIo for ThreadedFileIo {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other("an earlier WAL write failed"));
-        }
+        self.check_failed()?;
         if self.buf.len() + bytes.len() > WRITE_BUFFER && !self.buf.is_empty() {
             self.hand_off()?;
         }
@@ -132,6 +176,12 @@ impl SegmentIo for ThreadedFileIo {
 
     fn sync(&mut self) -> io::Result<()> {
         self.barrier(true)
+    }
+
+    fn sync_behind(&mut self, durable: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+        self.check_failed()?;
+        self.hand_off()?;
+        self.send(Job::SyncBehind(durable))
     }
 }
 
@@ -171,5 +221,64 @@ mod tests {
         drop(io);
         want.extend_from_slice(b"tail");
         assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    #[test]
+    fn sync_behind_runs_its_action_after_the_bytes_are_in_the_file_and_barriers_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut io = ThreadedFileIo::new(File::create(&path).unwrap()).unwrap();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        for i in 0..20u8 {
+            io.write_all(&vec![i; 100_000]).unwrap();
+            let (seen, path) = (seen_tx.clone(), path.clone());
+            io.sync_behind(Box::new(move || {
+                let len = std::fs::metadata(&path).unwrap().len();
+                seen.send((i, len)).unwrap();
+            }))
+            .unwrap();
+        }
+        io.sync().unwrap();
+        // Every action ran before the barrier returned, in order, each after its bytes.
+        let seen: Vec<(u8, u64)> = seen_rx.try_iter().collect();
+        assert_eq!(seen.len(), 20);
+        for (n, (i, len)) in seen.into_iter().enumerate() {
+            assert_eq!(i as usize, n);
+            assert!(
+                len >= (n as u64 + 1) * 100_000,
+                "action {n} ran at {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_failed_write_no_action_runs_and_every_call_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap();
+        // Read-only: the writer thread's first write fails.
+        let mut io = ThreadedFileIo::new(File::open(&path).unwrap()).unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        io.write_all(b"lost").unwrap();
+        let flag = Arc::clone(&ran);
+        io.sync_behind(Box::new(move || flag.store(true, Ordering::SeqCst)))
+            .unwrap();
+        let err = io.sync().unwrap_err();
+        assert_ne!(
+            err.kind(),
+            io::ErrorKind::Other,
+            "the write's own error: {err}"
+        );
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "durable action after a failed write"
+        );
+        assert!(io.write_all(b"more").is_err());
+        let flag = Arc::clone(&ran);
+        assert!(io
+            .sync_behind(Box::new(move || flag.store(true, Ordering::SeqCst)))
+            .is_err());
+        assert!(io.sync().is_err());
+        assert!(!ran.load(Ordering::SeqCst));
     }
 }
