@@ -6,8 +6,10 @@
 //! waits for that line, then kills the process with SIGKILL, exactly at that point.
 //!
 //! The points, in pipeline order:
-//! - `wal.before_sync`: ingest is about to fsync the WAL (what it appended is not durable yet);
-//! - `wal.after_sync`: ingest has fsynced the WAL (its durable LSN is about to be published);
+//! - `wal.before_sync`: ingest is about to fsync the WAL or, under load, to ask the WAL writer
+//!   for a group commit (what it appended is not durable yet);
+//! - `wal.after_sync`: ingest has fsynced the WAL and waited for it (idle or stop; its durable
+//!   LSN is about to be published);
 //! - `apply.after_copy`: a COPY into a staging table ran, inside its load transaction;
 //! - `apply.before_commit`: every statement of a load transaction ran (the last one's ledger
 //!   row included), COMMIT not sent yet;

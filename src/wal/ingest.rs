@@ -161,7 +161,7 @@ pub struct Ingest {
     /// The line of the last message read, and of the last COMMIT read.
     last_line: u64,
     commit_line: u64,
-    /// The line of the last COMMIT covered by an fsync.
+    /// The line of the last COMMIT covered by an fsync ingest waited for (idle, stop, seal).
     durable_line: u64,
     open: Option<OpenSegment>,
     synced_at_len: u64,
@@ -555,10 +555,11 @@ impl Ingest {
         Ok(())
     }
 
-    /// Makes what was read durable and waits for it (idle, stop): the durable LSN and line are
-    /// those of the last COMMIT read.
+    /// Makes what was read durable and waits for it (idle, stop), a group commit still at work
+    /// included (and its failure returned): the durable LSN and line are those of the last
+    /// COMMIT read.
     fn sync(&mut self) -> Result<(), IngestError> {
-        if self.wal.needs_sync() {
+        if !self.wal.is_durable() {
             // Sampled at each fsync (group commit, idle, commit), not per message.
             metrics::BATCH_MEMORY.set(self.batcher.memory_used() as f64);
             crate::failpoint!("wal.before_sync");
@@ -677,134 +678,5 @@ pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pipeline::handoff::Entry;
-    use crate::source::decoding::Framer;
-    use crate::wal::segment::{Next, RecordKind, SegmentScanner};
-
-    fn sourced(lsn: u64, raw: &'static str) -> SourcedMessage {
-        SourcedMessage {
-            lsn: Lsn(lsn),
-            raw: bytes::Bytes::from_static(raw.as_bytes()),
-        }
-    }
-
-    /// Ingest into the WAL at `dir`; sealed batches are dropped (spilled) at once.
-    fn ingest_into(dir: &std::path::Path) -> Ingest {
-        ingest_with(dir, 1 << 20).0
-    }
-
-    /// Ingest into the WAL at `dir` with a batch budget of `batch_max_memory`, and the queue
-    /// its sealed segments go to (spilled at once).
-    fn ingest_with(dir: &std::path::Path, batch_max_memory: usize) -> (Ingest, Arc<SealedQueue>) {
-        let (wal, recovery) = Wal::open(dir).unwrap();
-        let limits = IngestLimits {
-            segment_max_bytes: 1 << 20,
-            segment_max_age: Duration::from_secs(3600),
-            batch_max_memory,
-            spill_after: Duration::ZERO,
-        };
-        let queue = Arc::new(SealedQueue::default());
-        let ingest = Ingest::new(
-            wal,
-            &recovery,
-            KnownKeys::default(),
-            limits,
-            Arc::clone(&queue),
-            Shutdown::new(),
-        );
-        (ingest, queue)
-    }
-
-    /// Messages from a slot keep their LSNs in the WAL, and the last COMMIT's LSN is known on
-    /// the next open: from the kept segments, and from `state.json` once they are deleted.
-    #[test]
-    fn sourced_messages_keep_their_lsns_and_the_last_commit_outlives_the_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ingest = ingest_into(dir.path());
-        let durable = Arc::clone(&ingest.durable_lsn);
-        let (tx, rx) = crossbeam_channel::bounded(4);
-        let input = [
-            sourced(0x100, "BEGIN 7"),
-            sourced(0x110, "table public.t: INSERT: id[integer]:1"),
-            sourced(0x150, "COMMIT 7"),
-            sourced(0x120, "BEGIN 8"),
-            sourced(0x160, "table public.t: INSERT: id[integer]:2"),
-            sourced(0x1a0, "COMMIT 8"),
-        ];
-        tx.send(Input::Sourced(input[..3].to_vec())).unwrap();
-        tx.send(Input::Sourced(input[3..].to_vec())).unwrap();
-        drop(tx);
-        assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
-        assert_eq!(durable.load(Ordering::Acquire), 0x1a0);
-        drop(ingest);
-
-        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
-        assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
-        let [segment] = recovery.segments.as_slice() else {
-            panic!("one segment: {:?}", recovery.segments);
-        };
-        let mut scanner = SegmentScanner::open(&segment.path).unwrap();
-        let mut lsns = Vec::new();
-        while let Next::Record(r) = scanner.next_record().unwrap() {
-            if r.kind != RecordKind::Snapshot {
-                lsns.push(r.lsn.0);
-            }
-        }
-        assert_eq!(lsns, input.iter().map(|m| m.lsn.0).collect::<Vec<_>>());
-
-        crate::wal::remove_segment(dir.path(), segment.id).unwrap();
-        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
-        assert!(recovery.segments.is_empty());
-        assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
-    }
-
-    /// A busy stream of small transactions rotates on memory at transaction boundaries: every
-    /// segment is complete (loaded as soon as it is written), none waits for a later one.
-    #[test]
-    fn memory_rotation_waits_for_a_transaction_boundary() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut ingest, queue) = ingest_with(dir.path(), 64 * 1024);
-        // The DELETE tells the key, so rows are indexed (and count against the budget) at once.
-        let mut text = String::from("BEGIN 1\ntable public.t: DELETE: id[integer]:-1\nCOMMIT 1\n");
-        for txn in 2..400 {
-            text.push_str(&format!("BEGIN {txn}\n"));
-            for row in 0..5 {
-                let id = txn * 5 + row;
-                text.push_str(&format!("table public.t: INSERT: id[integer]:{id}\n"));
-            }
-            text.push_str(&format!("COMMIT {txn}\n"));
-        }
-        let (tx, rx) = crossbeam_channel::bounded(2);
-        let chunk = Framer::new().push(text.into_bytes()).unwrap();
-        tx.send(Input::Text(chunk)).unwrap();
-        drop(tx);
-        assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
-        queue.producer_done();
-        let mut sealed = Vec::new();
-        while let Some(Entry::Spilled(s)) = queue.take() {
-            sealed.push(s.complete);
-        }
-        assert!(sealed.len() > 3, "rotated on memory: {sealed:?}");
-        assert!(
-            sealed.iter().all(|c| *c),
-            "every segment complete: {sealed:?}"
-        );
-    }
-
-    #[test]
-    fn a_message_from_a_slot_that_does_not_parse_names_its_lsn() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ingest = ingest_into(dir.path());
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        tx.send(Input::Sourced(vec![
-            sourced(0x100, "BEGIN 7"),
-            sourced(0x2_0000_0110, "table public.t: FROB: id[integer]:1"),
-        ]))
-        .unwrap();
-        drop(tx);
-        let err = ingest.run(&rx).unwrap_err();
-        assert!(err.to_string().contains("LSN 2/110"), "{err}");
-    }
-}
+#[path = "ingest_tests.rs"]
+mod tests;

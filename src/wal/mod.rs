@@ -326,6 +326,11 @@ impl Wal {
         self.current.as_ref().is_some_and(SegmentWriter::needs_sync)
     }
 
+    /// Whether all of the open segment is known durable (none open: yes).
+    pub fn is_durable(&self) -> bool {
+        self.current.as_ref().is_none_or(SegmentWriter::is_durable)
+    }
+
     /// fsync the open segment (group commit point).
     pub fn sync(&mut self) -> Result<(), WalError> {
         if let Some(w) = self.current.as_mut() {

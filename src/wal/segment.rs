@@ -308,6 +308,12 @@ impl SegmentWriter {
         self.requested_len < self.len
     }
 
+    /// True when every appended record is known durable (a [`sync`](Self::sync) covered it; a
+    /// [`sync_behind`](Self::sync_behind) alone does not say so).
+    pub fn is_durable(&self) -> bool {
+        self.synced_len >= self.len
+    }
+
     /// Makes written records visible to readers of the file (not durable).
     pub fn flush(&mut self) -> Result<(), SegmentError> {
         self.io.flush().map_err(|source| SegmentError::Io {
@@ -319,14 +325,12 @@ impl SegmentWriter {
     /// Makes every appended record durable, and waits for any [`sync_behind`](Self::sync_behind)
     /// still at work.
     pub fn sync(&mut self) -> Result<(), SegmentError> {
-        if self.synced_len < self.len {
+        if !self.is_durable() {
             self.io.sync().map_err(|source| SegmentError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-            if self.requested_len < self.len {
-                crate::metrics::WAL_FSYNCS.inc();
-            }
+            crate::metrics::WAL_FSYNCS.inc();
             self.synced_len = self.len;
             self.requested_len = self.len;
         }

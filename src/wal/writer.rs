@@ -188,6 +188,7 @@ impl SegmentIo for ThreadedFileIo {
 impl Drop for ThreadedFileIo {
     fn drop(&mut self) {
         // Unsynced bytes are not promised to anyone; still, write them before the file closes.
+        // Queued group commits run first (their durable actions too, unless one failed).
         let _ = self.hand_off();
         self.jobs = None;
         if let Some(t) = self.thread.take() {

@@ -1,0 +1,185 @@
+//! Tests of the ingest stage: LSNs kept, rotation at transaction boundaries, the group commit
+//! under load, parse errors named by their LSN.
+
+use super::*;
+use crate::pipeline::handoff::Entry;
+use crate::source::decoding::Framer;
+use crate::wal::segment::{Next, RecordKind, SegmentScanner};
+
+fn sourced(lsn: u64, raw: &'static str) -> SourcedMessage {
+    SourcedMessage {
+        lsn: Lsn(lsn),
+        raw: bytes::Bytes::from_static(raw.as_bytes()),
+    }
+}
+
+/// Ingest into the WAL at `dir`; sealed batches are dropped (spilled) at once.
+fn ingest_into(dir: &std::path::Path) -> Ingest {
+    ingest_with(dir, 1 << 20).0
+}
+
+/// Ingest into the WAL at `dir` with a batch budget of `batch_max_memory`, and the queue
+/// its sealed segments go to (spilled at once).
+fn ingest_with(dir: &std::path::Path, batch_max_memory: usize) -> (Ingest, Arc<SealedQueue>) {
+    let (wal, recovery) = Wal::open(dir).unwrap();
+    let limits = IngestLimits {
+        segment_max_bytes: 1 << 20,
+        segment_max_age: Duration::from_secs(3600),
+        batch_max_memory,
+        spill_after: Duration::ZERO,
+    };
+    let queue = Arc::new(SealedQueue::default());
+    let ingest = Ingest::new(
+        wal,
+        &recovery,
+        KnownKeys::default(),
+        limits,
+        Arc::clone(&queue),
+        Shutdown::new(),
+    );
+    (ingest, queue)
+}
+
+/// Messages from a slot keep their LSNs in the WAL, and the last COMMIT's LSN is known on
+/// the next open: from the kept segments, and from `state.json` once they are deleted.
+#[test]
+fn sourced_messages_keep_their_lsns_and_the_last_commit_outlives_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ingest = ingest_into(dir.path());
+    let durable = Arc::clone(&ingest.durable_lsn);
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let input = [
+        sourced(0x100, "BEGIN 7"),
+        sourced(0x110, "table public.t: INSERT: id[integer]:1"),
+        sourced(0x150, "COMMIT 7"),
+        sourced(0x120, "BEGIN 8"),
+        sourced(0x160, "table public.t: INSERT: id[integer]:2"),
+        sourced(0x1a0, "COMMIT 8"),
+    ];
+    tx.send(Input::Sourced(input[..3].to_vec())).unwrap();
+    tx.send(Input::Sourced(input[3..].to_vec())).unwrap();
+    drop(tx);
+    assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
+    assert_eq!(durable.load(Ordering::Acquire), 0x1a0);
+    drop(ingest);
+
+    let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+    assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
+    let [segment] = recovery.segments.as_slice() else {
+        panic!("one segment: {:?}", recovery.segments);
+    };
+    let mut scanner = SegmentScanner::open(&segment.path).unwrap();
+    let mut lsns = Vec::new();
+    while let Next::Record(r) = scanner.next_record().unwrap() {
+        if r.kind != RecordKind::Snapshot {
+            lsns.push(r.lsn.0);
+        }
+    }
+    assert_eq!(lsns, input.iter().map(|m| m.lsn.0).collect::<Vec<_>>());
+
+    crate::wal::remove_segment(dir.path(), segment.id).unwrap();
+    let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+    assert!(recovery.segments.is_empty());
+    assert_eq!(recovery.last_commit_lsn, Lsn(0x1a0));
+}
+
+/// Under load the group commit does not wait: ingest goes on after [`GROUP_COMMIT_BYTES`],
+/// and the WAL writer publishes the durable LSN once its fsync is done: a COMMIT before
+/// that point, never one after it (nothing here waits for an fsync).
+#[test]
+fn a_group_commit_under_load_publishes_the_durable_lsn_from_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, recovery) = Wal::open(dir.path()).unwrap();
+    let limits = IngestLimits {
+        segment_max_bytes: 1 << 30,
+        segment_max_age: Duration::from_secs(3600),
+        batch_max_memory: 1 << 30,
+        spill_after: Duration::ZERO,
+    };
+    let queue = Arc::new(SealedQueue::default());
+    let mut ingest = Ingest::new(
+        wal,
+        &recovery,
+        KnownKeys::default(),
+        limits,
+        queue,
+        Shutdown::new(),
+    );
+    let durable = Arc::clone(&ingest.durable_lsn);
+    let value = "x".repeat(64 * 1024);
+    let txns = 300u64; // ~19 MiB of WAL: one group commit, then ~3 MiB more
+    let mut messages = Vec::new();
+    for t in 0..txns {
+        let insert = format!("table public.t: INSERT: id[integer]:{t} v[text]:'{value}'");
+        for (i, raw) in [format!("BEGIN {t}"), insert, format!("COMMIT {t}")]
+            .into_iter()
+            .enumerate()
+        {
+            messages.push(SourcedMessage {
+                lsn: Lsn(0x1000 + t * 0x10 + i as u64),
+                raw: bytes::Bytes::from(raw),
+            });
+        }
+    }
+    let last_commit = 0x1000 + (txns - 1) * 0x10 + 2;
+    ingest.ingest_sourced(&messages).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while durable.load(Ordering::Acquire) == 0 {
+        assert!(Instant::now() < deadline, "no durable LSN published");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let published = durable.load(Ordering::Acquire);
+    assert_eq!(published % 0x10, 2, "a COMMIT's LSN: {published:#x}");
+    assert!(
+        published < last_commit,
+        "{published:#x} covers what no fsync was asked for"
+    );
+}
+
+/// A busy stream of small transactions rotates on memory at transaction boundaries: every
+/// segment is complete (loaded as soon as it is written), none waits for a later one.
+#[test]
+fn memory_rotation_waits_for_a_transaction_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ingest, queue) = ingest_with(dir.path(), 64 * 1024);
+    // The DELETE tells the key, so rows are indexed (and count against the budget) at once.
+    let mut text = String::from("BEGIN 1\ntable public.t: DELETE: id[integer]:-1\nCOMMIT 1\n");
+    for txn in 2..400 {
+        text.push_str(&format!("BEGIN {txn}\n"));
+        for row in 0..5 {
+            let id = txn * 5 + row;
+            text.push_str(&format!("table public.t: INSERT: id[integer]:{id}\n"));
+        }
+        text.push_str(&format!("COMMIT {txn}\n"));
+    }
+    let (tx, rx) = crossbeam_channel::bounded(2);
+    let chunk = Framer::new().push(text.into_bytes()).unwrap();
+    tx.send(Input::Text(chunk)).unwrap();
+    drop(tx);
+    assert_eq!(ingest.run(&rx).unwrap(), RunEnd::Eof);
+    queue.producer_done();
+    let mut sealed = Vec::new();
+    while let Some(Entry::Spilled(s)) = queue.take() {
+        sealed.push(s.complete);
+    }
+    assert!(sealed.len() > 3, "rotated on memory: {sealed:?}");
+    assert!(
+        sealed.iter().all(|c| *c),
+        "every segment complete: {sealed:?}"
+    );
+}
+
+#[test]
+fn a_message_from_a_slot_that_does_not_parse_names_its_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ingest = ingest_into(dir.path());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    tx.send(Input::Sourced(vec![
+        sourced(0x100, "BEGIN 7"),
+        sourced(0x2_0000_0110, "table public.t: FROB: id[integer]:1"),
+    ]))
+    .unwrap();
+    drop(tx);
+    let err = ingest.run(&rx).unwrap_err();
+    assert!(err.to_string().contains("LSN 2/110"), "{err}");
+}
