@@ -21,9 +21,18 @@ fn ingest_into(dir: &std::path::Path) -> Ingest {
 /// Ingest into the WAL at `dir` with a batch budget of `batch_max_memory`, and the queue
 /// its sealed segments go to (spilled at once).
 fn ingest_with(dir: &std::path::Path, batch_max_memory: usize) -> (Ingest, Arc<SealedQueue>) {
+    ingest_limited(dir, 1 << 20, batch_max_memory)
+}
+
+/// As [`ingest_with`], segments closing at `segment_max_bytes`.
+fn ingest_limited(
+    dir: &std::path::Path,
+    segment_max_bytes: u64,
+    batch_max_memory: usize,
+) -> (Ingest, Arc<SealedQueue>) {
     let (wal, recovery) = Wal::open(dir).unwrap();
     let limits = IngestLimits {
-        segment_max_bytes: 1 << 20,
+        segment_max_bytes,
         segment_max_age: Duration::from_secs(3600),
         batch_max_memory,
         spill_after: Duration::ZERO,
@@ -89,22 +98,7 @@ fn sourced_messages_keep_their_lsns_and_the_last_commit_outlives_the_segments() 
 #[test]
 fn a_group_commit_under_load_publishes_the_durable_lsn_from_the_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, recovery) = Wal::open(dir.path()).unwrap();
-    let limits = IngestLimits {
-        segment_max_bytes: 1 << 30,
-        segment_max_age: Duration::from_secs(3600),
-        batch_max_memory: 1 << 30,
-        spill_after: Duration::ZERO,
-    };
-    let queue = Arc::new(SealedQueue::default());
-    let mut ingest = Ingest::new(
-        wal,
-        &recovery,
-        KnownKeys::default(),
-        limits,
-        queue,
-        Shutdown::new(),
-    );
+    let (mut ingest, _queue) = ingest_limited(dir.path(), 1 << 30, 1 << 30);
     let durable = Arc::clone(&ingest.durable_lsn);
     let value = "x".repeat(64 * 1024);
     let txns = 300u64; // ~19 MiB of WAL: one group commit, then ~3 MiB more
