@@ -184,7 +184,15 @@ async fn wait_for_signal() {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        return std::future::pending().await;
+        // No listener: in live mode the handler's record (`service::watch_stop_signals`) is
+        // all there is to look at; otherwise this never ends, as before.
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            every.tick().await;
+            if re_dms::service::stop_signalled() {
+                return;
+            }
+        }
     };
     // A signal after `service::watch_stop_signals` and before the listeners above existed was
     // only recorded there (its default action, ending the process, no longer applies).
