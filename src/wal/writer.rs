@@ -115,6 +115,8 @@ fn write_loop(
     spare: &SyncSender<Vec<u8>>,
     failed: &AtomicBool,
 ) {
+    // The first failure's error, for the next barrier; `failed` (set with it) is what every job
+    // looks at, here and on the ingest side.
     let mut error: Option<io::Error> = None;
     let fail = |error: &mut Option<io::Error>, e: io::Error| {
         *error = Some(e);
@@ -123,7 +125,7 @@ fn write_loop(
     for job in jobs {
         match job {
             Job::Write(mut buf) => {
-                if error.is_none() && !failed.load(Ordering::Acquire) {
+                if !failed.load(Ordering::Acquire) {
                     if let Err(e) = file.write_all(&buf) {
                         fail(&mut error, e);
                     }
@@ -132,7 +134,7 @@ fn write_loop(
                 let _ = spare.try_send(buf);
             }
             Job::SyncBehind(durable) => {
-                if error.is_none() && !failed.load(Ordering::Acquire) {
+                if !failed.load(Ordering::Acquire) {
                     match file.sync_data() {
                         Ok(()) => durable(),
                         Err(e) => fail(&mut error, e),
