@@ -39,8 +39,9 @@ pub fn spawn<R: Read + Send + 'static>(
 pub fn read_input<R: Read>(mut input: R, tx: &Sender<Input>, stop: &Shutdown) {
     let mut framer = Framer::new();
     loop {
-        let mut buf = framer.buffer(INPUT_CHUNK_BYTES);
-        let mut filled = 0;
+        // The unfinished message so far, then room for this read.
+        let (mut buf, carried) = framer.read_buffer(INPUT_CHUNK_BYTES);
+        let mut filled = carried;
         // Fill the chunk unless the input pauses (a pipe gives what it has).
         let res = loop {
             match input.read(&mut buf[filled..]) {
@@ -55,11 +56,10 @@ pub fn read_input<R: Read>(mut input: R, tx: &Sender<Input>, stop: &Shutdown) {
                 Err(e) => break Err(e),
             }
         };
-        if filled > 0 {
-            buf.truncate(filled);
-            if !send_framed(tx, framer.push(buf), stop) {
-                return;
-            }
+        // Handed back even when nothing was read: it holds the unfinished message.
+        buf.truncate(filled);
+        if !send_framed(tx, framer.push_read(buf), stop) {
+            return;
         }
         match res {
             Ok(false) => {}

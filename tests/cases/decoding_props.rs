@@ -672,6 +672,18 @@ fn framer_agrees(chunks: &[&[u8]]) -> Vec<Seen> {
     }
     take(framer.finish(), &mut by_framer);
     assert_eq!(by_framer, by_stream);
+    // Read in place (`--stdin`): the same frames. Room for at least 64 bytes, so that both the
+    // copied and the grown-in-place unfinished message are taken.
+    let mut framer = Framer::new();
+    let mut by_reader: Vec<Seen> = Vec::new();
+    for chunk in chunks {
+        let (mut buf, at) = framer.read_buffer(chunk.len().max(64));
+        buf[at..at + chunk.len()].copy_from_slice(chunk);
+        buf.truncate(at + chunk.len());
+        take(framer.push_read(buf), &mut by_reader);
+    }
+    take(framer.finish(), &mut by_reader);
+    assert_eq!(by_reader, by_stream);
     by_framer
 }
 

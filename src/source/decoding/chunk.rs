@@ -12,9 +12,10 @@
 //!   in the same order, with the same line numbers;
 //! - a chunk ends at its first parse error, which it carries; the framer frames nothing after it
 //!   (ingest stops there);
-//! - each input byte is copied at most once more (the unfinished message at a chunk's end); a
-//!   message longer than a chunk grows one buffer in place and is searched once, not again per
-//!   chunk.
+//! - read through [`Framer::read_buffer`], input bytes are not copied at all, except the
+//!   unfinished message at a chunk's end (copied twice: out of the chunk, then to the front of
+//!   the next buffer); pushed as pieces, each byte is copied at most once more; a message longer
+//!   than a chunk grows one buffer in place and is searched once, not again per chunk.
 
 use crossbeam_channel::{Receiver, Sender};
 use self_cell::self_cell;
@@ -117,21 +118,55 @@ impl Framer {
         }
     }
 
-    /// A buffer of `len` bytes to read the next input into (its contents are left over): the
-    /// bytes of a chunk handed back, if one was (its frames are freed now, on this thread, where
-    /// they were allocated), else a new one.
-    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+    /// A buffer to read the next input into without copying it again: the unfinished message
+    /// so far, then `len` bytes of room, from the returned offset on. Fill the room (or part of
+    /// it), truncate the buffer to what was filled and hand it to [`Self::push_read`] — and to
+    /// nothing else: the unfinished message is held only there until then. The buffer is a
+    /// chunk's handed back, if one was (its frames are freed now, on this thread, where they
+    /// were allocated), else a new one.
+    pub fn read_buffer(&mut self, len: usize) -> (Vec<u8>, usize) {
+        let carried = self.buffered_len();
+        let mut buf = if carried >= len / 4 {
+            // A long message so far: grown in place, not copied again per read.
+            let mut buf = std::mem::take(&mut self.pending);
+            buf.drain(..self.at.start);
+            buf
+        } else {
+            let mut buf = self.spare(len);
+            if buf.len() < carried {
+                buf.resize(carried, 0);
+            }
+            let unfinished = self.pending.get(self.at.start..).unwrap_or_default();
+            buf[..carried].copy_from_slice(unfinished);
+            self.pending.clear();
+            buf
+        };
+        self.at.start = 0;
+        // Only bytes never written before are zeroed.
+        buf.resize(carried + len, 0);
+        (buf, carried)
+    }
+
+    /// Frames what `buf`, from [`Self::read_buffer`], completes.
+    pub fn push_read(&mut self, buf: Vec<u8>) -> Option<FramedChunk> {
+        if self.failed {
+            return None;
+        }
+        self.pending = buf;
+        self.frame_pending()
+    }
+
+    /// A chunk's bytes handed back, if one was, else a new vector with room for `len` bytes
+    /// after an unfinished message that is copied (under a quarter of `len`).
+    fn spare(&mut self, len: usize) -> Vec<u8> {
         let mut spare = None;
         for cell in self.recycled.1.try_iter() {
             spare = Some(cell.into_owner());
         }
         // The bytes of a huge message are not kept around.
-        let mut buf = spare
+        spare
             .filter(|b| b.capacity() <= 4 * len)
-            .unwrap_or_default();
-        // Only bytes never written before are zeroed.
-        buf.resize(len, 0);
-        buf
+            .unwrap_or_else(|| Vec::with_capacity(len + len / 4))
     }
 
     /// Frames what `bytes` completes; `None` when no message ended in them.
@@ -215,20 +250,46 @@ mod tests {
     #[test]
     fn a_dropped_chunk_gives_its_bytes_back_for_the_next_read() {
         let mut framer = Framer::new();
-        let mut bytes = Vec::with_capacity(64);
-        bytes.extend_from_slice(b"BEGIN 1\nCOMMIT 1\n");
-        let at = bytes.as_ptr();
-        let chunk = framer.push(bytes).unwrap();
+        let (mut buf, at) = framer.read_buffer(64);
+        assert_eq!((buf.len(), at), (64, 0));
+        let input = b"BEGIN 1\nCOMMIT 1\nBEG";
+        buf[..input.len()].copy_from_slice(input);
+        buf.truncate(input.len());
+        let first = buf.as_ptr();
+        let chunk = framer.push_read(buf).unwrap();
         assert_eq!(chunk.frames().len(), 2);
         drop(chunk);
-        let again = framer.buffer(64);
-        assert_eq!(again.as_ptr(), at);
-        assert_eq!(again.len(), 64);
+        // The same bytes again, the unfinished message at the front, room after it.
+        let (mut again, at) = framer.read_buffer(64);
+        assert_eq!(again.as_ptr(), first);
+        assert_eq!((again.len(), at), (67, 3));
+        assert_eq!(&again[..3], b"BEG");
+        again.truncate(at);
+        assert!(framer.push_read(again).is_none(), "nothing new ended");
         // Not a huge message's buffer, though.
         let mut huge = Vec::with_capacity(1 << 20);
         huge.extend_from_slice(b"BEGIN 2\n");
         drop(framer.push(huge).unwrap());
-        assert!(framer.buffer(64).capacity() < 1 << 20);
+        assert!(framer.read_buffer(64).0.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn a_long_unfinished_message_grows_in_place() {
+        let mut framer = Framer::new();
+        let (mut buf, _) = framer.read_buffer(64);
+        let input = b"BEGIN 1\ntable public.t: INSERT: v[text]:'xxxxxxxxxxxxxxxx";
+        buf[..input.len()].copy_from_slice(input);
+        buf.truncate(input.len());
+        assert_eq!(framer.push_read(buf).unwrap().frames().len(), 1);
+        let (mut buf, at) = framer.read_buffer(64);
+        assert_eq!(at, input.len() - 8);
+        assert_eq!(&buf[..at], &input[8..]);
+        // Past a quarter of the room, the unfinished message's buffer is kept and grown.
+        let held = buf.as_ptr();
+        buf.truncate(at);
+        assert!(framer.push_read(buf).is_none());
+        let (buf, again) = framer.read_buffer(64);
+        assert_eq!((buf.as_ptr(), again), (held, at));
     }
 
     #[test]
