@@ -106,6 +106,11 @@ pub trait SegmentIo: Send {
         durable();
         Ok(())
     }
+    /// Wait until every `sync_behind` started so far is done; the failure of one that failed.
+    /// By default a plain [`sync`](Self::sync) (right, and one fsync more than needed).
+    fn await_syncs(&mut self) -> io::Result<()> {
+        self.sync()
+    }
 }
 
 /// The real thing: a buffered file with `fdatasync`.
@@ -143,6 +148,10 @@ impl SegmentIo for FileIo {
     fn sync(&mut self) -> io::Result<()> {
         self.file.flush()?;
         self.file.get_ref().sync_data()
+    }
+    /// `sync_behind` is the default here: done (or failed) before it returned.
+    fn await_syncs(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -331,11 +340,18 @@ impl SegmentWriter {
     /// still at work.
     pub fn sync(&mut self) -> Result<(), SegmentError> {
         if !self.is_durable() {
-            self.io.sync().map_err(|source| SegmentError::Io {
+            let res = if self.needs_sync() {
+                crate::metrics::WAL_FSYNCS.inc();
+                self.io.sync()
+            } else {
+                // Every byte is in a `sync_behind` already: its fsync is waited for, not
+                // repeated (on a disk, an fsync with nothing new still flushes its cache).
+                self.io.await_syncs()
+            };
+            res.map_err(|source| SegmentError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-            crate::metrics::WAL_FSYNCS.inc();
             self.synced_len = self.len;
             self.requested_len = self.len;
         }

@@ -1,8 +1,9 @@
 //! A [`SegmentIo`] that hands full buffers to a writer thread, so the kernel's copy into the page
 //! cache runs beside the ingest loop instead of inside it.
 //!
-//! `flush` and `sync` are barriers: they return only when every byte written before them is in
-//! the file (and, for `sync`, durable). `sync_behind` is the group commit that does not wait:
+//! `flush`, `sync` and `await_syncs` are barriers: they return only when every byte written
+//! before them is in the file (and, for `sync`, durable; for `await_syncs`, every group commit
+//! before it done). `sync_behind` is the group commit that does not wait:
 //! the writer thread fsyncs in turn and then runs the caller's `durable` action (which
 //! publishes the durable LSN), while ingest goes on appending; jobs run in order, so a later
 //! barrier also waits for it. A failed write or fsync is seen by the next call of any kind,
@@ -185,6 +186,12 @@ impl SegmentIo for ThreadedFileIo {
         self.hand_off()?;
         self.send(Job::SyncBehind(durable))
     }
+
+    /// Jobs run in order: a barrier returns once every earlier group commit is done, with the
+    /// first failure.
+    fn await_syncs(&mut self) -> io::Result<()> {
+        self.barrier(false)
+    }
 }
 
 impl Drop for ThreadedFileIo {
@@ -283,5 +290,84 @@ mod tests {
             .is_err());
         assert!(io.sync().is_err());
         assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn await_syncs_waits_for_earlier_group_commits_and_returns_their_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut io = ThreadedFileIo::new(File::create(&path).unwrap()).unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        io.write_all(&[1; 100_000]).unwrap();
+        let flag = Arc::clone(&ran);
+        io.sync_behind(Box::new(move || flag.store(true, Ordering::SeqCst)))
+            .unwrap();
+        io.await_syncs().unwrap();
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "returned before the group commit"
+        );
+
+        // Read-only: the write fails, and so does the wait, with the write's error.
+        let mut io = ThreadedFileIo::new(File::open(&path).unwrap()).unwrap();
+        io.write_all(b"lost").unwrap();
+        io.sync_behind(Box::new(|| {})).unwrap();
+        let err = io.await_syncs().unwrap_err();
+        assert_ne!(err.kind(), io::ErrorKind::Other, "{err}");
+    }
+
+    /// Counts the fsyncs and waits a segment writer asks its I/O for.
+    struct Counting {
+        inner: ThreadedFileIo,
+        syncs: Arc<std::sync::atomic::AtomicUsize>,
+        awaits: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl SegmentIo for Counting {
+        fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.inner.write_all(bytes)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            self.inner.sync()
+        }
+        fn sync_behind(&mut self, durable: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+            self.inner.sync_behind(durable)
+        }
+        fn await_syncs(&mut self) -> io::Result<()> {
+            self.awaits.fetch_add(1, Ordering::SeqCst);
+            self.inner.await_syncs()
+        }
+    }
+
+    #[test]
+    fn a_sync_after_a_group_commit_waits_for_it_instead_of_fsyncing_again() {
+        use crate::lsn::Lsn;
+        use crate::wal::segment::{RecordKind, SegmentWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000001.wal");
+        let (syncs, awaits) = (Arc::default(), Arc::default());
+        let io = Counting {
+            inner: ThreadedFileIo::new(File::create(&path).unwrap()).unwrap(),
+            syncs: Arc::clone(&syncs),
+            awaits: Arc::clone(&awaits),
+        };
+        let lineage = crate::wal::Lineage::from_bytes([1; 16]);
+        let mut w = SegmentWriter::with_io(path, 1, lineage, Box::new(io)).unwrap();
+        let counts = || (syncs.load(Ordering::SeqCst), awaits.load(Ordering::SeqCst));
+        w.append(RecordKind::Message, Lsn(1), b"BEGIN 1").unwrap();
+        w.sync_behind(Box::new(|| {})).unwrap();
+        assert!(!w.is_durable());
+        w.sync().unwrap();
+        assert!(w.is_durable());
+        assert_eq!(counts(), (0, 1), "(fsyncs, waits)");
+        // New bytes: an fsync; nothing new: nothing at all.
+        w.append(RecordKind::Message, Lsn(2), b"COMMIT 1").unwrap();
+        w.sync().unwrap();
+        w.sync().unwrap();
+        assert_eq!(counts(), (1, 1), "(fsyncs, waits)");
     }
 }
