@@ -340,8 +340,8 @@ impl SegmentWriter {
     /// still at work.
     pub fn sync(&mut self) -> Result<(), SegmentError> {
         if !self.is_durable() {
-            let res = if self.needs_sync() {
-                crate::metrics::WAL_FSYNCS.inc();
+            let fsync = self.needs_sync();
+            let res = if fsync {
                 self.io.sync()
             } else {
                 // Every byte is in a `sync_behind` already: its fsync is waited for, not
@@ -352,6 +352,9 @@ impl SegmentWriter {
                 path: self.path.clone(),
                 source,
             })?;
+            if fsync {
+                crate::metrics::WAL_FSYNCS.inc();
+            }
             self.synced_len = self.len;
             self.requested_len = self.len;
         }

@@ -293,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn await_syncs_waits_for_earlier_group_commits_and_returns_their_failure() {
+    fn await_syncs_waits_for_earlier_group_commits_and_returns_the_first_failure() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut io = ThreadedFileIo::new(File::create(&path).unwrap()).unwrap();
@@ -308,7 +308,9 @@ mod tests {
             "returned before the group commit"
         );
 
-        // Read-only: the write fails, and so does the wait, with the write's error.
+        // Read-only: the write fails (its group commit is then skipped), and so does the wait,
+        // with the write's own error. A failing fsync cannot be made here; it takes the same
+        // path (the writer thread's first failure, returned by the next barrier).
         let mut io = ThreadedFileIo::new(File::open(&path).unwrap()).unwrap();
         io.write_all(b"lost").unwrap();
         io.sync_behind(Box::new(|| {})).unwrap();

@@ -682,6 +682,10 @@ fn framer_agrees(chunks: &[&[u8]]) -> Vec<Seen> {
         buf.truncate(at + chunk.len());
         take(framer.push_read(buf), &mut by_reader);
     }
+    // End of input as `--stdin` meets it: a read of nothing, handed back, then the end.
+    let (mut buf, at) = framer.read_buffer(64);
+    buf.truncate(at);
+    take(framer.push_read(buf), &mut by_reader);
     take(framer.finish(), &mut by_reader);
     assert_eq!(by_reader, by_stream);
     by_framer

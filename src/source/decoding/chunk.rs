@@ -34,7 +34,7 @@ self_cell!(
     }
 );
 
-/// Used chunks waiting to go back to their framer (see [`Framer::buffer`]).
+/// Used chunks waiting to go back to their framer (see [`Framer::read_buffer`]).
 const RECYCLED_CHUNKS: usize = 4;
 
 /// Whole messages, framed and parsed, with the bytes they borrow from.
@@ -125,6 +125,8 @@ impl Framer {
     /// chunk's handed back, if one was (its frames are freed now, on this thread, where they
     /// were allocated), else a new one.
     pub fn read_buffer(&mut self, len: usize) -> (Vec<u8>, usize) {
+        // Whichever buffer is used, the chunks handed back are taken (and freed, but for one).
+        let spare = self.spare(len);
         let carried = self.buffered_len();
         let mut buf = if carried >= len / 4 {
             // A long message so far: grown in place, not copied again per read.
@@ -132,7 +134,8 @@ impl Framer {
             buf.drain(..self.at.start);
             buf
         } else {
-            let mut buf = self.spare(len);
+            // A new one has room for `len` after an unfinished message under a quarter of it.
+            let mut buf = spare.unwrap_or_else(|| Vec::with_capacity(len + len / 4));
             if buf.len() < carried {
                 buf.resize(carried, 0);
             }
@@ -156,17 +159,14 @@ impl Framer {
         self.frame_pending()
     }
 
-    /// A chunk's bytes handed back, if one was, else a new vector with room for `len` bytes
-    /// after an unfinished message that is copied (under a quarter of `len`).
-    fn spare(&mut self, len: usize) -> Vec<u8> {
+    /// The bytes of the last chunk handed back, if one was and it is not a huge message's; every
+    /// chunk handed back is taken (its frames freed here, on the thread that allocated them).
+    fn spare(&mut self, len: usize) -> Option<Vec<u8>> {
         let mut spare = None;
         for cell in self.recycled.1.try_iter() {
             spare = Some(cell.into_owner());
         }
-        // The bytes of a huge message are not kept around.
-        spare
-            .filter(|b| b.capacity() <= 4 * len)
-            .unwrap_or_else(|| Vec::with_capacity(len + len / 4))
+        spare.filter(|b| b.capacity() <= 4 * len)
     }
 
     /// Frames what `bytes` completes; `None` when no message ended in them.
@@ -266,11 +266,33 @@ mod tests {
         assert_eq!(&again[..3], b"BEG");
         again.truncate(at);
         assert!(framer.push_read(again).is_none(), "nothing new ended");
-        // Not a huge message's buffer, though.
-        let mut huge = Vec::with_capacity(1 << 20);
-        huge.extend_from_slice(b"BEGIN 2\n");
-        drop(framer.push(huge).unwrap());
+    }
+
+    #[test]
+    fn a_huge_chunks_bytes_are_not_kept() {
+        let huge = || {
+            let mut huge = Vec::with_capacity(1 << 20);
+            huge.extend_from_slice(b"BEGIN 2\n");
+            huge
+        };
+        let mut framer = Framer::new();
+        drop(framer.push(huge()).unwrap());
         assert!(framer.read_buffer(64).0.capacity() < 1 << 20);
+        // Also when the next buffer is a long unfinished message's, grown in place.
+        let mut framer = Framer::new();
+        let huge_chunk = framer.push(huge()).unwrap();
+        let long = b"BEGIN 1\ntable public.t: INSERT: v[text]:'xxxxxxxxxxxxxxxxxxxxxxxx";
+        let long_chunk = framer.push(long.to_vec()).unwrap();
+        drop((huge_chunk, long_chunk));
+        assert_eq!(framer.recycled.1.len(), 2);
+        let (buf, at) = framer.read_buffer(64);
+        assert_eq!(at, long.len() - 8);
+        assert!(buf.capacity() < 1 << 20);
+        assert_eq!(
+            framer.recycled.1.len(),
+            0,
+            "a handed-back chunk left waiting"
+        );
     }
 
     #[test]
