@@ -20,12 +20,22 @@ median() {
         printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# measure TIMEFILE INPUT LOG CMD...: runs CMD < INPUT > LOG 2>&1 under GNU time; prints
-# "wall_s peak_rss_mib cpu_s" (cpu = user + system). Fails when CMD fails, showing LOG's tail.
+# warm_input FILE: reads FILE into the page cache, so that every run (re_dms's and gzip's alike)
+# starts with its input cached. Some hosts page cold page cache out on their own (the dev VM
+# runs DAMON with a pageout scheme): an input read back from disk made the reading thread wait
+# tens of milliseconds in some runs and not in others.
+warm_input() {
+    cat "$1" >/dev/null
+}
+
+# measure TIMEFILE INPUT LOG CMD...: runs CMD < INPUT > LOG 2>&1 under GNU time, INPUT warmed
+# first; prints "wall_s peak_rss_mib cpu_s" (cpu = user + system). Fails when CMD fails, showing
+# LOG's tail.
 measure() {
     local timefile=$1 input=$2 log=$3
     shift 3
     local t0 t1 status=0
+    warm_input "$input"
     t0=$EPOCHREALTIME
     /usr/bin/time -f '%e %M %U %S' -o "$timefile" "$@" <"$input" >"$log" 2>&1 || status=$?
     t1=$EPOCHREALTIME

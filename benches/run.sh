@@ -95,6 +95,7 @@ for run in $(seq 1 "$RUNS"); do
     timefile=$BENCH_DIR/time_$run.txt
     log=$BENCH_DIR/run_$run.log
     status=0
+    warm_input "$CAPTURE"
     t0=${EPOCHREALTIME:-}
     /usr/bin/time -v -o "$timefile" "${cmd[@]}" <"$CAPTURE" >"$log" 2>&1 || status=$?
     t1=${EPOCHREALTIME:-}
