@@ -1,5 +1,6 @@
 //! A disk that fails under the WAL: a [`SegmentIo`] that runs out of space, writes short, or
-//! fails an fsync once a number of bytes went through it. Each fault must end ingest with an
+//! fails an fsync once a number of bytes went through it, and a file whose fsyncs fail under
+//! the WAL writer thread (the group commit under load). Each fault must end ingest with an
 //! error naming the segment file and the cause; no transaction may be acknowledged (the durable
 //! LSN published for upstream confirmation) that the disk does not hold; and a restart on a
 //! healthy disk must find every acknowledged transaction.
@@ -10,7 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::fs::File;
+use std::io::Write;
+
 use super::segment::{FileIo, SegmentIo};
+use super::writer::{ThreadedFileIo, WalFile};
 use super::Wal;
 use crate::batch::rebuild::{rebuild, KnownKeys};
 use crate::pipeline::handoff::SealedQueue;
@@ -71,6 +76,45 @@ impl SegmentIo for FaultyIo {
             return Err(io::Error::from_raw_os_error(5));
         }
         self.inner.sync()
+    }
+}
+
+/// A real file whose fsyncs fail (EIO, as a disk's can) once more than `fail_after` bytes
+/// were written to it: for the WAL writer thread, which takes a [`WalFile`], not a
+/// [`SegmentIo`].
+pub(super) struct FsyncFailsAfter {
+    file: File,
+    written: u64,
+    fail_after: u64,
+}
+
+impl FsyncFailsAfter {
+    pub(super) fn new(file: File, fail_after: u64) -> Self {
+        Self {
+            file,
+            written: 0,
+            fail_after,
+        }
+    }
+}
+
+impl Write for FsyncFailsAfter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(bytes)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl WalFile for FsyncFailsAfter {
+    fn sync_data(&self) -> io::Result<()> {
+        if self.written > self.fail_after {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.file.sync_data()
     }
 }
 
@@ -189,4 +233,66 @@ fn a_failing_disk_ends_ingest_clearly_and_loses_nothing_acknowledged() {
             "{fault:?}: {rows} recovered, {acked} acknowledged"
         );
     }
+}
+
+/// Under load the group commit's fsync runs on the WAL writer thread while ingest goes on:
+/// when it fails, nothing it covers is published durable, and ingest's next WAL call ends
+/// the run with the fsync's error, naming the segment.
+#[test]
+fn a_failed_background_group_commit_acknowledges_nothing_and_ends_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, recovery) = Wal::open(dir.path()).unwrap();
+    // The segment's first fsyncs (its header) succeed; the group commit at 16 MiB fails.
+    let wal = wal.with_segment_io(Box::new(|path| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(
+            Box::new(ThreadedFileIo::new(FsyncFailsAfter::new(file, 1 << 20))?)
+                as Box<dyn SegmentIo>,
+        )
+    }));
+    let limits = IngestLimits {
+        segment_max_bytes: 1 << 30,
+        segment_max_age: Duration::from_secs(3600),
+        batch_max_memory: 1 << 30,
+        spill_after: Duration::ZERO,
+    };
+    let mut ingest = Ingest::new(
+        wal,
+        &recovery,
+        KnownKeys::default(),
+        limits,
+        Arc::new(SealedQueue::default()),
+        Shutdown::new(),
+    );
+    let durable = Arc::clone(&ingest.durable_lsn);
+    // ~27 MiB of whole transactions, all waiting before ingest starts: no idle sync between.
+    let text: String = (1..=100_000).map(transaction).collect();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut framer = Framer::new();
+    for piece in text.as_bytes().chunks(1 << 20) {
+        if let Some(chunk) = framer.push(piece.to_vec()) {
+            tx.send(Input::Text(chunk)).unwrap();
+        }
+    }
+    drop(tx);
+    let err = ingest
+        .run(&rx)
+        .expect_err("the group commit's fsync failed");
+    assert!(
+        !rx.is_empty(),
+        "seen at the end of the input, not under load"
+    );
+    let text = crate::error_chain(&err);
+    assert!(
+        text.contains(".wal") && text.contains("Input/output error"),
+        "{text}"
+    );
+    assert_eq!(
+        durable.load(Ordering::Acquire),
+        0,
+        "acknowledged without an fsync"
+    );
 }

@@ -24,6 +24,17 @@ pub const WRITE_BUFFER: usize = 1 << 20;
 /// Buffers in flight at most (memory bound: this many x [`WRITE_BUFFER`]).
 const IN_FLIGHT: usize = 4;
 
+/// What the writer thread needs of its file: a trait so that tests can make an fsync fail.
+pub trait WalFile: Write + Send + 'static {
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+impl WalFile for File {
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
 enum Job {
     Write(Vec<u8>),
     /// Reply once everything before is written (and fdatasync'ed when `durable`).
@@ -46,7 +57,7 @@ pub struct ThreadedFileIo {
 }
 
 impl ThreadedFileIo {
-    pub fn new(file: File) -> io::Result<Self> {
+    pub fn new(file: impl WalFile) -> io::Result<Self> {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(IN_FLIGHT);
         let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let failed = Arc::new(AtomicBool::new(false));
@@ -111,7 +122,7 @@ impl ThreadedFileIo {
 }
 
 fn write_loop(
-    mut file: File,
+    mut file: impl WalFile,
     jobs: &Receiver<Job>,
     spare: &SyncSender<Vec<u8>>,
     failed: &AtomicBool,
@@ -209,6 +220,7 @@ impl Drop for ThreadedFileIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::fault_tests::FsyncFailsAfter;
 
     #[test]
     fn barriers_make_writes_visible_in_order() {
@@ -371,5 +383,32 @@ mod tests {
         w.sync().unwrap();
         w.sync().unwrap();
         assert_eq!(counts(), (1, 1), "(fsyncs, waits)");
+    }
+
+    #[test]
+    fn a_failed_group_commit_fsync_runs_no_action_and_every_later_call_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let mut io = ThreadedFileIo::new(FsyncFailsAfter::new(file, 1000)).unwrap();
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel();
+        let action = |n: u8| {
+            let tx = ran_tx.clone();
+            Box::new(move || tx.send(n).unwrap()) as Box<dyn FnOnce() + Send>
+        };
+        io.write_all(&[1; 1000]).unwrap();
+        io.sync_behind(action(1)).unwrap();
+        io.await_syncs().unwrap();
+        io.write_all(&[2; 1000]).unwrap();
+        io.sync_behind(action(2)).unwrap();
+        let err = io.await_syncs().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(5), "the fsync's own error: {err}");
+        // After a failed fsync the pages may be gone: nothing more is accepted, and nothing is
+        // published durable.
+        assert!(io.write_all(&[3; 1000]).is_err());
+        assert!(io.sync_behind(action(3)).is_err());
+        assert!(io.sync().is_err());
+        assert!(io.await_syncs().is_err());
+        drop(io);
+        assert_eq!(ran_rx.try_iter().collect::<Vec<_>>(), vec![1]);
     }
 }
