@@ -91,6 +91,16 @@ pub enum SegmentError {
     },
 }
 
+impl SegmentError {
+    /// The I/O error's wrapping for the segment file at `path` (for `map_err`).
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> SegmentError + '_ {
+        move |source| SegmentError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// The file operations a segment writer needs; behind a trait so tests can inject faults.
 pub trait SegmentIo: Send {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
@@ -200,10 +210,7 @@ impl SegmentWriter {
             .create_new(true)
             .open(&path)
             .and_then(super::writer::ThreadedFileIo::new)
-            .map_err(|source| SegmentError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(SegmentError::io(&path))?;
         Self::with_io(path, id, lineage, Box::new(io))
     }
 
@@ -215,10 +222,7 @@ impl SegmentWriter {
         mut io: Box<dyn SegmentIo>,
     ) -> Result<Self, SegmentError> {
         io.write_all(&encode_header(id, lineage))
-            .map_err(|source| SegmentError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(SegmentError::io(&path))?;
         Ok(Self {
             id,
             path,
@@ -232,10 +236,7 @@ impl SegmentWriter {
 
     /// Reopens a recovered segment to keep appending after its last whole record.
     pub fn reopen(path: PathBuf, id: u64, len: u64) -> Result<Self, SegmentError> {
-        let io = FileIo::append_at(&path, len).map_err(|source| SegmentError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let io = FileIo::append_at(&path, len).map_err(SegmentError::io(&path))?;
         Ok(Self {
             id,
             path,
@@ -300,10 +301,7 @@ impl SegmentWriter {
                 .write_all(&self.scratch)
                 .and_then(|()| parts.iter().try_for_each(|p| self.io.write_all(p)))
         };
-        res.map_err(|source| SegmentError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        res.map_err(SegmentError::io(&self.path))?;
         self.len += RECORD_HEADER_LEN + body_len as u64;
         Ok(pos)
     }
@@ -330,10 +328,7 @@ impl SegmentWriter {
 
     /// Makes written records visible to readers of the file (not durable).
     pub fn flush(&mut self) -> Result<(), SegmentError> {
-        self.io.flush().map_err(|source| SegmentError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.io.flush().map_err(SegmentError::io(&self.path))
     }
 
     /// Makes every appended record durable, and waits for any [`sync_behind`](Self::sync_behind)
@@ -348,10 +343,7 @@ impl SegmentWriter {
                 // repeated (on a disk, an fsync with nothing new still flushes its cache).
                 self.io.await_syncs()
             };
-            res.map_err(|source| SegmentError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            res.map_err(SegmentError::io(&self.path))?;
             if fsync {
                 crate::metrics::WAL_FSYNCS.inc();
             }
@@ -368,10 +360,7 @@ impl SegmentWriter {
         if self.needs_sync() {
             self.io
                 .sync_behind(durable)
-                .map_err(|source| SegmentError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(SegmentError::io(&self.path))?;
             crate::metrics::WAL_FSYNCS.inc();
             self.requested_len = self.len;
         }
@@ -429,11 +418,7 @@ pub struct SegmentScanner {
 
 impl SegmentScanner {
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
-        let io_err = |source| SegmentError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io_err)?;
+        let file = File::open(path).map_err(SegmentError::io(path))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let bad = || SegmentError::BadHeader {
             path: path.to_path_buf(),
@@ -585,10 +570,7 @@ pub const READ_WINDOW: usize = 1 << 20;
 
 impl SegmentReader {
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
-        let file = File::open(path).map_err(|source| SegmentError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = File::open(path).map_err(SegmentError::io(path))?;
         let mut head = [0u8; 12];
         let bad = || SegmentError::BadHeader {
             path: path.to_path_buf(),

@@ -321,8 +321,7 @@ mod tests {
         );
 
         // Read-only: the write fails (its group commit is then skipped), and so does the wait,
-        // with the write's own error. A failing fsync cannot be made here; it takes the same
-        // path (the writer thread's first failure, returned by the next barrier).
+        // with the write's own error (a failing fsync: the test after next).
         let mut io = ThreadedFileIo::new(File::open(&path).unwrap()).unwrap();
         io.write_all(b"lost").unwrap();
         io.sync_behind(Box::new(|| {})).unwrap();
