@@ -48,7 +48,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// Applies every segment directory under `dir` in segment order.
+    /// Applies every delivered segment directory under `dir` in segment order. A directory
+    /// without its `manifest.json` is one the local target is still delivering (the manifest
+    /// comes last, `sink/local.rs`): not applied yet, as a loader would not.
     pub fn apply_dir(&mut self, dir: &Path) {
         let mut segs: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -56,8 +58,12 @@ impl Model {
             .collect();
         segs.sort();
         for seg in segs {
-            let manifest: Manifest =
-                serde_json::from_slice(&std::fs::read(seg.join("manifest.json")).unwrap()).unwrap();
+            let bytes = match std::fs::read(seg.join("manifest.json")) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{}: {e}", seg.display()),
+            };
+            let manifest: Manifest = serde_json::from_slice(&bytes).unwrap();
             self.apply(&manifest, &seg);
         }
     }
