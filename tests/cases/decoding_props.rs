@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use re_dms::source::decoding::{
-    parse_message, FramedChunk, Framer, Message, MessageStream, ParseError, Tuple, Value,
+    parse_message, parse_message_utf8, FramedChunk, Framer, Message, MessageStream, ParseError,
+    Tuple, Value,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -567,6 +568,9 @@ proptest! {
             // And parse_message alone agrees.
             let direct = parse_message(raw, *line).unwrap();
             prop_assert_eq!(&model(&direct, m), m);
+            // Its UTF-8 flag is the standard library's verdict (messages up to 8 KiB).
+            let (_, utf8) = parse_message_utf8(raw, *line).unwrap();
+            prop_assert_eq!(utf8, raw.len() <= 8 * 1024 && std::str::from_utf8(raw).is_ok());
         }
     }
 

@@ -68,7 +68,7 @@ const WHOLE_UTF8_MAX: usize = 8 * 1024;
 impl<'a> Cursor<'a> {
     pub(super) fn new(raw: &'a [u8], line: u64) -> Self {
         let text = if raw.len() <= WHOLE_UTF8_MAX {
-            std::str::from_utf8(raw).ok()
+            simdutf8::basic::from_utf8(raw).ok()
         } else {
             None
         };
