@@ -68,9 +68,10 @@ fmt: ## rustfmt everything
 # 1,000,000 generated changes through re_dms --stdin: into the local target, then through the
 # local stack into redshift-sim; then live replication from a pgbench-driven source against
 # pg_recvlogical, and a Redshift outage under load (BENCHMARKS.md).
-bench: ## the benchmarks behind BENCHMARKS.md (about 15 minutes)
+bench: ## the benchmarks behind BENCHMARKS.md (about 17 minutes)
 	benches/run.sh
-	NO_BUILD=1 benches/scale.sh
+	benches/scale.sh
+	benches/floor.sh
 	benches/redshift.sh
 	benches/live.sh
 

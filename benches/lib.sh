@@ -52,3 +52,29 @@ measure() {
 changes_in() {
     LC_ALL=C grep -c -E '^table .+: (INSERT|UPDATE|DELETE|TRUNCATE): ' "$1" || true
 }
+
+# capture DIR NAME: makes DIR/NAME.txt unless an identical one exists (same generator, arguments
+# and generator source); prints its path. NAME: 1m, 10m (gen_capture), wide, toast (gen_shapes).
+capture() {
+    local dir=$1 name=$2 gen args src=()
+    case $name in
+        1m) gen=gen_capture args="--changes 1m --seed 1" ;;
+        10m) gen=gen_capture args="--changes 10m --seed 1" ;;
+        wide) gen=gen_shapes args="--shape wide --changes 100k --seed 1" ;;
+        toast) gen=gen_shapes args="--shape toast --changes 200 --seed 1" ;;
+        *) echo "benches: unknown workload $name (1m 10m wide toast)" >&2; exit 2 ;;
+    esac
+    # A generator is one file or a directory of them (gen_capture/).
+    if [ -d "examples/$gen" ]; then src=(examples/"$gen"/*.rs); else src=("examples/$gen.rs"); fi
+    local file=$dir/$name.txt params
+    params="$gen $args $(cat "${src[@]}" examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
+    if ! [ -s "$file" ] || [ "$(cat "$file.params" 2>/dev/null)" != "$params" ]; then
+        echo "capture: generating $file ($gen $args)" >&2
+        rm -f "$file.params"
+        # shellcheck disable=SC2086
+        "target/release/examples/$gen" $args --quiet >"$file.tmp"
+        mv "$file.tmp" "$file"
+        echo "$params" >"$file.params"
+    fi
+    echo "$file"
+}

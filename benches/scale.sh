@@ -36,36 +36,11 @@ if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release --bin re_dms --example gen_capture --example gen_shapes
 fi
 
-# capture NAME: makes $DIR/NAME.txt unless an identical one exists; prints its path.
-capture() {
-    local name=$1 gen args src=()
-    case $name in
-        1m) gen=gen_capture args="--changes 1m --seed 1" ;;
-        10m) gen=gen_capture args="--changes 10m --seed 1" ;;
-        wide) gen=gen_shapes args="--shape wide --changes 100k --seed 1" ;;
-        toast) gen=gen_shapes args="--shape toast --changes 200 --seed 1" ;;
-        *) echo "scale.sh: unknown workload $name (1m 10m wide toast)" >&2; exit 2 ;;
-    esac
-    # A generator is one file or a directory of them (gen_capture/).
-    if [ -d "examples/$gen" ]; then src=(examples/"$gen"/*.rs); else src=("examples/$gen.rs"); fi
-    local file=$DIR/$name.txt params
-    params="$gen $args $(cat "${src[@]}" examples/capture_text/mod.rs | sha256sum | cut -c1-16)"
-    if ! [ -s "$file" ] || [ "$(cat "$file.params" 2>/dev/null)" != "$params" ]; then
-        echo "capture: generating $file ($gen $args)" >&2
-        rm -f "$file.params"
-        # shellcheck disable=SC2086
-        "target/release/examples/$gen" $args --quiet >"$file.tmp"
-        mv "$file.tmp" "$file"
-        echo "$params" >"$file.params"
-    fi
-    echo "$file"
-}
-
 printf '%-6s %9s %8s %4s %8s %10s %9s %9s %8s %8s\n' \
     workload changes MiB runs wall_s changes/s rss_MiB cpu_s/M gzip1_s vs_gzip
 declare -A RATE RSS
 for name in "${WORKLOADS[@]}"; do
-    file=$(capture "$name")
+    file=$(capture "$DIR" "$name")
     changes=$(changes_in "$file")
     mib=$(awk -v b="$(stat -c %s "$file")" 'BEGIN { printf "%.0f", b / 1048576 }')
     runs=$RUNS

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Floors: what the 1m replay costs next to the steps it cannot do without, each measured on its
+# own in the same run. Answers "how much of re_dms's CPU is parsing, compressing and writing the
+# WAL at all, and how much is everything else" with measurements rather than profile shares.
+#
+#   benches/floor.sh                    RUNS rounds (5), steps alternated within each round
+#
+# Steps, all on the 1m capture (target/bench/scale/1m.txt, shared with scale.sh):
+#   replay    re_dms --stdin --config benches/local.toml (the default config), as in scale.sh
+#   parse     examples/stage_floors parse: framing and parsing every message through --stdin's
+#             own reader and Framer, nothing else (one thread)
+#   deflate   examples/stage_floors deflate: libdeflate gzip members of the replay's CSV text
+#             (every output file decompressed and concatenated) in the CSV stage's piece size
+#             and level (one thread); its CPU is the compression loop's own time, without
+#             reading the file (the CSV stage compresses text in memory)
+#   wal       dd of the capture into one file with fdatasync: the kernel's side of the WAL
+#   gzip -1   the reference of scale.sh
+# Printed: median wall and CPU seconds (user + system) per step, then the floors' sum, what
+# remains of the replay's CPU, and the CPU a replay at 1,000,000 changes/s would have on this
+# machine's cores.
+# env: RUNS (5), NO_BUILD=1 (use target/release as it is).
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+export LC_ALL=C
+. benches/lib.sh
+ensure_gnu_time
+
+RUNS=${RUNS:-5}
+DIR=target/bench/scale
+FLOOR=target/bench/floor
+# Must match [target] directory and [wal] directory in benches/local.toml.
+OUT_DIR=target/bench/out
+WAL_DIR=target/bench/wal
+mkdir -p "$DIR" "$FLOOR"
+
+if [ -z "${NO_BUILD:-}" ]; then
+    cargo build --release --bin re_dms --example gen_capture --example stage_floors
+fi
+
+file=$(capture "$DIR" 1m)
+changes=$(changes_in "$file")
+TIME=$FLOOR/time.txt
+
+replay() {
+    rm -rf "$OUT_DIR" "$WAL_DIR"
+    mkdir -p "$OUT_DIR" "$WAL_DIR"
+    measure "$TIME" "$file" "$FLOOR/replay.log" target/release/re_dms --stdin --config benches/local.toml
+}
+
+# The CSV text the replay compressed: what the deflate floor compresses.
+replay >/dev/null
+find "$OUT_DIR" -name '*.csv.gz' | sort | xargs cat | gzip -dc >"$FLOOR/1m.csv"
+
+declare -A WALL CPU
+STEPS=(replay parse deflate wal "gzip -1")
+for i in $(seq 1 "$RUNS"); do
+    for step in "${STEPS[@]}"; do
+        case $step in
+            replay) out=$(replay) ;;
+            parse) out=$(measure "$TIME" "$file" "$FLOOR/parse.log" target/release/examples/stage_floors parse) ;;
+            deflate) out=$(measure "$TIME" /dev/null "$FLOOR/deflate.log" \
+                target/release/examples/stage_floors deflate "$FLOOR/1m.csv")
+                # The compression loop alone (one busy thread: its wall time is its CPU time).
+                secs=$(awk '{ print $NF }' "$FLOOR/deflate.log")
+                out=$(awk -v o="$out" -v s="$secs" 'BEGIN { split(o, f, " "); print s, f[2], s }') ;;
+            wal) out=$(measure "$TIME" "$file" /dev/null \
+                dd of="$FLOOR/wal" bs=1M conv=fdatasync status=none)
+                rm -f "$FLOOR/wal" ;;
+            "gzip -1") out=$(measure "$TIME" "$file" /dev/null gzip -1 -c) ;;
+        esac
+        read -r wall _ cpu <<<"$out"
+        WALL[$step]+="$wall "
+        CPU[$step]+="$cpu "
+    done
+done
+rm -rf "$OUT_DIR" "$WAL_DIR"
+
+printf '%s changes, %s rounds, %s cores\n' "$changes" "$RUNS" "$(nproc)"
+printf '%-8s %8s %8s\n' step wall_s cpu_s
+declare -A MED
+for step in "${STEPS[@]}"; do
+    wall=$(printf '%s\n' ${WALL[$step]} | median %.2f)
+    MED[$step]=$(printf '%s\n' ${CPU[$step]} | median %.2f)
+    printf '%-8s %8s %8s\n' "$step" "$wall" "${MED[$step]}"
+done
+awk -v r="${MED[replay]}" -v p="${MED[parse]}" -v d="${MED[deflate]}" -v w="${MED[wal]}" \
+    -v c="$changes" -v n="$(nproc)" 'BEGIN {
+    f = p + d + w
+    printf "floors (parse + deflate + wal): %.2f CPU-s; the rest of the replay: %.2f CPU-s\n", f, r - f
+    printf "1,000,000 changes/s: at most %.2f CPU-s for these %d changes on %d cores, all busy\n",
+        n * c / 1e6, c, n
+}'

@@ -1,0 +1,110 @@
+//! The cost of two stages of `re_dms --stdin` on their own, for `benches/floor.sh`: what the
+//! replay could not go below if every other step cost nothing.
+//!
+//! ```text
+//! stage_floors parse < capture.txt      # frame and parse every message, as --stdin's input thread does
+//! stage_floors deflate FILE             # libdeflate gzip members of 128 KiB pieces, as the CSV stage does
+//! ```
+//!
+//! `parse` reads standard input through the same `Framer` calls and read size as `--stdin`
+//! (the parse trees are built and freed, nothing else happens to them) and prints the messages
+//! and row changes it saw. `deflate` reads FILE, then compresses it in pieces of the CSV stage's
+//! size at re_dms's gzip level on one thread and prints the bytes in and out and the seconds the
+//! compression took (the read left out: the CSV stage compresses text it holds in memory).
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use re_dms::csv::GZIP_LEVEL;
+use re_dms::source::decoding::{FramedChunk, Framer, Message};
+use re_dms::source::stdin::INPUT_CHUNK_BYTES;
+
+/// The CSV stage's piece size (`csv/plan.rs`).
+const PIECE_BYTES: usize = 128 * 1024;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["parse"] => parse(),
+        ["deflate", file] => deflate(file),
+        _ => Err("usage: stage_floors parse < CAPTURE | stage_floors deflate FILE".into()),
+    };
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stage_floors: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Messages and row changes in one chunk; a parse error ends the run.
+fn count(chunk: Option<FramedChunk>, totals: &mut (u64, u64)) -> Result<(), String> {
+    let Some(chunk) = chunk else { return Ok(()) };
+    for frame in chunk.frames() {
+        totals.0 += 1;
+        if frame.message.table().is_some() {
+            totals.1 += 1;
+        }
+        // Keep the parse from being optimised away.
+        if let Message::Logical { content, .. } = &frame.message {
+            totals.0 += u64::from(content.is_empty());
+        }
+    }
+    match chunk.error() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(()),
+    }
+}
+
+fn parse() -> Result<String, String> {
+    let mut input = std::io::stdin().lock();
+    let mut framer = Framer::new();
+    let mut totals = (0u64, 0u64);
+    loop {
+        let (mut buf, mut filled) = framer.read_buffer(INPUT_CHUNK_BYTES);
+        let eof = loop {
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading standard input: {e}")),
+            }
+        };
+        buf.truncate(filled);
+        count(framer.push_read(buf), &mut totals)?;
+        if eof {
+            count(framer.finish(), &mut totals)?;
+            return Ok(format!("messages {} changes {}", totals.0, totals.1));
+        }
+    }
+}
+
+fn deflate(file: &str) -> Result<String, String> {
+    let data = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
+    let level = libdeflater::CompressionLvl::new(GZIP_LEVEL as i32)
+        .map_err(|e| format!("gzip level {GZIP_LEVEL}: {e:?}"))?;
+    let mut deflater = libdeflater::Compressor::new(level);
+    let mut out = vec![0u8; deflater.gzip_compress_bound(PIECE_BYTES)];
+    let mut written = 0u64;
+    let started = std::time::Instant::now();
+    for piece in data.chunks(PIECE_BYTES) {
+        let n = deflater
+            .gzip_compress(piece, &mut out)
+            .map_err(|e| format!("compressing {file}: {e:?}"))?;
+        written += n as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(format!(
+        "in {} out {written} seconds {seconds:.3}",
+        data.len()
+    ))
+}
