@@ -65,9 +65,10 @@ deploy: build $(TOOLS_VENV)/bin/ansible-lint ## ansible-playbook -i ansible/host
 fmt: ## rustfmt everything
 	$(CARGO) fmt --all
 
-# 1,000,000 generated changes through re_dms --stdin: into the local target, then through the
-# local stack into redshift-sim; then live replication from a pgbench-driven source against
-# pg_recvlogical, and a Redshift outage under load (BENCHMARKS.md).
+# 1,000,000 generated changes through re_dms --stdin: into the local target; cost as work grows
+# (scale.sh) and next to the steps it cannot skip (floor.sh); then through the local stack into
+# redshift-sim; then live replication from a pgbench-driven source against pg_recvlogical, and a
+# Redshift outage under load (BENCHMARKS.md).
 bench: ## the benchmarks behind BENCHMARKS.md (about 17 minutes)
 	benches/run.sh
 	benches/scale.sh

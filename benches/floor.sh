@@ -11,9 +11,11 @@
 #             own reader and Framer, nothing else (one thread)
 #   deflate   examples/stage_floors deflate: libdeflate gzip members of the replay's CSV text
 #             (every output file decompressed and concatenated) in the CSV stage's piece size
-#             and level (one thread); its CPU is the compression loop's own time, without
+#             and level (one thread); wall and CPU of the compression loop alone, without
 #             reading the file (the CSV stage compresses text in memory)
-#   wal       dd of the capture into one file with fdatasync: the kernel's side of the WAL
+#   wal       dd of the capture into one file with one fdatasync: about the kernel's side of the
+#             WAL (the real WAL is larger by its record headers and field offsets and is
+#             synced every 16 MiB; dd's CPU also holds reading the capture, ~0.03 s)
 #   gzip -1   the reference of scale.sh
 # Printed: median wall and CPU seconds (user + system) per step, then the floors' sum, what
 # remains of the replay's CPU, and the CPU a replay at 1,000,000 changes/s would have on this
@@ -27,6 +29,7 @@ export LC_ALL=C
 ensure_gnu_time
 
 RUNS=${RUNS:-5}
+[ "$RUNS" -ge 1 ] 2>/dev/null || { echo "floor.sh: RUNS must be a number >= 1" >&2; exit 2; }
 DIR=target/bench/scale
 FLOOR=target/bench/floor
 # Must match [target] directory and [wal] directory in benches/local.toml.
@@ -50,7 +53,7 @@ replay() {
 
 # The CSV text the replay compressed: what the deflate floor compresses.
 replay >/dev/null
-find "$OUT_DIR" -name '*.csv.gz' | sort | xargs cat | gzip -dc >"$FLOOR/1m.csv"
+find "$OUT_DIR" -name '*.csv.gz' -print0 | sort -z | xargs -0 cat | gzip -dc >"$FLOOR/1m.csv"
 
 declare -A WALL CPU
 STEPS=(replay parse deflate wal "gzip -1")
@@ -59,12 +62,12 @@ for i in $(seq 1 "$RUNS"); do
         case $step in
             replay) out=$(replay) ;;
             parse) out=$(measure "$TIME" "$file" "$FLOOR/parse.log" target/release/examples/stage_floors parse) ;;
-            deflate) out=$(measure "$TIME" /dev/null "$FLOOR/deflate.log" \
-                target/release/examples/stage_floors deflate "$FLOOR/1m.csv")
-                # The compression loop alone (one busy thread: its wall time is its CPU time).
-                secs=$(awk '{ print $NF }' "$FLOOR/deflate.log")
-                out=$(awk -v o="$out" -v s="$secs" 'BEGIN { split(o, f, " "); print s, f[2], s }') ;;
-            wal) out=$(measure "$TIME" "$file" /dev/null \
+            deflate) measure "$TIME" /dev/null "$FLOOR/deflate.log" \
+                target/release/examples/stage_floors deflate "$FLOOR/1m.csv" >/dev/null
+                # The compression loop alone: "in N out N wall S cpu S".
+                out=$(sed -n 's/^in .* wall \([0-9.]*\) cpu \([0-9.]*\)$/\1 - \2/p' "$FLOOR/deflate.log")
+                [ -n "$out" ] || { echo "floor.sh: no timing in $FLOOR/deflate.log" >&2; exit 1; } ;;
+            wal) out=$(measure "$TIME" "$file" "$FLOOR/wal.log" \
                 dd of="$FLOOR/wal" bs=1M conv=fdatasync status=none)
                 rm -f "$FLOOR/wal" ;;
             "gzip -1") out=$(measure "$TIME" "$file" /dev/null gzip -1 -c) ;;

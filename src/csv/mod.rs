@@ -34,6 +34,10 @@ use plan::{PendingFile, Plan};
 /// gzip level of every CSV file.
 pub const GZIP_LEVEL: u32 = 1;
 
+/// Rows are formatted into a buffer and handed to the compressor in pieces of this size (each
+/// piece one gzip member).
+pub const PIECE_BYTES: usize = 128 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
     #[error("writing {path}: {source}")]

@@ -26,8 +26,7 @@ use crate::source::decoding::{parse_message, Message, Tuple, Value};
 use crate::wal::segment::{Record, RecordKind, SegmentReader};
 use crate::wal::{change, SegmentFile};
 
-/// Rows are formatted into a buffer and handed to the compressor in pieces of this size.
-const CHUNK_BYTES: usize = 128 * 1024;
+use super::PIECE_BYTES;
 
 /// One output file being formatted.
 pub(super) struct PendingFile {
@@ -271,7 +270,7 @@ impl<'b> Plan<'b> {
             match_columns,
             columns,
             rows: 0,
-            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            buf: Vec::with_capacity(PIECE_BYTES + 64 * 1024),
             pieces: 0,
         });
         self.files.len() - 1
@@ -281,9 +280,9 @@ impl<'b> Plan<'b> {
         let file = &mut self.files[f];
         file.buf.push(b'\n');
         file.rows += 1;
-        if file.buf.len() >= CHUNK_BYTES {
+        if file.buf.len() >= PIECE_BYTES {
             let data =
-                std::mem::replace(&mut file.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+                std::mem::replace(&mut file.buf, Vec::with_capacity(PIECE_BYTES + 64 * 1024));
             self.send(f, data)?;
         }
         Ok(())
