@@ -32,9 +32,6 @@ RUNS=${RUNS:-5}
 [ "$RUNS" -ge 1 ] 2>/dev/null || { echo "floor.sh: RUNS must be a number >= 1" >&2; exit 2; }
 DIR=target/bench/scale
 FLOOR=target/bench/floor
-# Must match [target] directory and [wal] directory in benches/local.toml.
-OUT_DIR=target/bench/out
-WAL_DIR=target/bench/wal
 mkdir -p "$DIR" "$FLOOR"
 
 if [ -z "${NO_BUILD:-}" ]; then
@@ -46,14 +43,12 @@ changes=$(changes_in "$file")
 TIME=$FLOOR/time.txt
 
 replay() {
-    rm -rf "$OUT_DIR" "$WAL_DIR"
-    mkdir -p "$OUT_DIR" "$WAL_DIR"
-    measure "$TIME" "$file" "$FLOOR/replay.log" target/release/re_dms --stdin --config benches/local.toml
+    local_replay "$TIME" "$file" "$FLOOR/replay.log"
 }
 
 # The CSV text the replay compressed: what the deflate floor compresses.
 replay >/dev/null
-find "$OUT_DIR" -name '*.csv.gz' -print0 | sort -z | xargs -0 cat | gzip -dc >"$FLOOR/1m.csv"
+find "$LOCAL_OUT_DIR" -name '*.csv.gz' -print0 | sort -z | xargs -0 cat | gzip -dc >"$FLOOR/1m.csv"
 
 declare -A WALL CPU
 STEPS=(replay parse deflate wal "gzip -1")
@@ -77,7 +72,7 @@ for i in $(seq 1 "$RUNS"); do
         CPU[$step]+="$cpu "
     done
 done
-rm -rf "$OUT_DIR" "$WAL_DIR"
+local_clean
 
 printf '%s changes, %s rounds, %s cores\n' "$changes" "$RUNS" "$(nproc)"
 printf '%-8s %8s %8s\n' step wall_s cpu_s

@@ -78,3 +78,21 @@ capture() {
     fi
     echo "$file"
 }
+
+# The local target's directories: must match [target] directory and [wal] directory in
+# benches/local.toml.
+LOCAL_OUT_DIR=target/bench/out
+LOCAL_WAL_DIR=target/bench/wal
+
+# local_replay TIMEFILE INPUT LOG: `re_dms --stdin --config benches/local.toml` (the default
+# config, local gzipped-CSV target) on INPUT from empty output and WAL directories, measured as
+# by `measure`. The output stays until the next replay or `local_clean`.
+local_replay() {
+    local_clean
+    mkdir -p "$LOCAL_OUT_DIR" "$LOCAL_WAL_DIR"
+    measure "$1" "$2" "$3" target/release/re_dms --stdin --config benches/local.toml
+}
+
+local_clean() {
+    rm -rf "$LOCAL_OUT_DIR" "$LOCAL_WAL_DIR"
+}

@@ -27,9 +27,6 @@ RUNS=${RUNS:-3}
 WORKLOADS=("$@")
 [ ${#WORKLOADS[@]} -gt 0 ] || WORKLOADS=(1m 10m wide toast)
 DIR=target/bench/scale
-# Must match [target] directory and [wal] directory in benches/local.toml.
-OUT_DIR=target/bench/out
-WAL_DIR=target/bench/wal
 mkdir -p "$DIR"
 
 if [ -z "${NO_BUILD:-}" ]; then
@@ -47,10 +44,7 @@ for name in "${WORKLOADS[@]}"; do
     [ "$name" != 10m ] || runs=1
     walls=() rsss=() cpus=()
     for i in $(seq 1 "$runs"); do
-        rm -rf "$OUT_DIR" "$WAL_DIR"
-        mkdir -p "$OUT_DIR" "$WAL_DIR"
-        read -r wall rss cpu < <(measure "$DIR/time.txt" "$file" "$DIR/$name.log" \
-            target/release/re_dms --stdin --config benches/local.toml)
+        read -r wall rss cpu < <(local_replay "$DIR/time.txt" "$file" "$DIR/$name.log")
         walls+=("$wall") rsss+=("$rss") cpus+=("$cpu")
     done
     wall=$(printf '%s\n' "${walls[@]}" | median %.3f)
@@ -64,7 +58,7 @@ for name in "${WORKLOADS[@]}"; do
     printf '%-6s %9s %8s %4s %8s %10s %9s %9s %8s %8s\n' \
         "$name" "$changes" "$mib" "$runs" "$wall" "$rate" "$rss" "$cpu_m" "$gz" "$ratio"
 done
-rm -rf "$OUT_DIR" "$WAL_DIR"
+local_clean
 if [ -n "${RATE[1m]:-}" ] && [ -n "${RATE[10m]:-}" ]; then
     awk -v a="${RATE[1m]}" -v b="${RATE[10m]}" -v r1="${RSS[1m]}" -v r10="${RSS[10m]}" 'BEGIN {
         printf "1m -> 10m: throughput %+.1f%%, peak RSS %s -> %s MiB\n", (b - a) * 100 / a, r1, r10 }'
