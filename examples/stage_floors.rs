@@ -6,22 +6,19 @@
 //! stage_floors deflate FILE             # libdeflate gzip members of 128 KiB pieces, as the CSV stage does
 //! ```
 //!
-//! `parse` reads standard input through the same `Framer` calls and read size as `--stdin`
-//! (the parse trees are built and freed, nothing else happens to them) and prints the messages
-//! and row changes it saw. `deflate` reads FILE, then compresses it in pieces of the CSV stage's
+//! `parse` runs `--stdin`'s own input stage on standard input (its thread reads, frames and
+//! parses; the chunks go back to it to be freed, as they do from ingest) and takes nothing else
+//! from the chunks than a count of the messages and row changes, which it prints. `deflate` reads FILE, then compresses it in pieces of the CSV stage's
 //! size at re_dms's gzip level on one thread and prints the bytes in and out and the wall and CPU
 //! seconds of the compression alone (the read left out: the CSV stage compresses text it holds
 //! in memory).
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use re_dms::csv::{GZIP_LEVEL, PIECE_BYTES};
-use re_dms::source::decoding::{FramedChunk, Framer, Message};
-use re_dms::source::stdin::INPUT_CHUNK_BYTES;
-
-/// A short read (a pipe giving what it has) ends a chunk, as in `source/stdin.rs`.
-const SHORT_READ: usize = 64 * 1024;
+use re_dms::shutdown::Shutdown;
+use re_dms::source::decoding::Message;
+use re_dms::wal::ingest::Input;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,51 +39,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// Messages and row changes in one chunk; a parse error ends the run.
-fn count(chunk: Option<FramedChunk>, totals: &mut (u64, u64)) -> Result<(), String> {
-    let Some(chunk) = chunk else { return Ok(()) };
-    for frame in chunk.frames() {
-        std::hint::black_box(&frame.message);
-        totals.0 += 1;
-        if matches!(
-            frame.message,
-            Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }
-        ) {
-            totals.1 += 1;
-        }
-    }
-    match chunk.error() {
-        Some(e) => Err(e.to_string()),
-        None => Ok(()),
-    }
-}
-
+/// Messages and row changes on standard input, through `--stdin`'s input stage.
 fn parse() -> Result<String, String> {
-    let mut input = std::io::stdin().lock();
-    let mut framer = Framer::new();
-    let mut totals = (0u64, 0u64);
-    loop {
-        let (mut buf, mut filled) = framer.read_buffer(INPUT_CHUNK_BYTES);
-        let eof = loop {
-            match input.read(&mut buf[filled..]) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() || n < SHORT_READ {
-                        break false;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading standard input: {e}")),
-            }
+    let (_input, chunks) = re_dms::source::stdin::spawn(std::io::stdin(), Shutdown::new());
+    let (mut messages, mut changes) = (0u64, 0u64);
+    for input in chunks {
+        let chunk = match input {
+            Input::Text(chunk) => chunk,
+            Input::Eof => return Ok(format!("messages {messages} changes {changes}")),
+            Input::Failed(e) => return Err(format!("reading standard input: {e}")),
+            Input::Sourced(_) => return Err("unexpected replication input".into()),
         };
-        buf.truncate(filled);
-        count(framer.push_read(buf), &mut totals)?;
-        if eof {
-            count(framer.finish(), &mut totals)?;
-            return Ok(format!("messages {} changes {}", totals.0, totals.1));
+        for frame in chunk.frames() {
+            std::hint::black_box(&frame.message);
+            messages += 1;
+            if matches!(
+                frame.message,
+                Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }
+            ) {
+                changes += 1;
+            }
+        }
+        if let Some(e) = chunk.error() {
+            return Err(e.to_string());
         }
     }
+    Err("the input stage ended without the end of input".into())
 }
 
 fn deflate(file: &str) -> Result<String, String> {

@@ -5,14 +5,12 @@
 //! LSN published for upstream confirmation) that the disk does not hold; and a restart on a
 //! healthy disk must find every acknowledged transaction.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::fs::File;
-use std::io::Write;
 
 use super::segment::{FileIo, SegmentIo};
 use super::writer::{ThreadedFileIo, WalFile};
