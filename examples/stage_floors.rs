@@ -41,7 +41,7 @@ fn main() -> ExitCode {
 
 /// Messages and row changes on standard input, through `--stdin`'s input stage.
 fn parse() -> Result<String, String> {
-    let (_input, chunks) = re_dms::source::stdin::spawn(std::io::stdin(), Shutdown::new());
+    let (_input, chunks) = re_dms::source::stdin::spawn(std::io::stdin(), None, Shutdown::new());
     let (mut messages, mut changes) = (0u64, 0u64);
     for input in chunks {
         let chunk = match input {
@@ -51,11 +51,11 @@ fn parse() -> Result<String, String> {
             Input::Sourced(_) => return Err("unexpected replication input".into()),
         };
         for frame in chunk.frames() {
-            std::hint::black_box(&frame.message);
+            std::hint::black_box(&frame.body);
             messages += 1;
             if matches!(
-                frame.message,
-                Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }
+                frame.body.message(),
+                Some(Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. })
             ) {
                 changes += 1;
             }

@@ -17,6 +17,7 @@
 //! - memory is the index only (record positions + key bytes); [`Batcher::memory_full`] tells the
 //!   ingest loop to close the segment early.
 
+mod digested;
 pub mod rebuild;
 mod row_index;
 pub mod schema;
@@ -27,6 +28,7 @@ use crate::source::decoding::{
     parse_message, Column, Message, ParseError, TableName, Tuple, Value,
 };
 use crate::wal::segment::SegmentError;
+pub use digested::DigestedRow;
 pub use table_batch::{Applied, Entry, RecPos, RowState, TableLoad};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,9 @@ pub struct TableBatch {
     unkeyed: Vec<RecPos>,
     /// Changes received in this batch, by op: insert, update, delete, truncate.
     pub received: [u64; 4],
+    /// The digest signature (`wal::digest`) whose column list the registry's columns for this
+    /// table were found equal to; cleared whenever those columns change.
+    signature: Option<u64>,
 }
 
 impl TableBatch {
@@ -100,6 +105,7 @@ impl TableBatch {
             current: None,
             unkeyed: Vec::new(),
             received: [0; 4],
+            signature: None,
         }
     }
 
@@ -158,6 +164,8 @@ pub struct Batcher {
     changes: u64,
     keys: KeyScratch,
     qualified_buf: String,
+    /// The fields of the digested row being indexed.
+    fields: Vec<crate::wal::change::Field>,
 }
 
 /// Reused buffers for the encoded keys of the change being indexed.
@@ -175,7 +183,8 @@ struct RowChange<'m, 'a> {
     is_insert: bool,
 }
 
-fn qualified_into(buf: &mut String, t: &TableName<'_>) {
+/// `schema.name`, the registry's and the batch's key for a table, built in `buf`.
+pub(crate) fn qualified_into(buf: &mut String, t: &TableName<'_>) {
     buf.clear();
     buf.push_str(&t.schema);
     buf.push('.');
@@ -211,6 +220,7 @@ impl Batcher {
             changes: 0,
             keys: KeyScratch::default(),
             qualified_buf: String::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -346,6 +356,7 @@ impl Batcher {
             };
             let tb = self.table_batch(table);
             tb.close_load();
+            tb.signature = None;
             tb.steps.extend(ops.into_iter().map(Step::Schema));
             keyless = self.table_schema(table).0.key.is_none();
         }
@@ -607,23 +618,65 @@ fn fold_row(
     change: &RowChange<'_, '_>,
     mem: &mut usize,
 ) -> Result<(), BatchError> {
-    let load = match &mut tb.current {
-        Some(load) => load,
-        None => tb.current.insert(new_load(ts)?),
-    };
+    let load = current_load(ts, tb)?;
     encode_new_key(&mut keys.new, ts, &load.key_idx, change.new)?;
     if let Some(old) = change.old_key {
         encode_old_key(&mut keys.old, &ts.qualified(), &load.key, old)?;
     }
     let old = change.old_key.map(|_| keys.old.as_slice());
     let mask = known_columns(change.new);
-    let (is_insert, pos) = (change.is_insert, change.pos);
+    let encoded = Encoded {
+        is_insert: change.is_insert,
+        old,
+        key: &keys.new,
+        pos: change.pos,
+        mask: mask.as_deref(),
+    };
+    fold_encoded(ts, tb, &encoded, mem)
+}
+
+/// `tb`'s current load, started from `ts` if there is none.
+fn current_load<'t>(
+    ts: &TableSchema,
+    tb: &'t mut TableBatch,
+) -> Result<&'t mut TableLoad, BatchError> {
+    if tb.current.is_none() {
+        tb.current = Some(new_load(ts)?);
+    }
+    Ok(tb.current.as_mut().expect("set above"))
+}
+
+/// A row change with its keys encoded.
+struct Encoded<'k> {
+    is_insert: bool,
+    old: Option<&'k [u8]>,
+    key: &'k [u8],
+    pos: RecPos,
+    mask: Option<&'k [bool]>,
+}
+
+/// Applies `change` to `tb`'s current load (a new one from `ts` if there is none), or to a
+/// fresh load when the current one cannot take it; `mem` grows by what the index grew.
+fn fold_encoded(
+    ts: &TableSchema,
+    tb: &mut TableBatch,
+    change: &Encoded<'_>,
+    mem: &mut usize,
+) -> Result<(), BatchError> {
+    let Encoded {
+        is_insert,
+        old,
+        key,
+        pos,
+        mask,
+    } = *change;
+    let load = current_load(ts, tb)?;
     let before = load.mem;
-    match apply_to(load, is_insert, old, &keys.new, pos, mask.as_deref()) {
+    match apply_to(load, is_insert, old, key, pos, mask) {
         Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
         Applied::Conflict => {
             let load = tb.restart_load();
-            let again = apply_to(load, is_insert, old, &keys.new, pos, mask.as_deref());
+            let again = apply_to(load, is_insert, old, key, pos, mask);
             debug_assert_eq!(again, Applied::Done, "a fresh load accepts any change");
             *mem += load.mem;
         }

@@ -150,7 +150,10 @@ pub async fn run_replay<R: Read + Send + 'static>(
         return Ok(summary);
     };
     // Detached: after the stop signal it may stay blocked in `read` until the process exits.
-    let (_input, input) = stdin::spawn(input, stop.clone());
+    // The input thread also does ingest's share of each row change (`wal::digest`), with the
+    // same table filter.
+    let digest = wal::digest::Digester::new(table_filter(config));
+    let (_input, input) = stdin::spawn(input, Some(Box::new(digest)), stop.clone());
     let stages = Stages::spawn(config, &keys, target, Feed::Text(input), &stop)?;
     let (target, first) = stages.finish(&stop, &mut summary).await;
     match (first, target) {
@@ -303,6 +306,11 @@ fn known_keys(config: &Config, catalog: &Arc<SourceCatalog>) -> KnownKeys {
     }
 }
 
+/// The tables `[source] include` / `exclude` take.
+fn table_filter(config: &Config) -> TableFilter {
+    TableFilter::new(&config.source.include, &config.source.exclude)
+}
+
 fn limits(config: &Config) -> IngestLimits {
     IngestLimits {
         segment_max_bytes: config.wal.segment_max_bytes,
@@ -373,10 +381,7 @@ impl Stages {
             Arc::clone(&queue),
             stop.clone(),
         )
-        .with_filter(TableFilter::new(
-            &config.source.include,
-            &config.source.exclude,
-        ));
+        .with_filter(table_filter(config));
         // Every COMMIT up to the WAL's last is loaded when recovery left no segment behind.
         let loaded_lsn = Arc::new(AtomicU64::new(if recovery.segments.is_empty() {
             recovery.last_commit_lsn.0

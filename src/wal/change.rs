@@ -87,10 +87,10 @@ pub fn split_of<'m, 'a>(msg: &'m Message<'a>) -> Option<(ChangeOp, &'m Tuple<'a>
     }
 }
 
-/// Builds in `out` (cleared first) the prefix of the change record of `(op, new)`, whose
-/// message is `text`: the record's payload is this prefix followed by `text`. `false` (and
-/// `out` unusable) when a value does not lie in `text` in column order, which a tuple parsed
-/// from `text` always does: the caller then stores the plain message.
+/// Appends to `out` the prefix of the change record of `(op, new)`, whose message is `text`:
+/// the record's payload is this prefix followed by `text`. `false` (and `out` as it was) when a
+/// value does not lie in `text` in column order, which a tuple parsed from `text` always does:
+/// the caller then stores the plain message.
 pub fn encode_prefix(
     out: &mut Vec<u8>,
     op: ChangeOp,
@@ -98,7 +98,23 @@ pub fn encode_prefix(
     utf8: bool,
     new: &Tuple<'_>,
 ) -> bool {
-    out.clear();
+    let at = out.len();
+    let done = put_prefix(out, at, op, text, utf8, new);
+    if !done {
+        out.truncate(at);
+    }
+    done
+}
+
+#[inline]
+fn put_prefix(
+    out: &mut Vec<u8>,
+    at: usize,
+    op: ChangeOp,
+    text: &[u8],
+    utf8: bool,
+    new: &Tuple<'_>,
+) -> bool {
     out.push(if utf8 { FLAG_UTF8 } else { 0 });
     out.push(op as u8);
     out.extend_from_slice(&[0; 4]);
@@ -126,38 +142,57 @@ pub fn encode_prefix(
         put_varint(out, len);
         prev_end = start + b.len();
     }
-    let Ok(fields_len) = u32::try_from(out.len() - PREFIX_FIXED) else {
+    let Ok(fields_len) = u32::try_from(out.len() - at - PREFIX_FIXED) else {
         return false;
     };
-    out[2..PREFIX_FIXED].copy_from_slice(&fields_len.to_le_bytes());
+    out[at + 2..at + PREFIX_FIXED].copy_from_slice(&fields_len.to_le_bytes());
     true
 }
 
 /// Flags, op and the fields' length.
 const PREFIX_FIXED: usize = 6;
 
-/// Splits a change payload into (flags, op, fields, text).
-fn split(payload: &[u8]) -> Option<(u8, u8, &[u8], &[u8])> {
-    let (fixed, rest) = payload.split_first_chunk::<PREFIX_FIXED>()?;
+/// Splits a change payload into (prefix, text).
+fn split(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let fixed = payload.first_chunk::<PREFIX_FIXED>()?;
     let fields_len = u32::from_le_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]);
-    let (fields, text) = rest.split_at_checked(fields_len as usize)?;
-    Some((fixed[0], fixed[1], fields, text))
+    let prefix_len = PREFIX_FIXED.checked_add(fields_len as usize)?;
+    payload.split_at_checked(prefix_len)
 }
 
 /// Decodes a change payload: the change, and its columns into `fields` (cleared first).
 /// `None` when the payload is not a well-formed change.
 pub fn decode<'a>(payload: &'a [u8], fields: &mut Vec<Field>) -> Option<Change<'a>> {
-    let (flags, op, mut rest, text) = split(payload)?;
+    let (prefix, text) = split(payload)?;
+    decode_first(prefix, text, usize::MAX, fields)
+}
+
+/// [`decode`] of a payload held in two pieces, the prefix ([`encode_prefix`]'s bytes, all of
+/// them) and the text, for its first `n` columns only (all of them when there are fewer): what
+/// is after them in the prefix is not read.
+pub fn decode_first<'a>(
+    prefix: &[u8],
+    text: &'a [u8],
+    n: usize,
+    fields: &mut Vec<Field>,
+) -> Option<Change<'a>> {
+    let (fixed, mut rest) = prefix.split_first_chunk::<PREFIX_FIXED>()?;
+    let fields_len = u32::from_le_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]);
+    if rest.len() != fields_len as usize {
+        return None;
+    }
+    let (flags, op) = (fixed[0], fixed[1]);
     let op = match op {
         1 => ChangeOp::Insert,
         2 => ChangeOp::Update,
         _ => return None,
     };
     let columns = take_varint(&mut rest)? as usize;
+    let wanted = columns.min(n);
     fields.clear();
-    fields.reserve(columns.min(rest.len()));
+    fields.reserve(wanted.min(rest.len()));
     let mut prev_end = 0u32;
-    for _ in 0..columns {
+    for _ in 0..wanted {
         let (&tag, r) = rest.split_first()?;
         rest = r;
         let (start, end) = match tag {
@@ -175,7 +210,7 @@ pub fn decode<'a>(payload: &'a [u8], fields: &mut Vec<Field>) -> Option<Change<'
         };
         fields.push(Field { tag, start, end });
     }
-    if !rest.is_empty() {
+    if wanted == columns && !rest.is_empty() {
         return None;
     }
     Some(Change {
@@ -187,7 +222,7 @@ pub fn decode<'a>(payload: &'a [u8], fields: &mut Vec<Field>) -> Option<Change<'
 
 /// The message text of a change payload (without decoding its columns).
 pub fn text_of(payload: &[u8]) -> Option<&[u8]> {
-    split(payload).map(|(_, _, _, text)| text)
+    split(payload).map(|(_, text)| text)
 }
 
 #[inline]
@@ -265,8 +300,28 @@ mod tests {
         let msg = parse_message(text, 1).unwrap();
         let (op, new) = split_of(&msg).unwrap();
         let elsewhere = text.to_vec();
-        let mut out = Vec::new();
+        let mut out = b"kept".to_vec();
         assert!(!encode_prefix(&mut out, op, &elsewhere, true, new));
+        assert_eq!(out, b"kept", "what was there before stays, nothing more");
+    }
+
+    #[test]
+    fn a_prefix_appends_and_its_first_columns_decode_alone() {
+        let text = b"table public.t: UPDATE: id[bigint]:7 s[text]:'abc' n[integer]:null";
+        let msg = parse_message(text, 1).unwrap();
+        let (op, new) = split_of(&msg).unwrap();
+        let mut side = b"public.t".to_vec();
+        assert!(encode_prefix(&mut side, op, text, true, new));
+        let prefix = &side[8..];
+        let mut fields = Vec::new();
+        let change = decode_first(prefix, text, 1, &mut fields).unwrap();
+        assert_eq!(change.op, ChangeOp::Update);
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].value(text), Value::Unquoted(b"7"));
+        decode_first(prefix, text, usize::MAX, &mut fields).unwrap();
+        assert_eq!(fields.len(), 3);
+        // A prefix cut short is refused, whatever is asked of it.
+        assert!(decode_first(&prefix[..prefix.len() - 1], text, 1, &mut fields).is_none());
     }
 
     #[test]

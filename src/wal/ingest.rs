@@ -29,13 +29,16 @@ use crossbeam_channel::{Receiver, TryRecvError};
 
 pub use crate::batch::rebuild::KnownKeys;
 use crate::batch::rebuild::{rebuild, RebuildError};
+use crate::batch::DigestedRow;
 use crate::batch::{BatchError, Batcher, RecPos, RecordSource};
 use crate::lsn::Lsn;
 use crate::metrics;
 use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{parse_message_utf8, Frame, FramedChunk, Message, ParseError};
+use crate::source::decoding::{
+    parse_message_utf8, Body, FramedChunk, Message, ParseError, RowDigest,
+};
 use crate::source::filter::{Filtered, TableFilter};
 use crate::wal::segment::SegmentReader;
 use crate::wal::{change, Recovery, SegmentFile, Snapshot, Wal, WalError};
@@ -173,6 +176,17 @@ pub struct Ingest {
     stop: Shutdown,
     /// The prefix of the change record being appended (reused).
     change_buf: Vec<u8>,
+    /// Digested rows parsed again here (the batcher had not checked their signature yet): one
+    /// per table and column list per segment, plus every row of a table without a known key.
+    reparsed: u64,
+}
+
+/// A message as received: where it starts and its bytes.
+struct Received<'a> {
+    line: u64,
+    raw: &'a [u8],
+    /// `raw` is valid UTF-8 (the parser checked).
+    utf8: bool,
 }
 
 /// Reads messages back from the segment being written.
@@ -233,6 +247,7 @@ impl Ingest {
             filter: TableFilter::default(),
             stop,
             change_buf: Vec::new(),
+            reparsed: 0,
         }
     }
 
@@ -360,10 +375,20 @@ impl Ingest {
         }
     }
 
-    /// Text input, framed and parsed on the input thread; ends with the chunk's parse error.
+    /// Text input, framed and parsed on the input thread (row changes digested there, see
+    /// [`crate::wal::digest`]); ends with the chunk's parse error.
     fn ingest_text(&mut self, chunk: &FramedChunk) -> Result<(), IngestError> {
+        let side = chunk.side();
         for frame in chunk.frames() {
-            self.ingest_frame(frame, None)?;
+            let msg = Received {
+                line: frame.line,
+                raw: frame.raw,
+                utf8: frame.utf8,
+            };
+            match &frame.body {
+                Body::Parsed(message) => self.ingest_frame(&msg, message, None)?,
+                Body::Digested(d) => self.ingest_digested(&msg, d, side)?,
+            }
         }
         match chunk.error() {
             Some(e) => Err(IngestError::Parse(e.clone())),
@@ -377,13 +402,12 @@ impl Ingest {
             let line = self.last_line + 1;
             let (message, utf8) = parse_message_utf8(&m.raw, line)
                 .map_err(|source| IngestError::SourcedParse { lsn: m.lsn, source })?;
-            let frame = Frame {
+            let msg = Received {
                 line,
                 raw: &m.raw,
-                message,
                 utf8,
             };
-            self.ingest_frame(&frame, Some(m.lsn))?;
+            self.ingest_frame(&msg, &message, Some(m.lsn))?;
         }
         Ok(())
     }
@@ -393,64 +417,132 @@ impl Ingest {
     #[inline]
     fn ingest_frame(
         &mut self,
-        frame: &Frame<'_>,
+        msg: &Received<'_>,
+        message: &Message<'_>,
         source_lsn: Option<Lsn>,
     ) -> Result<(), IngestError> {
-        self.last_line = frame.line;
-        if !self.in_txn && is_row_change(&frame.message) {
-            return Err(IngestError::OutsideTransaction { line: frame.line });
+        self.last_line = msg.line;
+        if !self.in_txn && is_row_change(message) {
+            return Err(IngestError::OutsideTransaction { line: msg.line });
         }
-        match self.filter.apply(&frame.message) {
-            Filtered::Take => self.append_frame(frame, source_lsn),
+        match self.filter.apply(message) {
+            Filtered::Take => self.append_frame(msg, message, source_lsn),
             Filtered::Skip => {
                 metrics::CHANGES_FILTERED.inc();
                 Ok(())
             }
             Filtered::Rewrite(raw) => {
-                let (message, utf8) = parse_message_utf8(&raw, frame.line)?;
-                let frame = Frame {
-                    line: frame.line,
+                let (message, utf8) = parse_message_utf8(&raw, msg.line)?;
+                let msg = Received {
+                    line: msg.line,
                     raw: &raw,
-                    message,
                     utf8,
                 };
-                self.append_frame(&frame, source_lsn)
+                self.append_frame(&msg, &message, source_lsn)
             }
         }
     }
 
-    /// Appends a message taken by the filter to the WAL, then indexes it.
-    fn append_frame(
-        &mut self,
-        frame: &Frame<'_>,
-        source_lsn: Option<Lsn>,
-    ) -> Result<(), IngestError> {
+    /// The next LSN of text input (`source_lsn` for a slot's), counted as read; opens a segment
+    /// starting there if none is open.
+    fn next_lsn(&mut self, source_lsn: Option<Lsn>) -> Result<Lsn, IngestError> {
         let lsn = source_lsn.unwrap_or(Lsn(self.next_local_lsn));
         self.next_local_lsn = self.next_local_lsn.max(lsn.0) + 1;
         metrics::MESSAGES_READ.inc();
         if !self.wal.has_segment() {
             self.open_segment(lsn)?;
         }
-        let pos = match change::split_of(&frame.message) {
+        Ok(lsn)
+    }
+
+    /// Appends a message taken by the filter to the WAL, then indexes it.
+    fn append_frame(
+        &mut self,
+        msg: &Received<'_>,
+        message: &Message<'_>,
+        source_lsn: Option<Lsn>,
+    ) -> Result<(), IngestError> {
+        let lsn = self.next_lsn(source_lsn)?;
+        self.change_buf.clear();
+        let pos = match change::split_of(message) {
             Some((op, new))
-                if change::encode_prefix(&mut self.change_buf, op, frame.raw, frame.utf8, new) =>
+                if change::encode_prefix(&mut self.change_buf, op, msg.raw, msg.utf8, new) =>
             {
-                self.wal.append_change(lsn, &self.change_buf, frame.raw)?
+                self.wal.append_change(lsn, &self.change_buf, msg.raw)?
             }
-            _ => self.wal.append(lsn, frame.raw)?,
+            _ => self.wal.append(lsn, msg.raw)?,
         };
         if let Some(open) = self.open.as_mut() {
             open.last_lsn = lsn;
         }
-        self.track_txn(&frame.message, frame.line, lsn);
-        let line = frame.line;
+        self.track_txn(message, msg.line, lsn);
+        self.apply(message, pos, msg.line, lsn)?;
+        self.after_message()
+    }
+
+    /// Folds `message`, in the WAL at `pos`, into the batch.
+    fn apply(
+        &mut self,
+        message: &Message<'_>,
+        pos: RecPos,
+        line: u64,
+        lsn: Lsn,
+    ) -> Result<(), IngestError> {
         let mut src = OpenSegmentSource {
             wal: &mut self.wal,
             reader: None,
         };
         self.batcher
-            .apply(&frame.message, pos, &mut src)
+            .apply(message, pos, &mut src)
+            .map_err(|source| IngestError::Batch { line, lsn, source })
+    }
+
+    /// A row change the input thread digested (the filter took it there): appended with the
+    /// prefix built there, then indexed from the digest, or, when the batcher has not checked
+    /// its signature yet, parsed again and applied as any message.
+    fn ingest_digested(
+        &mut self,
+        msg: &Received<'_>,
+        d: &RowDigest,
+        side: &[u8],
+    ) -> Result<(), IngestError> {
+        let bytes = |r: &std::ops::Range<u32>| side.get(r.start as usize..r.end as usize);
+        let name = bytes(&d.name).and_then(|n| std::str::from_utf8(n).ok());
+        let (Some(name), Some(prefix)) = (name, bytes(&d.prefix)) else {
+            // Not a digest this side buffer holds (never made so): the message itself, then.
+            let (message, _) = parse_message_utf8(msg.raw, msg.line)?;
+            return self.ingest_frame(msg, &message, None);
+        };
+        self.last_line = msg.line;
+        if !self.in_txn {
+            return Err(IngestError::OutsideTransaction { line: msg.line });
+        }
+        let lsn = self.next_lsn(None)?;
+        let pos = self.wal.append_change(lsn, prefix, msg.raw)?;
+        if let Some(open) = self.open.as_mut() {
+            open.last_lsn = lsn;
+        }
+        metrics::CHANGES_READ.inc();
+        let row = DigestedRow {
+            name,
+            signature: d.signature,
+            insert: d.insert,
+            prefix,
+            text: msg.raw,
+        };
+        let line = msg.line;
+        let indexed = self
+            .batcher
+            .index_digested(&row, pos)
             .map_err(|source| IngestError::Batch { line, lsn, source })?;
+        if !indexed {
+            self.reparsed += 1;
+            let (message, _) = parse_message_utf8(msg.raw, line)?;
+            self.apply(&message, pos, line, lsn)?;
+            if let Some((_, new)) = change::split_of(&message) {
+                self.batcher.adopt_signature(name, d.signature, new);
+            }
+        }
         self.after_message()
     }
 

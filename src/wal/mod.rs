@@ -27,11 +27,13 @@
 //!   handed back for re-batching and re-delivery (`recover.rs`).
 //!
 //! Files: `segment.rs` (the record format, reader, scanner, writer over [`segment::SegmentIo`]),
-//! `change.rs` (the pre-split INSERT / UPDATE record the CSV stage formats from),
+//! `change.rs` (the pre-split INSERT / UPDATE record the CSV stage formats from), `digest.rs`
+//! (ingest's share of a row change, done ahead on the `--stdin` input thread),
 //! `writer.rs` (the threaded file writer), `lineage.rs`, `lock.rs` (one process per directory),
 //! `recover.rs`, and `ingest.rs`: the stage that appends the input here and feeds the batcher.
 
 pub mod change;
+pub mod digest;
 pub mod ingest;
 pub mod lineage;
 pub mod lock;

@@ -665,7 +665,11 @@ fn framer_agrees(chunks: &[&[u8]]) -> Vec<Seen> {
     let take = |c: Option<FramedChunk>, out: &mut Vec<Seen>| {
         let Some(c) = c else { return };
         for f in c.frames() {
-            out.push((f.line, f.raw.to_vec(), Ok(format!("{:?}", f.message))));
+            let message = f
+                .body
+                .message()
+                .expect("no digest: every frame keeps its tree");
+            out.push((f.line, f.raw.to_vec(), Ok(format!("{message:?}"))));
         }
         if let Some(e) = c.error() {
             out.push((e.line, Vec::new(), Err(e.clone())));

@@ -7,9 +7,14 @@
 //! not finish (the start of a message whose end has not arrived) and the line count across
 //! chunks, exactly as [`super::MessageStream`] does for input framed in place.
 //!
+//! A framer given a [`Digest`] hook (`--stdin`'s, from ingest) hands it every message as soon as
+//! it is parsed: a message the hook digests keeps only the digest (bytes in the chunk's side
+//! buffer) and its parse tree is freed at once, on this thread, while it is still in cache; the
+//! ingest thread then never reads a tree for it.
+//!
 //! Invariants:
 //! - the frames of successive chunks are the frames `MessageStream` returns for the same bytes,
-//!   in the same order, with the same line numbers;
+//!   in the same order, with the same line numbers (a digested frame: the same line and bytes);
 //! - a chunk ends at its first parse error, which it carries; the framer frames nothing after it
 //!   (ingest stops there);
 //! - read through [`Framer::read_buffer`], input bytes are not copied at all, except the
@@ -21,10 +26,61 @@ use crossbeam_channel::{Receiver, Sender};
 use self_cell::self_cell;
 
 use super::stream::FrameScan;
-use super::{Frame, ParseError};
+use super::{Frame, Message, ParseError};
 
-/// The frames of one chunk, borrowing from its bytes.
-pub struct Frames<'a>(Vec<Frame<'a>>);
+/// The frames of one chunk, borrowing from its bytes, and the bytes their digests point into.
+pub struct Frames<'a> {
+    frames: Vec<ChunkFrame<'a>>,
+    side: Vec<u8>,
+}
+
+/// One message of a chunk: where it is, and its parse tree or what a [`Digest`] made of it.
+#[derive(Debug)]
+pub struct ChunkFrame<'a> {
+    /// 1-based physical line the message starts on.
+    pub line: u64,
+    /// The message's bytes without the trailing newline.
+    pub raw: &'a [u8],
+    /// The parser found all of `raw` valid UTF-8.
+    pub utf8: bool,
+    pub body: Body<'a>,
+}
+
+/// A message as ingest receives it.
+#[derive(Debug)]
+pub enum Body<'a> {
+    /// The parse tree, borrowing from the frame's bytes.
+    Parsed(Message<'a>),
+    /// A row change digested on the input thread (its tree already freed).
+    Digested(RowDigest),
+}
+
+impl Body<'_> {
+    /// The parse tree, unless the message was digested.
+    pub fn message(&self) -> Option<&Message<'_>> {
+        match self {
+            Body::Parsed(m) => Some(m),
+            Body::Digested(_) => None,
+        }
+    }
+}
+
+/// What a [`Digest`] keeps of a message: an INSERT or UPDATE, a number naming its column
+/// signature, and two byte ranges of the chunk's side buffer ([`FramedChunk::side`]). Framing
+/// does not read it; the hook and the one reading it (ingest) agree on what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowDigest {
+    pub insert: bool,
+    pub signature: u64,
+    pub name: std::ops::Range<u32>,
+    pub prefix: std::ops::Range<u32>,
+}
+
+/// Work done on each message right after it is parsed, on the framer's thread.
+pub trait Digest: Send {
+    /// The digest of `frame`, its bytes appended to `side`; `None` to keep the parse tree.
+    fn digest(&mut self, frame: &Frame<'_>, side: &mut Vec<u8>) -> Option<RowDigest>;
+}
 
 self_cell!(
     struct FramedBytes {
@@ -74,8 +130,17 @@ impl std::fmt::Debug for FramedChunk {
 
 impl FramedChunk {
     /// The chunk's messages, in input order.
-    pub fn frames(&self) -> &[Frame<'_>] {
-        self.cell.as_ref().map_or(&[], |c| &c.borrow_dependent().0)
+    pub fn frames(&self) -> &[ChunkFrame<'_>] {
+        self.cell
+            .as_ref()
+            .map_or(&[], |c| &c.borrow_dependent().frames)
+    }
+
+    /// The bytes the frames' [`RowDigest`]s point into.
+    pub fn side(&self) -> &[u8] {
+        self.cell
+            .as_ref()
+            .map_or(&[], |c| &c.borrow_dependent().side)
     }
 
     /// The parse error that ended the chunk, if one did.
@@ -85,7 +150,6 @@ impl FramedChunk {
 }
 
 /// Turns text input, pushed in chunks of any size, into [`FramedChunk`]s.
-#[derive(Debug)]
 pub struct Framer {
     /// Bytes not yet framed; `at` is relative to its start.
     pending: Vec<u8>,
@@ -97,6 +161,20 @@ pub struct Framer {
     recycled: (Sender<FramedBytes>, Receiver<FramedBytes>),
     /// Frames in the last chunk: room reserved for the next one's.
     frames_hint: usize,
+    /// Bytes of the last chunk's side buffer, likewise.
+    side_hint: usize,
+    digest: Option<Box<dyn Digest>>,
+}
+
+impl std::fmt::Debug for Framer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framer")
+            .field("buffered", &self.buffered_len())
+            .field("line", &self.at.line)
+            .field("failed", &self.failed)
+            .field("digest", &self.digest.is_some())
+            .finish()
+    }
 }
 
 impl Default for Framer {
@@ -115,7 +193,15 @@ impl Framer {
             failed: false,
             recycled: crossbeam_channel::bounded(RECYCLED_CHUNKS),
             frames_hint: 0,
+            side_hint: 0,
+            digest: None,
         }
+    }
+
+    /// Hands every message parsed from now on to `digest` (see [`Digest`]).
+    pub fn with_digest(mut self, digest: Box<dyn Digest>) -> Self {
+        self.digest = Some(digest);
+        self
     }
 
     /// A buffer to read the next input into without copying it again: the unfinished message
@@ -202,11 +288,14 @@ impl Framer {
         let mut error = None;
         let eof = self.eof;
         let hint = self.frames_hint + self.frames_hint / 8;
+        let side_hint = self.side_hint + self.side_hint / 8;
+        let digest = &mut self.digest;
         let cell = FramedBytes::new(std::mem::take(&mut self.pending), |buf| {
             let mut frames = Vec::with_capacity(hint);
+            let mut side = Vec::with_capacity(side_hint);
             loop {
                 match at.next(buf, eof) {
-                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(Some(frame)) => frames.push(chunk_frame(frame, digest, &mut side)),
                     Ok(None) => break,
                     Err(e) => {
                         error = Some(e);
@@ -214,16 +303,17 @@ impl Framer {
                     }
                 }
             }
-            Frames(frames)
+            Frames { frames, side }
         });
-        if cell.borrow_dependent().0.is_empty() && error.is_none() {
+        if cell.borrow_dependent().frames.is_empty() && error.is_none() {
             // Nothing ended here: keep growing the same buffer, and where the search got.
             self.pending = cell.into_owner();
             self.at = at;
             return None;
         }
         self.failed = error.is_some();
-        self.frames_hint = cell.borrow_dependent().0.len();
+        self.frames_hint = cell.borrow_dependent().frames.len();
+        self.side_hint = cell.borrow_dependent().side.len();
         self.pending = cell
             .borrow_owner()
             .get(at.start..)
@@ -236,6 +326,25 @@ impl Framer {
             error,
             recycle: self.recycled.0.clone(),
         })
+    }
+}
+
+/// `frame` as a chunk holds it: digested (its tree dropped here) when the hook takes it.
+#[inline]
+fn chunk_frame<'a>(
+    frame: Frame<'a>,
+    digest: &mut Option<Box<dyn Digest>>,
+    side: &mut Vec<u8>,
+) -> ChunkFrame<'a> {
+    let digested = digest.as_mut().and_then(|d| d.digest(&frame, side));
+    ChunkFrame {
+        line: frame.line,
+        raw: frame.raw,
+        utf8: frame.utf8,
+        body: match digested {
+            Some(d) => Body::Digested(d),
+            None => Body::Parsed(frame.message),
+        },
     }
 }
 

@@ -17,7 +17,7 @@ mod framing;
 mod parser;
 mod stream;
 
-pub use chunk::{FramedChunk, Framer};
+pub use chunk::{Body, ChunkFrame, Digest, FramedChunk, Framer, RowDigest};
 pub use parser::{parse_message, parse_message_utf8};
 pub use stream::{Frame, MessageStream};
 
