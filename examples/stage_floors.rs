@@ -7,7 +7,9 @@
 //! ```
 //!
 //! `parse` runs `--stdin`'s own input stage on standard input (its thread reads, frames and
-//! parses; the chunks go back to it to be freed, as they do from ingest) and takes nothing else
+//! parses; the chunks go back to it to be freed, as they do from ingest), without the digest
+//! hook (ingest's share of a row change, which the replay runs on that thread too, is not a
+//! floor), and takes nothing else
 //! from the chunks than a count of the messages and row changes, which it prints. `deflate` reads FILE, then compresses it in pieces of the CSV stage's
 //! size at re_dms's gzip level on one thread and prints the bytes in and out and the wall and CPU
 //! seconds of the compression alone (the read left out: the CSV stage compresses text it holds

@@ -37,7 +37,11 @@ impl TableFilter {
 
     /// Whether `schema.table` is taken.
     pub fn takes(&self, schema: &str, table: &str) -> bool {
-        let name = format!("{schema}.{table}");
+        self.takes_qualified(&format!("{schema}.{table}"))
+    }
+
+    /// [`Self::takes`] of a name already written `schema.table`.
+    pub fn takes_qualified(&self, name: &str) -> bool {
         let hit = |p: &String| glob(p.as_bytes(), name.as_bytes());
         self.include.iter().any(hit) && !self.exclude.iter().any(hit)
     }

@@ -169,7 +169,8 @@ pub fn decode<'a>(payload: &'a [u8], fields: &mut Vec<Field>) -> Option<Change<'
 
 /// [`decode`] of a payload held in two pieces, the prefix ([`encode_prefix`]'s bytes, all of
 /// them) and the text, for its first `n` columns only (all of them when there are fewer): what
-/// is after them in the prefix is not read.
+/// is after them in the prefix is neither read nor checked, so a shortened decode is for a
+/// prefix this process built (a digest), not one read from disk.
 pub fn decode_first<'a>(
     prefix: &[u8],
     text: &'a [u8],

@@ -11,11 +11,14 @@
 //! Invariants:
 //! - a signature number stands for exactly one table's one list of (column name, type name): a
 //!   new number is taken (from a process-wide counter, so no two digesters share one) whenever
-//!   a table's columns differ from the previous row's, even back to an earlier list;
+//!   a table's columns differ from the previous digested row's, even back to an earlier list
+//!   (rows not digested — TOAST, old key, DELETE — are not seen here: the batcher clears its
+//!   record of a number whenever any row changes the table's columns);
 //! - the digest decides nothing: ingest indexes a digested row only when its batcher has
 //!   checked that table's known columns against the same signature before
-//!   ([`crate::batch::Batcher::index_digested`]); otherwise it parses the message again and
-//!   takes the common path. Anything not digested goes to ingest as its parse tree.
+//!   ([`crate::batch::Batcher::index_digested`]), and its own filter takes the table; otherwise
+//!   it parses the message again and takes the common path. Anything not digested goes to
+//!   ingest as its parse tree. Debug builds check every digest against a parse of its message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -133,6 +136,32 @@ impl Digest for Digester {
             prefix: mid..end,
         })
     }
+}
+
+/// Debug builds (ingest's check of every digest it takes): `d` is what ingest would have built
+/// from the parse tree of `raw` (op, table, WAL change prefix).
+#[cfg(debug_assertions)]
+pub(crate) fn check(raw: &[u8], line: u64, d: &RowDigest, name: &str, prefix: &[u8]) {
+    let parsed = crate::source::decoding::parse_message_utf8(raw, line);
+    let Ok((message, utf8)) = &parsed else {
+        panic!("line {line}: a digested message does not parse");
+    };
+    let (op, new) = change::split_of(message).expect("a digest is an INSERT or UPDATE");
+    let mut expected = Vec::new();
+    assert!(change::encode_prefix(&mut expected, op, raw, *utf8, new));
+    let mut qualified = String::new();
+    if let Some(t) = message.table() {
+        qualified_into(&mut qualified, t);
+    }
+    assert_eq!(
+        (d.insert, name, prefix),
+        (
+            op == ChangeOp::Insert,
+            qualified.as_str(),
+            expected.as_slice()
+        ),
+        "line {line}: the digest is not the message's"
+    );
 }
 
 #[cfg(test)]

@@ -176,8 +176,9 @@ pub struct Ingest {
     stop: Shutdown,
     /// The prefix of the change record being appended (reused).
     change_buf: Vec<u8>,
-    /// Digested rows parsed again here (the batcher had not checked their signature yet): one
-    /// per table and column list per segment, plus every row of a table without a known key.
+    /// Digested rows parsed again here (the batcher had not checked their signature yet): the
+    /// first per table and column list in each batch, the first after a row that went the
+    /// common way changed the table's columns, and every row of a table without a known key.
     reparsed: u64,
 }
 
@@ -497,9 +498,11 @@ impl Ingest {
             .map_err(|source| IngestError::Batch { line, lsn, source })
     }
 
-    /// A row change the input thread digested (the filter took it there): appended with the
-    /// prefix built there, then indexed from the digest, or, when the batcher has not checked
-    /// its signature yet, parsed again and applied as any message.
+    /// A row change the input thread digested: appended with the prefix built there, then
+    /// indexed from the digest, or, when the batcher has not checked its signature yet, parsed
+    /// again and applied as any message. A digest this side buffer does not hold, or of a
+    /// table this ingest's filter does not take, is not trusted: the message goes the common
+    /// way.
     fn ingest_digested(
         &mut self,
         msg: &Received<'_>,
@@ -509,10 +512,13 @@ impl Ingest {
         let bytes = |r: &std::ops::Range<u32>| side.get(r.start as usize..r.end as usize);
         let name = bytes(&d.name).and_then(|n| std::str::from_utf8(n).ok());
         let (Some(name), Some(prefix)) = (name, bytes(&d.prefix)) else {
-            // Not a digest this side buffer holds (never made so): the message itself, then.
-            let (message, _) = parse_message_utf8(msg.raw, msg.line)?;
-            return self.ingest_frame(msg, &message, None);
+            return self.ingest_again(msg);
         };
+        if !(self.filter.takes_all() || self.filter.takes_qualified(name)) {
+            return self.ingest_again(msg);
+        }
+        #[cfg(debug_assertions)]
+        crate::wal::digest::check(msg.raw, msg.line, d, name, prefix);
         self.last_line = msg.line;
         if !self.in_txn {
             return Err(IngestError::OutsideTransaction { line: msg.line });
@@ -544,6 +550,12 @@ impl Ingest {
             }
         }
         self.after_message()
+    }
+
+    /// A digested message not taken from its digest: parsed here and ingested as any.
+    fn ingest_again(&mut self, msg: &Received<'_>) -> Result<(), IngestError> {
+        let (message, _) = parse_message_utf8(msg.raw, msg.line)?;
+        self.ingest_frame(msg, &message, None)
     }
 
     /// Starts a segment whose first message will be `lsn`.

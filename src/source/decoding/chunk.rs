@@ -10,7 +10,8 @@
 //! A framer given a [`Digest`] hook (`--stdin`'s, from ingest) hands it every message as soon as
 //! it is parsed: a message the hook digests keeps only the digest (bytes in the chunk's side
 //! buffer) and its parse tree is freed at once, on this thread, while it is still in cache; the
-//! ingest thread then never reads a tree for it.
+//! ingest thread reads no tree for it (it parses the message again in the cases the digest
+//! cannot serve: see `wal/digest.rs`).
 //!
 //! Invariants:
 //! - the frames of successive chunks are the frames `MessageStream` returns for the same bytes,
