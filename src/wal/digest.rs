@@ -108,12 +108,13 @@ impl Digest for Digester {
             } => (ChangeOp::Update, table, new),
             _ => return None,
         };
-        if new.columns.iter().any(|c| c.value == Value::UnchangedToast)
-            || !(self.filter.takes_all() || self.filter.takes(&table.schema, &table.name))
-        {
+        if new.columns.iter().any(|c| c.value == Value::UnchangedToast) {
             return None;
         }
         qualified_into(&mut self.name, table);
+        if !(self.filter.takes_all() || self.filter.takes_qualified(&self.name)) {
+            return None;
+        }
         let signature = self.signature(new);
         let start = side.len();
         side.extend_from_slice(self.name.as_bytes());
