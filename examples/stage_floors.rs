@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use re_dms::csv::{GZIP_LEVEL, PIECE_BYTES};
 use re_dms::shutdown::Shutdown;
-use re_dms::source::decoding::Message;
+use re_dms::source::decoding::{Framer, Message};
 use re_dms::wal::ingest::Input;
 
 fn main() -> ExitCode {
@@ -43,7 +43,8 @@ fn main() -> ExitCode {
 
 /// Messages and row changes on standard input, through `--stdin`'s input stage.
 fn parse() -> Result<String, String> {
-    let (_input, chunks) = re_dms::source::stdin::spawn(std::io::stdin(), None, Shutdown::new());
+    let (_input, chunks) =
+        re_dms::source::stdin::spawn(std::io::stdin(), Framer::new(), Shutdown::new());
     let (mut messages, mut changes) = (0u64, 0u64);
     for input in chunks {
         let chunk = match input {

@@ -18,8 +18,7 @@ pub struct DigestedRow<'a> {
     /// `schema.table`.
     pub name: &'a str,
     pub signature: u64,
-    pub insert: bool,
-    /// The WAL change prefix of the message (`change::encode_prefix`'s bytes).
+    /// The WAL change prefix of the message (`change::encode_prefix`'s bytes, its op with them).
     pub prefix: &'a [u8],
     /// The message as received.
     pub text: &'a [u8],
@@ -49,9 +48,11 @@ impl Batcher {
             .current
             .as_ref()
             .map_or(usize::MAX, |l| l.key_idx.iter().max().map_or(0, |&i| i + 1));
-        if change::decode_first(row.prefix, row.text, key_end, &mut self.fields).is_none() {
+        let Some(change) = change::decode_first(row.prefix, row.text, key_end, &mut self.fields)
+        else {
             return Ok(false);
-        }
+        };
+        let is_insert = change.op == change::ChangeOp::Insert;
         debug_assert!(
             crate::source::decoding::parse_message(row.text, 0)
                 .ok()
@@ -61,7 +62,7 @@ impl Batcher {
             "a digested row of {} whose columns are not the known ones",
             row.name
         );
-        tb.received[usize::from(!row.insert)] += 1;
+        tb.received[usize::from(!is_insert)] += 1;
         let load = current_load(ts, tb)?;
         let (fields, text) = (&self.fields, row.text);
         encode_key(
@@ -72,7 +73,7 @@ impl Batcher {
             }),
         );
         let encoded = Encoded {
-            is_insert: row.insert,
+            is_insert,
             old: None,
             key: &self.keys.new,
             pos,

@@ -46,6 +46,7 @@ use crate::shutdown::{Shutdown, DRAIN_REPORT_EVERY};
 use crate::sink::deliver::{DeliverError, Delivered, Delivery};
 use crate::sink::{Target, TargetError};
 use crate::source::catalog::SourceCatalog;
+use crate::source::decoding::Framer;
 use crate::source::filter::TableFilter;
 use crate::source::live::{LiveError, LiveSource};
 use crate::source::stdin;
@@ -153,7 +154,8 @@ pub async fn run_replay<R: Read + Send + 'static>(
     // The input thread also does ingest's share of each row change (`wal::digest`), with the
     // same table filter.
     let digest = wal::digest::Digester::new(table_filter(config));
-    let (_input, input) = stdin::spawn(input, Some(Box::new(digest)), stop.clone());
+    let framer = Framer::new().with_digest(Box::new(digest));
+    let (_input, input) = stdin::spawn(input, framer, stop.clone());
     let stages = Stages::spawn(config, &keys, target, Feed::Text(input), &stop)?;
     let (target, first) = stages.finish(&stop, &mut summary).await;
     match (first, target) {

@@ -42,6 +42,9 @@ impl TableFilter {
 
     /// [`Self::takes`] of a name already written `schema.table`.
     pub fn takes_qualified(&self, name: &str) -> bool {
+        if self.takes_all() {
+            return true;
+        }
         let hit = |p: &String| glob(p.as_bytes(), name.as_bytes());
         self.include.iter().any(hit) && !self.exclude.iter().any(hit)
     }

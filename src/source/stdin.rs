@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{Digest, FramedChunk, Framer};
+use crate::source::decoding::{FramedChunk, Framer};
 use crate::wal::ingest::Input;
 
 /// Input is read in chunks of this size.
@@ -20,20 +20,15 @@ pub const INPUT_CHUNK_BYTES: usize = 1 << 20;
 /// Parsed chunks read ahead of ingest (each holds its bytes and their frames, ~2x the bytes).
 pub const INPUT_CHUNKS_AHEAD: usize = 4;
 
-/// Starts reading `input`; ingest takes the chunks from the returned channel. With `digest`,
-/// every message is handed to it right after it is parsed (ingest's share of a row change, done
-/// here: [`crate::wal::digest`]).
+/// Starts reading `input` through `framer` (`--stdin`'s has ingest's digest hook,
+/// [`crate::wal::digest`]); ingest takes the chunks from the returned channel.
 pub fn spawn<R: Read + Send + 'static>(
     input: R,
-    digest: Option<Box<dyn Digest>>,
+    framer: Framer,
     stop: Shutdown,
 ) -> (StageHandle<(), Infallible>, Receiver<Input>) {
     let (tx, rx) = crossbeam_channel::bounded(INPUT_CHUNKS_AHEAD);
     let handle = StageHandle::thread("input", move || {
-        let framer = match digest {
-            Some(d) => Framer::new().with_digest(d),
-            None => Framer::new(),
-        };
         read_input(input, framer, &tx, &stop);
         Ok(())
     });

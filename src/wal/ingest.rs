@@ -514,11 +514,11 @@ impl Ingest {
         let (Some(name), Some(prefix)) = (name, bytes(&d.prefix)) else {
             return self.ingest_again(msg);
         };
-        if !(self.filter.takes_all() || self.filter.takes_qualified(name)) {
+        if !self.filter.takes_qualified(name) {
             return self.ingest_again(msg);
         }
         #[cfg(debug_assertions)]
-        crate::wal::digest::check(msg.raw, msg.line, d, name, prefix);
+        crate::wal::digest::check(msg.raw, msg.line, name, prefix);
         self.last_line = msg.line;
         if !self.in_txn {
             return Err(IngestError::OutsideTransaction { line: msg.line });
@@ -532,7 +532,6 @@ impl Ingest {
         let row = DigestedRow {
             name,
             signature: d.signature,
-            insert: d.insert,
             prefix,
             text: msg.raw,
         };

@@ -66,12 +66,11 @@ impl Body<'_> {
     }
 }
 
-/// What a [`Digest`] keeps of a message: an INSERT or UPDATE, a number naming its column
-/// signature, and two byte ranges of the chunk's side buffer ([`FramedChunk::side`]). Framing
-/// does not read it; the hook and the one reading it (ingest) agree on what it means.
+/// What a [`Digest`] keeps of a message: a number naming its column signature, and two byte
+/// ranges of the chunk's side buffer ([`FramedChunk::side`]). Framing does not read it; the hook
+/// and the one reading it (ingest) agree on what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowDigest {
-    pub insert: bool,
     pub signature: u64,
     pub name: std::ops::Range<u32>,
     pub prefix: std::ops::Range<u32>,
