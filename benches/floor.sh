@@ -7,8 +7,9 @@
 #
 # Steps, all on the 1m capture (target/bench/scale/1m.txt, shared with scale.sh):
 #   replay    re_dms --stdin --config benches/local.toml (the default config), as in scale.sh
-#   parse     examples/stage_floors parse: --stdin's own input stage (its thread reads, frames
-#             and parses every message), the chunks only counted and handed back
+#   parse     examples/stage_floors parse: --stdin's own input stage as the replay runs it (its
+#             thread reads and frames every message, walks the common row changes without a
+#             parse tree and parses the rest), the chunks only counted and handed back
 #   deflate   examples/stage_floors deflate: libdeflate gzip members of the replay's CSV text
 #             (every output file decompressed and concatenated) in the CSV stage's piece size
 #             and level (one thread); wall and CPU of the compression loop alone, without

@@ -2,24 +2,26 @@
 //! replay could not go below if every other step cost nothing.
 //!
 //! ```text
-//! stage_floors parse < capture.txt      # frame and parse every message, as --stdin's input thread does
+//! stage_floors parse < capture.txt      # read every message, as --stdin's input thread does
 //! stage_floors deflate FILE             # libdeflate gzip members of 128 KiB pieces, as the CSV stage does
 //! ```
 //!
-//! `parse` runs `--stdin`'s own input stage on standard input (its thread reads, frames and
-//! parses; the chunks go back to it to be freed, as they do from ingest), without the digest
-//! hook (ingest's share of a row change, which the replay runs on that thread too, is not a
-//! floor), and takes nothing else
-//! from the chunks than a count of the messages and row changes, which it prints. `deflate` reads FILE, then compresses it in pieces of the CSV stage's
-//! size at re_dms's gzip level on one thread and prints the bytes in and out and the wall and CPU
-//! seconds of the compression alone (the read left out: the CSV stage compresses text it holds
+//! `parse` runs `--stdin`'s own input stage on standard input as the replay has it (its thread
+//! reads and frames every message, walks each common row change without a tree and parses the
+//! rest; the chunks go back to it to be freed, as they do from ingest), and takes nothing else
+//! from the chunks than a count of the messages and row changes, which it prints. `deflate`
+//! reads FILE, then compresses it in pieces of the CSV stage's size at re_dms's gzip level on
+//! one thread and prints the bytes in and out and the wall and CPU seconds of the compression
+//! alone (the read left out: the CSV stage compresses text it holds
 //! in memory).
 
 use std::process::ExitCode;
 
 use re_dms::csv::{GZIP_LEVEL, PIECE_BYTES};
 use re_dms::shutdown::Shutdown;
-use re_dms::source::decoding::{Framer, Message};
+use re_dms::source::decoding::{Body, Framer, Message};
+use re_dms::source::filter::TableFilter;
+use re_dms::wal::digest::Digester;
 use re_dms::wal::ingest::Input;
 
 fn main() -> ExitCode {
@@ -43,8 +45,8 @@ fn main() -> ExitCode {
 
 /// Messages and row changes on standard input, through `--stdin`'s input stage.
 fn parse() -> Result<String, String> {
-    let (_input, chunks) =
-        re_dms::source::stdin::spawn(std::io::stdin(), Framer::new(), Shutdown::new());
+    let framer = Framer::new().with_digest(Box::new(Digester::new(TableFilter::default())));
+    let (_input, chunks) = re_dms::source::stdin::spawn(std::io::stdin(), framer, Shutdown::new());
     let (mut messages, mut changes) = (0u64, 0u64);
     for input in chunks {
         let chunk = match input {
@@ -57,8 +59,11 @@ fn parse() -> Result<String, String> {
             std::hint::black_box(&frame.body);
             messages += 1;
             if matches!(
-                frame.body.message(),
-                Some(Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. })
+                frame.body,
+                Body::Digested(_)
+                    | Body::Parsed(
+                        Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }
+                    )
             ) {
                 changes += 1;
             }

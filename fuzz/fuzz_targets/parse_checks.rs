@@ -1,7 +1,11 @@
 // The checks of the `parse` fuzz target, kept apart so that the main test binary compiles and
 // runs them too (`tests/cases/decoding_props.rs`): `include!`d by both, so it names its imports
 // and has no inner attributes.
-use re_dms::source::decoding::{parse_message, FramedChunk, Framer, MessageStream};
+use re_dms::source::decoding::{
+    parse_message, Body, Digest, FramedChunk, Framer, MessageStream,
+};
+use re_dms::source::filter::TableFilter;
+use re_dms::wal::digest::{from_parse_tree, Digester};
 
 /// (line, raw bytes, parsed ok?) for each frame or error the stream produced.
 type Outcome = Vec<(u64, Vec<u8>, bool)>;
@@ -40,12 +44,28 @@ fn run(chunks: &[&[u8]]) -> Outcome {
     out
 }
 
-fn run_framer(chunks: &[&[u8]]) -> Outcome {
+/// What a digest holds, as (table name, WAL prefix) bytes.
+fn digested(side: &[u8], name: &std::ops::Range<u32>, prefix: &std::ops::Range<u32>) -> (String, Vec<u8>) {
+    let name = side[name.start as usize..name.end as usize].to_vec();
+    let name = String::from_utf8(name).expect("a digest's table name is UTF-8");
+    (name, side[prefix.start as usize..prefix.end as usize].to_vec())
+}
+
+/// The chunk framer's frames, `--stdin`'s digest hook on it when `digest`: a digested frame
+/// must be what its parse tree says.
+fn run_framer(chunks: &[&[u8]], digest: bool) -> Outcome {
     fn collect(chunk: Option<FramedChunk>, out: &mut Outcome) {
         let Some(chunk) = chunk else { return };
         for f in chunk.frames() {
             let again = parse_message(f.raw, f.line).expect("a framed message re-parses");
-            assert_eq!(Some(&again), f.body.message());
+            match &f.body {
+                Body::Parsed(m) => assert_eq!(&again, m),
+                Body::Digested(d) => assert_eq!(
+                    from_parse_tree(f.raw, &TableFilter::default()),
+                    Some(digested(chunk.side(), &d.name, &d.prefix)),
+                    "a digest differs from its parse tree"
+                ),
+            }
             out.push((f.line, f.raw.to_vec(), true));
         }
         if let Some(e) = chunk.error() {
@@ -53,6 +73,9 @@ fn run_framer(chunks: &[&[u8]]) -> Outcome {
         }
     }
     let mut framer = Framer::new();
+    if digest {
+        framer = framer.with_digest(Box::new(Digester::new(TableFilter::default())));
+    }
     let mut out = Vec::new();
     for chunk in chunks {
         collect(framer.push(chunk.to_vec()), &mut out);
@@ -74,5 +97,16 @@ pub fn check(data: &[u8]) {
         .iter()
         .position(|(_, _, ok)| !ok)
         .map_or(&whole[..], |i| &whole[..=i]);
-    assert_eq!(run_framer(&[a, b]), upto_error, "Framer and MessageStream differ");
+    assert_eq!(run_framer(&[a, b], false), upto_error, "Framer and MessageStream differ");
+    assert_eq!(run_framer(&[a, b], true), upto_error, "digesting Framer differs");
+    // Each line twice through one digester: its own headers, then the ones kept.
+    let mut digester = Digester::new(TableFilter::default());
+    let mut side = Vec::new();
+    for line in data.split(|&b| b == b'\n').flat_map(|l| [l, l]) {
+        side.clear();
+        let got = digester
+            .digest(line, &mut side)
+            .map(|(d, _)| digested(&side, &d.name, &d.prefix));
+        assert_eq!(got, from_parse_tree(line, &TableFilter::default()), "a digest differs");
+    }
 }

@@ -98,31 +98,47 @@ pub fn encode_prefix(
     utf8: bool,
     new: &Tuple<'_>,
 ) -> bool {
-    let at = out.len();
-    let done = put_prefix(out, at, op, text, utf8, new);
+    let mut prefix = PrefixWriter::begin(out, op, utf8, new.columns.len());
+    let done = new.columns.iter().all(|c| prefix.value(out, text, c.value)) && prefix.finish(out);
     if !done {
-        out.truncate(at);
+        out.truncate(prefix.at);
     }
     done
 }
 
-#[inline]
-fn put_prefix(
-    out: &mut Vec<u8>,
+/// A change record's prefix, written into a buffer value by value ([`encode_prefix`] writes a
+/// tuple's; a digest writes the values it reads without a tree). The caller truncates the
+/// buffer to [`Self::start`] when a step fails.
+#[derive(Debug)]
+pub struct PrefixWriter {
+    /// Where the prefix starts in the buffer.
     at: usize,
-    op: ChangeOp,
-    text: &[u8],
-    utf8: bool,
-    new: &Tuple<'_>,
-) -> bool {
-    out.push(if utf8 { FLAG_UTF8 } else { 0 });
-    out.push(op as u8);
-    out.extend_from_slice(&[0; 4]);
-    put_varint(out, new.columns.len() as u32);
-    let base = text.as_ptr() as usize;
-    let mut prev_end = 0usize;
-    for c in &new.columns {
-        let (tag, bytes) = match c.value {
+    /// The end of the last value in the text (offsets are relative to it).
+    prev_end: usize,
+}
+
+impl PrefixWriter {
+    /// Starts a prefix of `columns` values at the end of `out`.
+    #[inline]
+    pub fn begin(out: &mut Vec<u8>, op: ChangeOp, utf8: bool, columns: usize) -> Self {
+        let at = out.len();
+        out.push(if utf8 { FLAG_UTF8 } else { 0 });
+        out.push(op as u8);
+        out.extend_from_slice(&[0; 4]);
+        put_varint(out, u32::try_from(columns).unwrap_or(u32::MAX));
+        PrefixWriter { at, prev_end: 0 }
+    }
+
+    /// Where the prefix starts in the buffer.
+    pub fn start(&self) -> usize {
+        self.at
+    }
+
+    /// The next column's value, which borrows from `text` after the previous one's; `false`
+    /// when it does not.
+    #[inline]
+    pub fn value(&mut self, out: &mut Vec<u8>, text: &[u8], value: Value<'_>) -> bool {
+        let (tag, bytes) = match value {
             Value::Null => (TAG_NULL, None),
             Value::UnchangedToast => (TAG_TOAST, None),
             Value::Unquoted(b) => (TAG_UNQUOTED, Some(b)),
@@ -130,23 +146,33 @@ fn put_prefix(
             Value::Bits(b) => (TAG_BITS, Some(b)),
         };
         out.push(tag);
-        let Some(b) = bytes else { continue };
-        let start = (b.as_ptr() as usize).wrapping_sub(base);
-        if start < prev_end || start > text.len() || b.len() > text.len() - start {
+        let Some(b) = bytes else { return true };
+        let start = (b.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        if start < self.prev_end || start > text.len() || b.len() > text.len() - start {
             return false;
         }
-        let (Ok(gap), Ok(len)) = (u32::try_from(start - prev_end), u32::try_from(b.len())) else {
+        let (Ok(gap), Ok(len)) = (u32::try_from(start - self.prev_end), u32::try_from(b.len()))
+        else {
             return false;
         };
         put_varint(out, gap);
         put_varint(out, len);
-        prev_end = start + b.len();
+        self.prev_end = start + b.len();
+        true
     }
-    let Ok(fields_len) = u32::try_from(out.len() - at - PREFIX_FIXED) else {
-        return false;
-    };
-    out[at + 2..at + PREFIX_FIXED].copy_from_slice(&fields_len.to_le_bytes());
-    true
+
+    /// Writes the fields' length; `false` when it does not fit.
+    #[inline]
+    pub fn finish(&self, out: &mut [u8]) -> bool {
+        let Some(len) = out.len().checked_sub(self.at + PREFIX_FIXED) else {
+            return false;
+        };
+        let Ok(fields_len) = u32::try_from(len) else {
+            return false;
+        };
+        out[self.at + 2..self.at + PREFIX_FIXED].copy_from_slice(&fields_len.to_le_bytes());
+        true
+    }
 }
 
 /// Flags, op and the fields' length.

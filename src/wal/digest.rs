@@ -1,69 +1,78 @@
 //! Ingest's share of the work on a row change, done ahead on the `--stdin` input thread.
 //!
-//! Right after the input thread parses a message, [`Digester`] turns an INSERT or UPDATE that
-//! ingest would index the common way (the table taken by the filter, a new tuple without
-//! unchanged-toast-datum values, no old key) into a [`RowDigest`]: the qualified table name,
-//! the WAL change prefix ([`change::encode_prefix`], the same bytes ingest would build from the
-//! tree) and a *signature number* standing for the tuple's column names and types. The tree is
-//! then freed on the thread that made it, while it is still in cache, and ingest appends and
-//! indexes from the digest without reading a tree made on the other core.
+//! The input thread hands [`Digester`] the first line of each `table ...` message before parsing
+//! it (see [`crate::source::decoding::Digest`]). A one-line INSERT or
+//! UPDATE that ingest would index the common way (the table taken by the filter, a new tuple
+//! without unchanged-toast-datum values, no old key) becomes a [`RowDigest`] without a parse
+//! tree: the qualified table name, the WAL change prefix ([`change::PrefixWriter`], the same
+//! bytes [`change::encode_prefix`] builds from a tree) and a *signature number* standing for the
+//! tuple's column names and types. Ingest appends and indexes from the digest; anything else
+//! is parsed and reaches ingest as its tree.
+//!
+//! The walk is [`row_scan`]'s: the message's head, then per column the header this table's
+//! last digested row had (` name[type]:`, compared byte for byte, so a table's rows are not
+//! read twice for names and types) and the value, read by the parser's own step. When the
+//! headers differ (the first row of a table, or its columns changed), the row's headers are
+//! read one by one and kept, under a new signature number.
 //!
 //! Invariants:
-//! - a signature number stands for exactly one table's one list of (column name, type name): a
-//!   new number is taken (from a process-wide counter, so no two digesters share one) whenever
-//!   a table's columns differ from the previous digested row's, even back to an earlier list
-//!   (rows not digested — TOAST, old key, DELETE — are not seen here: the batcher clears its
-//!   record of a number whenever any row changes the table's columns);
+//! - a signature number stands for exactly one table's one list of column headers, hence of
+//!   (column name, type name): tables are kept by their name as printed, and a new number is
+//!   taken (from a process-wide counter, so no two digesters share one) whenever a table's
+//!   headers differ from its previous digested row's, even back to an earlier list. Rows not
+//!   digested (DELETE, old key, a TOAST value, a row spanning lines) teach nothing here, and
+//!   the same table printed two ways has two records and numbers: the batcher clears its record
+//!   of a number whenever any row changes the table's columns, so either way a number it has
+//!   checked still stands for the table's columns;
 //! - the digest decides nothing: ingest indexes a digested row only when its batcher has
 //!   checked that table's known columns against the same signature before
 //!   ([`crate::batch::Batcher::index_digested`]), and its own filter takes the table; otherwise
-//!   it parses the message again and takes the common path. Anything not digested goes to
-//!   ingest as its parse tree. Debug builds check every digest against a parse of its message.
+//!   it parses the message again and takes the common path. Debug builds check every digest
+//!   against a parse of its message;
+//! - what the walk accepts, the parser accepts with the same values ([`row_scan`]'s
+//!   invariant); a walk that fails appends nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hashbrown::hash_map::EntryRef;
+
 use crate::batch::qualified_into;
-use crate::source::decoding::{Digest, Frame, Message, RowDigest, Tuple, Value};
+use crate::source::decoding::row_scan::{self, RowHead};
+use crate::source::decoding::{parse_message_utf8, Digest, Message, RowDigest, Value};
 use crate::source::filter::TableFilter;
-use crate::wal::change::{self, ChangeOp};
+use crate::wal::change::{self, ChangeOp, PrefixWriter};
 
 /// Signature numbers handed out so far (0 is never used).
 static SIGNATURES: AtomicU64 = AtomicU64::new(1);
 
-/// The last column list seen for a table, and its number.
-struct Signature {
-    number: u64,
-    /// Names and type names, in column order.
-    columns: Vec<(Box<str>, Box<str>)>,
+/// What the digester knows of a table, under the name its rows print.
+struct Table {
+    /// `schema.table`, the batch's key.
+    qualified: Box<str>,
+    /// The filter takes the table.
+    taken: bool,
+    /// The number of `headers`; 0 until a row's are learned.
+    signature: u64,
+    /// The column headers of the last digested row, ` name[type]:` each, back to back...
+    headers: Vec<u8>,
+    /// ...ending at these offsets.
+    ends: Vec<u32>,
 }
 
-impl Signature {
-    fn of(new: &Tuple<'_>) -> Self {
-        Signature {
-            number: SIGNATURES.fetch_add(1, Ordering::Relaxed),
-            columns: new
-                .columns
-                .iter()
-                .map(|c| (Box::from(&*c.name), Box::from(c.type_name)))
-                .collect(),
-        }
-    }
-
-    fn matches(&self, new: &Tuple<'_>) -> bool {
-        self.columns.len() == new.columns.len()
-            && self
-                .columns
-                .iter()
-                .zip(&new.columns)
-                .all(|((name, ty), c)| **name == *c.name && **ty == *c.type_name)
-    }
+/// How a walk over a row's columns ended.
+enum Walk {
+    Done,
+    /// The headers are not the table's known ones.
+    OtherHeaders,
+    /// Not a row to digest (an unchanged TOAST value, or bytes the parser would refuse).
+    Refused,
 }
 
 /// See the module note.
 pub struct Digester {
     filter: TableFilter,
-    tables: hashbrown::HashMap<String, Signature>,
-    name: String,
+    /// By the name as printed ([`RowHead::name`]).
+    tables: hashbrown::HashMap<Box<[u8]>, Table, foldhash::fast::FixedState>,
 }
 
 impl Digester {
@@ -71,55 +80,126 @@ impl Digester {
     pub fn new(filter: TableFilter) -> Self {
         Digester {
             filter,
-            tables: hashbrown::HashMap::new(),
-            name: String::new(),
+            tables: hashbrown::HashMap::default(),
         }
     }
 
-    /// The signature number of `new`'s columns in the table named `self.name`.
-    fn signature(&mut self, new: &Tuple<'_>) -> u64 {
-        match self.tables.get_mut(self.name.as_str()) {
-            Some(known) if known.matches(new) => known.number,
-            Some(known) => {
-                *known = Signature::of(new);
-                known.number
-            }
-            None => {
-                let sig = Signature::of(new);
-                let number = sig.number;
-                self.tables.insert(self.name.clone(), sig);
-                number
+    /// The table `name` (as printed), learned on first sight; `None` for a name the parser
+    /// would refuse.
+    fn table(&mut self, name: &[u8]) -> Option<&mut Table> {
+        match self.tables.entry_ref(name) {
+            EntryRef::Occupied(known) => Some(known.into_mut()),
+            EntryRef::Vacant(new) => {
+                let mut qualified = String::new();
+                qualified_into(&mut qualified, &row_scan::table_name(name)?);
+                Some(new.insert(Table {
+                    taken: self.filter.takes_qualified(&qualified),
+                    qualified: qualified.into_boxed_str(),
+                    signature: 0,
+                    headers: Vec::new(),
+                    ends: Vec::new(),
+                }))
             }
         }
     }
 }
 
-impl Digest for Digester {
-    fn digest(&mut self, frame: &Frame<'_>, side: &mut Vec<u8>) -> Option<RowDigest> {
-        let (op, table, new) = match &frame.message {
-            Message::Insert {
-                table,
-                new: Some(new),
-            } => (ChangeOp::Insert, table, new),
-            Message::Update {
-                table,
-                old_key: None,
-                new: Some(new),
-            } => (ChangeOp::Update, table, new),
-            _ => return None,
+impl Table {
+    /// Walks the columns of `raw` from `at` with the known headers, writing each value.
+    #[inline]
+    fn walk(
+        &self,
+        raw: &[u8],
+        mut at: usize,
+        out: &mut Vec<u8>,
+        prefix: &mut PrefixWriter,
+    ) -> Walk {
+        let mut from = 0;
+        for &end in &self.ends {
+            let header = self.headers.get(from..end as usize).unwrap_or_default();
+            from = end as usize;
+            if !raw.get(at..).unwrap_or_default().starts_with(header) {
+                return Walk::OtherHeaders;
+            }
+            let Some((value, next)) = row_scan::column_value(raw, at + header.len()) else {
+                return Walk::Refused;
+            };
+            if value == Value::UnchangedToast || !prefix.value(out, raw, value) {
+                return Walk::Refused;
+            }
+            at = next;
+        }
+        if at == raw.len() {
+            Walk::Done
+        } else {
+            Walk::OtherHeaders
+        }
+    }
+
+    /// Reads the headers of `raw` from `at` one by one and keeps them under a new number;
+    /// `false` (and nothing kept) when the row is not one to digest.
+    fn learn(&mut self, raw: &[u8], mut at: usize) -> bool {
+        let (mut headers, mut ends) = (Vec::new(), Vec::new());
+        while at < raw.len() {
+            let Some(value_at) = row_scan::column_header(raw, at) else {
+                return false;
+            };
+            headers.extend_from_slice(raw.get(at..value_at).unwrap_or_default());
+            let Ok(end) = u32::try_from(headers.len()) else {
+                return false;
+            };
+            ends.push(end);
+            match row_scan::column_value(raw, value_at) {
+                Some((Value::UnchangedToast, _)) | None => return false,
+                Some((_, next)) => at = next,
+            }
+        }
+        self.signature = SIGNATURES.fetch_add(1, Ordering::Relaxed);
+        self.headers = headers;
+        self.ends = ends;
+        true
+    }
+
+    /// Appends the row's prefix to `out`: walked with the known headers, or with the row's own
+    /// once learned. `false` (and `out` as it was) when the row is not one to digest.
+    fn prefix(&mut self, raw: &[u8], head: &RowHead<'_>, utf8: bool, out: &mut Vec<u8>) -> bool {
+        let op = if head.update {
+            ChangeOp::Update
+        } else {
+            ChangeOp::Insert
         };
-        if new.columns.iter().any(|c| c.value == Value::UnchangedToast) {
+        for learned in [false, true] {
+            let mut prefix = PrefixWriter::begin(out, op, utf8, self.ends.len());
+            let walk = if self.signature == 0 {
+                // No headers learned yet (not even an empty list).
+                Walk::OtherHeaders
+            } else {
+                self.walk(raw, head.tuple, out, &mut prefix)
+            };
+            if matches!(walk, Walk::Done) && prefix.finish(out) {
+                return true;
+            }
+            out.truncate(prefix.start());
+            if learned || !matches!(walk, Walk::OtherHeaders) || !self.learn(raw, head.tuple) {
+                return false;
+            }
+        }
+        false
+    }
+}
+
+impl Digest for Digester {
+    fn digest(&mut self, raw: &[u8], side: &mut Vec<u8>) -> Option<(RowDigest, bool)> {
+        let head = row_scan::row_head(raw)?;
+        let table = self.table(head.name)?;
+        if !table.taken {
             return None;
         }
-        qualified_into(&mut self.name, table);
-        if !self.filter.takes_qualified(&self.name) {
-            return None;
-        }
-        let signature = self.signature(new);
+        let utf8 = row_scan::is_utf8(raw);
         let start = side.len();
-        side.extend_from_slice(self.name.as_bytes());
+        side.extend_from_slice(table.qualified.as_bytes());
         let mid = side.len();
-        if !change::encode_prefix(side, op, frame.raw, frame.utf8, new) {
+        if !table.prefix(raw, &head, utf8, side) {
             side.truncate(start);
             return None;
         }
@@ -128,34 +208,50 @@ impl Digest for Digester {
             u32::try_from(mid),
             u32::try_from(side.len()),
         ) else {
+            side.truncate(start);
             return None;
         };
-        Some(RowDigest {
-            signature,
+        let digest = RowDigest {
+            signature: table.signature,
             name: start..mid,
             prefix: mid..end,
-        })
+        };
+        Some((digest, utf8))
     }
+}
+
+/// What a [`Digester`] with `filter` must make of the message `raw`, worked out from its parse
+/// tree instead: the qualified table name and the WAL change prefix, or `None` when it is not a
+/// row to digest. Debug builds check every digest ingest takes against it, and the property
+/// tests check the walk against it.
+pub fn from_parse_tree(raw: &[u8], filter: &TableFilter) -> Option<(String, Vec<u8>)> {
+    let (message, utf8) = parse_message_utf8(raw, 0).ok()?;
+    if let Message::Update {
+        old_key: Some(_), ..
+    } = message
+    {
+        return None;
+    }
+    let (op, new) = change::split_of(&message)?;
+    if new.columns.iter().any(|c| c.value == Value::UnchangedToast) {
+        return None;
+    }
+    let mut name = String::new();
+    qualified_into(&mut name, message.table()?);
+    if !filter.takes_qualified(&name) {
+        return None;
+    }
+    let mut prefix = Vec::new();
+    change::encode_prefix(&mut prefix, op, raw, utf8, new).then_some((name, prefix))
 }
 
 /// Debug builds (ingest's check of every digest it takes): `name` and `prefix` are what ingest
 /// would have built from the parse tree of `raw` (table, WAL change prefix with its op).
 #[cfg(debug_assertions)]
 pub(crate) fn check(raw: &[u8], line: u64, name: &str, prefix: &[u8]) {
-    let parsed = crate::source::decoding::parse_message_utf8(raw, line);
-    let Ok((message, utf8)) = &parsed else {
-        panic!("line {line}: a digested message does not parse");
-    };
-    let (op, new) = change::split_of(message).expect("a digest is an INSERT or UPDATE");
-    let mut expected = Vec::new();
-    assert!(change::encode_prefix(&mut expected, op, raw, *utf8, new));
-    let mut qualified = String::new();
-    if let Some(t) = message.table() {
-        qualified_into(&mut qualified, t);
-    }
     assert_eq!(
-        (name, prefix),
-        (qualified.as_str(), expected.as_slice()),
+        from_parse_tree(raw, &TableFilter::default()),
+        Some((name.to_owned(), prefix.to_vec())),
         "line {line}: the digest is not the message's"
     );
 }
@@ -217,6 +313,78 @@ mod tests {
                 None,
             ]
         );
+    }
+
+    /// The digest of `raw` as (name, prefix, UTF-8 flag), checked against its parse tree.
+    fn digest_one(d: &mut Digester, raw: &[u8]) -> (String, Vec<u8>, bool) {
+        let mut side = Vec::new();
+        let (digest, utf8) = d.digest(raw, &mut side).unwrap();
+        let name =
+            String::from_utf8(side[digest.name.start as usize..digest.name.end as usize].to_vec())
+                .unwrap();
+        let prefix = side[digest.prefix.start as usize..digest.prefix.end as usize].to_vec();
+        let (_, parsed_utf8) = parse_message_utf8(raw, 1).unwrap();
+        assert_eq!(
+            from_parse_tree(raw, &TableFilter::default()),
+            Some((name.clone(), prefix.clone()))
+        );
+        assert_eq!(utf8, parsed_utf8);
+        (name, prefix, utf8)
+    }
+
+    #[test]
+    fn long_non_utf8_and_quoted_rows_are_digested_as_their_trees_say() {
+        let long = format!(
+            "table public.t: INSERT: id[integer]:1 v[text]:'{}'",
+            "é".repeat(5000)
+        );
+        let bad = &b"table public.t: INSERT: id[integer]:2 v[text]:'\xff'"[..];
+        let quoted =
+            br#"table "My Schema"."Order ""Items""": UPDATE: "Id"[integer]:3 v[text]:null"#;
+        let mut d = Digester::new(TableFilter::default());
+        // Each twice: with the row's own headers, then with the headers kept.
+        for _ in 0..2 {
+            // Longer than the parser checks as a whole: not flagged UTF-8, as the parser says.
+            assert!(!digest_one(&mut d, long.as_bytes()).2);
+            assert!(!digest_one(&mut d, bad).2);
+            let (name, _, utf8) = digest_one(&mut d, quoted);
+            assert_eq!((name.as_str(), utf8), ("My Schema.Order \"Items\"", true));
+        }
+        // A name or header that is not UTF-8 is the parser's to refuse.
+        let mut side = Vec::new();
+        for raw in [
+            &b"table public.\xff: INSERT: id[integer]:1"[..],
+            b"table public.t: INSERT: \xff[integer]:1",
+        ] {
+            assert!(d.digest(raw, &mut side).is_none());
+            assert!(parse_message_utf8(raw, 1).is_err());
+        }
+        assert!(side.is_empty());
+    }
+
+    #[test]
+    fn a_row_split_between_reads_is_digested() {
+        let text = b"BEGIN 1\ntable public.t: INSERT: id[integer]:1 v[text]:'a b'\nCOMMIT 1\n";
+        for cut in 9..text.len() - 10 {
+            let mut framer =
+                Framer::new().with_digest(Box::new(Digester::new(TableFilter::default())));
+            let mut bodies = Vec::new();
+            for piece in [&text[..cut], &text[cut..]] {
+                if let Some(chunk) = framer.push(piece.to_vec()) {
+                    bodies.extend(
+                        chunk
+                            .frames()
+                            .iter()
+                            .map(|f| (f.line, matches!(f.body, Body::Digested(_)))),
+                    );
+                }
+            }
+            assert_eq!(
+                bodies,
+                vec![(1, false), (2, true), (3, false)],
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

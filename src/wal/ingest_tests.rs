@@ -180,7 +180,7 @@ fn a_message_from_a_slot_that_does_not_parse_names_its_lsn() {
 
 /// Every kind of row change around the digest's common case: schema changes (a column added, a
 /// type changed, back to an earlier list; by digested rows and by a TOAST update between rows
-/// of one list, which the digester does not see), key changes, tables whose key is learned
+/// of one list, which the digester does not digest or learn from), key changes, tables whose key is learned
 /// late, a table the filter leaves out, a truncate, several transactions.
 const DIGEST_MIX: &str = "BEGIN 1\n\
 table public.t: INSERT: id[integer]:1 v[text]:'a'\n\

@@ -1,21 +1,23 @@
-//! Framing and parsing ahead of ingest: text input turned into chunks of parsed messages on the
-//! input thread, so that the ingest thread (the one that must see every message in order) only
-//! appends and indexes.
+//! Framing and parsing ahead of ingest: text input turned into chunks of parsed (or digested)
+//! messages on the input thread, so that the ingest thread (the one that must see every message
+//! in order) only appends and indexes.
 //!
-//! A [`FramedChunk`] owns the bytes of the messages it holds and their [`Frame`]s, which borrow
-//! from those bytes; it moves between threads as one value. [`Framer`] keeps what a chunk could
+//! A [`FramedChunk`] owns the bytes of the messages it holds and their [`ChunkFrame`]s, which
+//! borrow from those bytes; it moves between threads as one value. [`Framer`] keeps what a chunk could
 //! not finish (the start of a message whose end has not arrived) and the line count across
 //! chunks, exactly as [`super::MessageStream`] does for input framed in place.
 //!
-//! A framer given a [`Digest`] hook (`--stdin`'s, from ingest) hands it every message as soon as
-//! it is parsed: a message the hook digests keeps only the digest (bytes in the chunk's side
-//! buffer) and its parse tree is freed at once, on this thread, while it is still in cache; the
-//! ingest thread reads no tree for it (it parses the message again in the cases the digest
-//! cannot serve: see `wal/digest.rs`).
+//! A framer given a [`Digest`] hook (`--stdin`'s, from ingest) hands it, before parsing, the
+//! first line of every message that starts with `table ` (except a last line without a
+//! newline, at the end of input): a message the hook digests keeps
+//! only the digest (bytes in the chunk's side buffer) and is never parsed on this thread; the
+//! ingest thread parses it only in the cases the digest cannot serve (see `wal/digest.rs`).
+//! Whatever the hook leaves is framed and parsed as without it.
 //!
 //! Invariants:
 //! - the frames of successive chunks are the frames `MessageStream` returns for the same bytes,
-//!   in the same order, with the same line numbers (a digested frame: the same line and bytes);
+//!   in the same order, with the same line numbers (a digested frame: the same line, bytes and
+//!   UTF-8 flag; a hook digests only messages that parse, see [`Digest`]);
 //! - a chunk ends at its first parse error, which it carries; the framer frames nothing after it
 //!   (ingest stops there);
 //! - read through [`Framer::read_buffer`], input bytes are not copied at all, except the
@@ -27,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 use self_cell::self_cell;
 
 use super::stream::FrameScan;
-use super::{Frame, Message, ParseError};
+use super::{Message, ParseError};
 
 /// The frames of one chunk, borrowing from its bytes, and the bytes their digests point into.
 pub struct Frames<'a> {
@@ -42,7 +44,7 @@ pub struct ChunkFrame<'a> {
     pub line: u64,
     /// The message's bytes without the trailing newline.
     pub raw: &'a [u8],
-    /// The parser found all of `raw` valid UTF-8.
+    /// The parser finds all of `raw` valid UTF-8 (for a digested message: would find).
     pub utf8: bool,
     pub body: Body<'a>,
 }
@@ -52,7 +54,7 @@ pub struct ChunkFrame<'a> {
 pub enum Body<'a> {
     /// The parse tree, borrowing from the frame's bytes.
     Parsed(Message<'a>),
-    /// A row change digested on the input thread (its tree already freed).
+    /// A row change digested on the input thread (never parsed there).
     Digested(RowDigest),
 }
 
@@ -76,10 +78,15 @@ pub struct RowDigest {
     pub prefix: std::ops::Range<u32>,
 }
 
-/// Work done on each message right after it is parsed, on the framer's thread.
+/// Work done on the framer's thread on the first line of a message starting with `table `,
+/// instead of parsing it when the message is that line.
 pub trait Digest: Send {
-    /// The digest of `frame`, its bytes appended to `side`; `None` to keep the parse tree.
-    fn digest(&mut self, frame: &Frame<'_>, side: &mut Vec<u8>) -> Option<RowDigest>;
+    /// The digest of the message `raw` (its bytes appended to `side`) and the UTF-8 flag the
+    /// parser would give it (`row_scan::is_utf8`); `None`, with nothing appended, to have it
+    /// parsed. A hook digests only what [`super::parse_message`] accepts as a whole message:
+    /// that is the message, as without the hook (the framer takes the first newline as a
+    /// message's end when the line parses); a line cut inside a quoted value never parses.
+    fn digest(&mut self, raw: &[u8], side: &mut Vec<u8>) -> Option<(RowDigest, bool)>;
 }
 
 self_cell!(
@@ -93,7 +100,7 @@ self_cell!(
 /// Used chunks waiting to go back to their framer (see [`Framer::read_buffer`]).
 const RECYCLED_CHUNKS: usize = 4;
 
-/// Whole messages, framed and parsed, with the bytes they borrow from.
+/// Whole messages, framed and parsed or digested, with the bytes they borrow from.
 ///
 /// Dropped, it goes back to the framer that made it (when there is room), which frees the
 /// frames on its own thread, where they were allocated, and reads into the bytes again: ingest
@@ -198,7 +205,8 @@ impl Framer {
         }
     }
 
-    /// Hands every message parsed from now on to `digest` (see [`Digest`]).
+    /// Hands `digest` the first line of each message starting with `table ` from now on,
+    /// before parsing it (see [`Digest`]).
     pub fn with_digest(mut self, digest: Box<dyn Digest>) -> Self {
         self.digest = Some(digest);
         self
@@ -294,8 +302,26 @@ impl Framer {
             let mut frames = Vec::with_capacity(hint);
             let mut side = Vec::with_capacity(side_hint);
             loop {
+                if let Some(d) = digest.as_mut() {
+                    if let Some((line, raw, (row, utf8))) =
+                        at.try_line(buf, |raw| d.digest(raw, &mut side))
+                    {
+                        frames.push(ChunkFrame {
+                            line,
+                            raw,
+                            utf8,
+                            body: Body::Digested(row),
+                        });
+                        continue;
+                    }
+                }
                 match at.next(buf, eof) {
-                    Ok(Some(frame)) => frames.push(chunk_frame(frame, digest, &mut side)),
+                    Ok(Some(frame)) => frames.push(ChunkFrame {
+                        line: frame.line,
+                        raw: frame.raw,
+                        utf8: frame.utf8,
+                        body: Body::Parsed(frame.message),
+                    }),
                     Ok(None) => break,
                     Err(e) => {
                         error = Some(e);
@@ -326,25 +352,6 @@ impl Framer {
             error,
             recycle: self.recycled.0.clone(),
         })
-    }
-}
-
-/// `frame` as a chunk holds it: digested (its tree dropped here) when the hook takes it.
-#[inline]
-fn chunk_frame<'a>(
-    frame: Frame<'a>,
-    digest: &mut Option<Box<dyn Digest>>,
-    side: &mut Vec<u8>,
-) -> ChunkFrame<'a> {
-    let digested = digest.as_mut().and_then(|d| d.digest(&frame, side));
-    ChunkFrame {
-        line: frame.line,
-        raw: frame.raw,
-        utf8: frame.utf8,
-        body: match digested {
-            Some(d) => Body::Digested(d),
-            None => Body::Parsed(frame.message),
-        },
     }
 }
 

@@ -80,6 +80,19 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// At byte `pos` of `raw`, without checking `raw` as a whole: each identifier and type name
+    /// is checked as it is read (as [`Self::new`] does for a message too long to check at
+    /// once), which gives the same verdicts. For reading a few tokens of a message (see
+    /// `row_scan.rs`); errors name line 0.
+    pub(super) fn at(raw: &'a [u8], pos: usize) -> Self {
+        Cursor {
+            raw,
+            text: None,
+            pos,
+            line: 0,
+        }
+    }
+
     /// `raw[start..end]` as text, if it is valid UTF-8.
     #[inline]
     fn str_at(&self, start: usize, end: usize) -> Option<&'a str> {
@@ -180,40 +193,23 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(super) fn ident(&mut self, what: &str) -> PResult<Cow<'a, str>> {
         let start = self.pos;
-        if self.peek() == Some(b'"') {
-            let body_start = start + 1;
-            let mut i = body_start;
-            let mut doubled = false;
-            loop {
-                let Some(k) = memchr(b'"', self.raw.get(i..).unwrap_or_default()) else {
-                    return Err(self.error_at(start, format!("unterminated quoted {what}")));
-                };
-                let q = i + k;
-                if self.raw.get(q + 1) == Some(&b'"') {
-                    doubled = true;
-                    i = q + 2;
-                    continue;
-                }
-                let text = self
-                    .str_at(body_start, q)
-                    .ok_or_else(|| self.error_at(start, format!("{what} is not valid UTF-8")))?;
-                self.pos = q + 1;
-                return Ok(if doubled {
-                    Cow::Owned(text.replace("\"\"", "\""))
-                } else {
-                    Cow::Borrowed(text)
-                });
+        let (body, end, doubled) = match ident_end(self.raw, start) {
+            IdentEnd::Bare(end) => (start..end, end, false),
+            IdentEnd::Quoted { end, doubled } => (start + 1..end - 1, end, doubled),
+            IdentEnd::Missing => return Err(self.error(format!("expected {what}"))),
+            IdentEnd::Unterminated => {
+                return Err(self.error_at(start, format!("unterminated quoted {what}")))
             }
-        }
-        let len = self.rest().iter().take_while(|&&b| is_bare(b)).count();
-        if len == 0 {
-            return Err(self.error(format!("expected {what}")));
-        }
+        };
         let text = self
-            .str_at(start, start + len)
+            .str_at(body.start, body.end)
             .ok_or_else(|| self.error_at(start, format!("{what} is not valid UTF-8")))?;
-        self.pos += len;
-        Ok(Cow::Borrowed(text))
+        self.pos = end;
+        Ok(if doubled {
+            Cow::Owned(text.replace("\"\"", "\""))
+        } else {
+            Cow::Borrowed(text)
+        })
     }
 
     /// A type name as format_type printed it, up to the `]` that is followed by `:` outside any
@@ -324,6 +320,65 @@ impl<'a> Cursor<'a> {
             None => Err(self.error(format!("expected a value for column `{column}`"))),
         }
     }
+}
+
+/// Where an identifier starting at byte `start` of `raw` ends (see [`ident_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdentEnd {
+    /// Bare, ending before byte `.0`.
+    Bare(usize),
+    /// Quoted, ending after its closing quote at `end - 1`; `doubled`: it holds `""`.
+    Quoted { end: usize, doubled: bool },
+    /// No identifier starts there.
+    Missing,
+    /// A quote that is never closed.
+    Unterminated,
+}
+
+impl IdentEnd {
+    /// Where the identifier ends, if there is one.
+    pub(super) fn end(self) -> Option<usize> {
+        match self {
+            IdentEnd::Bare(end) | IdentEnd::Quoted { end, .. } => Some(end),
+            IdentEnd::Missing | IdentEnd::Unterminated => None,
+        }
+    }
+}
+
+/// The bounds of the identifier at byte `start` of `raw` (its text is not checked).
+#[inline]
+pub(super) fn ident_end(raw: &[u8], start: usize) -> IdentEnd {
+    let rest = raw.get(start..).unwrap_or_default();
+    if rest.first() == Some(&b'"') {
+        let mut i = 1;
+        let mut doubled = false;
+        loop {
+            let Some(k) = memchr(b'"', rest.get(i..).unwrap_or_default()) else {
+                return IdentEnd::Unterminated;
+            };
+            let q = i + k;
+            if rest.get(q + 1) == Some(&b'"') {
+                doubled = true;
+                i = q + 2;
+                continue;
+            }
+            return IdentEnd::Quoted {
+                end: start + q + 1,
+                doubled,
+            };
+        }
+    }
+    match rest.iter().take_while(|&&b| is_bare(b)).count() {
+        0 => IdentEnd::Missing,
+        len => IdentEnd::Bare(start + len),
+    }
+}
+
+/// Whether the parser finds a whole message valid UTF-8: checked only up to
+/// [`WHOLE_UTF8_MAX`] bytes, longer ones are `false` (see [`Cursor::text`]).
+#[inline]
+pub(super) fn message_is_utf8(raw: &[u8]) -> bool {
+    raw.len() <= WHOLE_UTF8_MAX && simdutf8::basic::from_utf8(raw).is_ok()
 }
 
 /// Byte classes, looked up in [`CLASS`].

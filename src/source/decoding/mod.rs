@@ -1,10 +1,11 @@
 //! test_decoding text: the messages a `test_decoding` slot emits, parsed without copying.
 //!
 //! Owns the grammar of PostgreSQL's `contrib/test_decoding` output (see `parser.rs` for the
-//! grammar itself and `stream.rs` for framing messages out of a byte stream such as what
-//! `pg_recvlogical -f -` prints). Everything here borrows from the input buffer: values stay as
-//! the raw bytes test_decoding printed (a quoted string keeps its doubled `''`), and are unescaped
-//! only when written out.
+//! grammar itself, `stream.rs` for framing messages out of a byte stream such as what
+//! `pg_recvlogical -f -` prints, and `row_scan.rs` for reading a row change's bytes without a
+//! tree). Everything here borrows from the input buffer: values stay as the raw bytes
+//! test_decoding printed (a quoted string keeps its doubled `''`), and are unescaped only when
+//! written out.
 //!
 //! Invariants:
 //! - a parsed message is exactly one test_decoding message; its raw bytes (without the trailing
@@ -15,6 +16,7 @@ mod chunk;
 mod cursor;
 mod framing;
 mod parser;
+pub(crate) mod row_scan;
 mod stream;
 
 pub use chunk::{Body, ChunkFrame, Digest, FramedChunk, Framer, RowDigest};

@@ -9,8 +9,9 @@
 //!   no special case and no look-ahead).
 //!
 //! Common case first: the first newline after the message start is tried as its end, and if the
-//! line parses, that is the message (a line cut inside a quote never parses, since every quote
-//! in the grammar is balanced). Otherwise the quote-tracking scan takes over. Both scans, and the
+//! line parses, that is the message (a line cut inside a quoted value or identifier never
+//! parses: each is closed by its own quote). A chunk framer with a digest hook offers that line
+//! to the hook first ([`FrameScan::try_line`]), which takes only lines that parse. Otherwise the quote-tracking scan takes over. Both scans, and the
 //! logical-message header search, remember where they stopped, so bytes arriving in small chunks
 //! are looked at a bounded number of times: no quadratic re-scanning of huge values.
 use memchr::memchr;
@@ -148,6 +149,50 @@ impl FrameScan {
                         utf8,
                     })
                 })
+            }
+        }
+    }
+
+    /// The next message of `buf` from `start` on, if it ends at the first newline and `take`
+    /// takes its bytes (without the newline), with its line; otherwise `None`, and
+    /// [`Self::next`] goes on from where this looked. `take` must take only bytes that
+    /// [`parse_message`](super::parse_message) accepts: those are the message, as in `next`.
+    #[inline]
+    pub(super) fn try_line<'a, R>(
+        &mut self,
+        buf: &'a [u8],
+        take: impl FnOnce(&'a [u8]) -> Option<R>,
+    ) -> Option<(u64, &'a [u8], R)> {
+        let Scan::Line { searched } = self.scan else {
+            return None;
+        };
+        if self.scan == FRESH {
+            self.skip_blank_lines(buf);
+        }
+        let avail = buf.get(self.start..).unwrap_or_default();
+        // Only row changes are taken; a `message:` is never one.
+        if !avail.starts_with(b"table ") {
+            return None;
+        }
+        let Some(k) = memchr(b'\n', avail.get(searched..).unwrap_or_default()) else {
+            self.scan = Scan::Line {
+                searched: avail.len(),
+            };
+            return None;
+        };
+        let nl = searched + k;
+        let raw = avail.get(..nl).unwrap_or_default();
+        match take(raw) {
+            Some(taken) => {
+                let line = self.line;
+                self.line += 1;
+                self.start += nl + 1;
+                self.scan = FRESH;
+                Some((line, raw, taken))
+            }
+            None => {
+                self.scan = Scan::Line { searched: nl };
+                None
             }
         }
     }
