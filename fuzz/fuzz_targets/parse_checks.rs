@@ -2,7 +2,7 @@
 // runs them too (`tests/cases/decoding_props.rs`): `include!`d by both, so it names its imports
 // and has no inner attributes.
 use re_dms::source::decoding::{
-    parse_message, Body, Digest, FramedChunk, Framer, MessageStream,
+    parse_message, Body, Digest, FramedChunk, Framer, MessageStream, RowDigest, Side,
 };
 use re_dms::source::filter::TableFilter;
 use re_dms::wal::digest::{from_parse_tree, Digester};
@@ -44,11 +44,11 @@ fn run(chunks: &[&[u8]]) -> Outcome {
     out
 }
 
-/// What a digest holds, as (table name, WAL prefix) bytes.
-fn digested(side: &[u8], name: &std::ops::Range<u32>, prefix: &std::ops::Range<u32>) -> (String, Vec<u8>) {
-    let name = side[name.start as usize..name.end as usize].to_vec();
-    let name = String::from_utf8(name).expect("a digest's table name is UTF-8");
-    (name, side[prefix.start as usize..prefix.end as usize].to_vec())
+/// What a digest holds: (table name, WAL prefix).
+fn digested(side: &Side, digest: &RowDigest) -> (String, Vec<u8>) {
+    let name = side.name(digest).expect("a digest's table name is in its side buffer");
+    let prefix = side.prefix(digest).expect("a digest's prefix is in its side buffer");
+    (name.to_owned(), prefix.to_vec())
 }
 
 /// The chunk framer's frames, `--stdin`'s digest hook on it when `digest`: a digested frame
@@ -62,7 +62,7 @@ fn run_framer(chunks: &[&[u8]], digest: bool) -> Outcome {
                 Body::Parsed(m) => assert_eq!(&again, m),
                 Body::Digested(d) => assert_eq!(
                     from_parse_tree(f.raw, &TableFilter::default()),
-                    Some(digested(chunk.side(), &d.name, &d.prefix)),
+                    Some(digested(chunk.side(), d)),
                     "a digest differs from its parse tree"
                 ),
             }
@@ -101,12 +101,11 @@ pub fn check(data: &[u8]) {
     assert_eq!(run_framer(&[a, b], true), upto_error, "digesting Framer differs");
     // Each line twice through one digester: its own headers, then the ones kept.
     let mut digester = Digester::new(TableFilter::default());
-    let mut side = Vec::new();
     for line in data.split(|&b| b == b'\n').flat_map(|l| [l, l]) {
-        side.clear();
+        let mut side = Side::default();
         let got = digester
             .digest(line, &mut side)
-            .map(|(d, _)| digested(&side, &d.name, &d.prefix));
+            .map(|(d, _)| digested(&side, &d));
         assert_eq!(got, from_parse_tree(line, &TableFilter::default()), "a digest differs");
     }
 }

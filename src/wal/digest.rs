@@ -38,7 +38,7 @@ use hashbrown::hash_map::EntryRef;
 
 use crate::batch::qualified_into;
 use crate::source::decoding::row_scan::{self, RowHead};
-use crate::source::decoding::{parse_message_utf8, Digest, Message, RowDigest, Value};
+use crate::source::decoding::{parse_message_utf8, Digest, Message, RowDigest, Side, Value};
 use crate::source::filter::TableFilter;
 use crate::wal::change::{self, ChangeOp, PrefixWriter};
 
@@ -189,32 +189,34 @@ impl Table {
 }
 
 impl Digest for Digester {
-    fn digest(&mut self, raw: &[u8], side: &mut Vec<u8>) -> Option<(RowDigest, bool)> {
+    fn digest(&mut self, raw: &[u8], side: &mut Side) -> Option<(RowDigest, bool)> {
         let head = row_scan::row_head(raw)?;
         let table = self.table(head.name)?;
         if !table.taken {
             return None;
         }
         let utf8 = row_scan::is_utf8(raw);
-        let start = side.len();
-        side.extend_from_slice(table.qualified.as_bytes());
-        let mid = side.len();
-        if !table.prefix(raw, &head, utf8, side) {
-            side.truncate(start);
+        let at = side.bytes.len();
+        if !table.prefix(raw, &head, utf8, &mut side.bytes) {
             return None;
         }
-        let (Ok(start), Ok(mid), Ok(end)) = (
-            u32::try_from(start),
-            u32::try_from(mid),
-            u32::try_from(side.len()),
-        ) else {
-            side.truncate(start);
+        let name_at = side.names.len();
+        side.names.push_str(&table.qualified);
+        let ranges = (
+            u32::try_from(name_at),
+            u32::try_from(side.names.len()),
+            u32::try_from(at),
+            u32::try_from(side.bytes.len()),
+        );
+        let (Ok(name_at), Ok(name_end), Ok(at32), Ok(end)) = ranges else {
+            side.names.truncate(name_at);
+            side.bytes.truncate(at);
             return None;
         };
         let digest = RowDigest {
             signature: table.signature,
-            name: start..mid,
-            prefix: mid..end,
+            name: name_at..name_end,
+            prefix: at32..end,
         };
         Some((digest, utf8))
     }
@@ -272,15 +274,14 @@ mod tests {
             .map(|f| match &f.body {
                 Body::Parsed(_) => None,
                 Body::Digested(d) => {
-                    let name = &side[d.name.start as usize..d.name.end as usize];
-                    let prefix = &side[d.prefix.start as usize..d.prefix.end as usize];
+                    let prefix = side.prefix(d).unwrap();
                     let mut fields = Vec::new();
                     let change =
                         change::decode_first(prefix, f.raw, usize::MAX, &mut fields).unwrap();
                     Some((
                         change.op == ChangeOp::Insert,
                         d.signature,
-                        String::from_utf8(name.to_vec()).unwrap(),
+                        side.name(d).unwrap().to_owned(),
                     ))
                 }
             })
@@ -317,12 +318,10 @@ mod tests {
 
     /// The digest of `raw` as (name, prefix, UTF-8 flag), checked against its parse tree.
     fn digest_one(d: &mut Digester, raw: &[u8]) -> (String, Vec<u8>, bool) {
-        let mut side = Vec::new();
+        let mut side = Side::default();
         let (digest, utf8) = d.digest(raw, &mut side).unwrap();
-        let name =
-            String::from_utf8(side[digest.name.start as usize..digest.name.end as usize].to_vec())
-                .unwrap();
-        let prefix = side[digest.prefix.start as usize..digest.prefix.end as usize].to_vec();
+        let name = side.name(&digest).unwrap().to_owned();
+        let prefix = side.prefix(&digest).unwrap().to_vec();
         let (_, parsed_utf8) = parse_message_utf8(raw, 1).unwrap();
         assert_eq!(
             from_parse_tree(raw, &TableFilter::default()),
@@ -351,7 +350,7 @@ mod tests {
             assert_eq!((name.as_str(), utf8), ("My Schema.Order \"Items\"", true));
         }
         // A name or header that is not UTF-8 is the parser's to refuse.
-        let mut side = Vec::new();
+        let mut side = Side::default();
         for raw in [
             &b"table public.\xff: INSERT: id[integer]:1"[..],
             b"table public.t: INSERT: \xff[integer]:1",
@@ -359,7 +358,7 @@ mod tests {
             assert!(d.digest(raw, &mut side).is_none());
             assert!(parse_message_utf8(raw, 1).is_err());
         }
-        assert!(side.is_empty());
+        assert!(side.names.is_empty() && side.bytes.is_empty());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
 use crate::source::decoding::{
-    parse_message_utf8, Body, FramedChunk, Message, ParseError, RowDigest,
+    parse_message_utf8, Body, FramedChunk, Message, ParseError, RowDigest, Side,
 };
 use crate::source::filter::{Filtered, TableFilter};
 use crate::wal::segment::SegmentReader;
@@ -507,11 +507,9 @@ impl Ingest {
         &mut self,
         msg: &Received<'_>,
         d: &RowDigest,
-        side: &[u8],
+        side: &Side,
     ) -> Result<(), IngestError> {
-        let bytes = |r: &std::ops::Range<u32>| side.get(r.start as usize..r.end as usize);
-        let name = bytes(&d.name).and_then(|n| std::str::from_utf8(n).ok());
-        let (Some(name), Some(prefix)) = (name, bytes(&d.prefix)) else {
+        let (Some(name), Some(prefix)) = (side.name(d), side.prefix(d)) else {
             return self.ingest_again(msg);
         };
         if !self.filter.takes_qualified(name) {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use re_dms::source::decoding::{
     parse_message, parse_message_utf8, Body, FramedChunk, Framer, Message, MessageStream,
-    ParseError, Tuple, Value,
+    ParseError, Side, Tuple, Value,
 };
 use re_dms::source::filter::TableFilter;
 use re_dms::wal::digest::{from_parse_tree, Digester};
@@ -648,17 +648,11 @@ fn revalued(m: &MMsg) -> MMsg {
 fn digests_agree<'a>(lines: impl Iterator<Item = &'a [u8]>) {
     use re_dms::source::decoding::Digest;
     let mut digester = Digester::new(TableFilter::default());
-    let mut side = Vec::new();
     for raw in lines {
-        side.clear();
+        let mut side = Side::default();
         let got = digester.digest(raw, &mut side).map(|(d, utf8)| {
-            let name = String::from_utf8(side[d.name.start as usize..d.name.end as usize].to_vec())
-                .unwrap();
-            (
-                name,
-                side[d.prefix.start as usize..d.prefix.end as usize].to_vec(),
-                utf8,
-            )
+            let name = side.name(&d).unwrap().to_owned();
+            (name, side.prefix(&d).unwrap().to_vec(), utf8)
         });
         let want = from_parse_tree(raw, &TableFilter::default()).map(|(name, prefix)| {
             let (_, utf8) = parse_message_utf8(raw, 1).unwrap();
@@ -666,7 +660,10 @@ fn digests_agree<'a>(lines: impl Iterator<Item = &'a [u8]>) {
         });
         assert_eq!(got, want, "{:?}", String::from_utf8_lossy(raw));
         if got.is_none() {
-            assert!(side.is_empty(), "a refused row left bytes behind");
+            assert!(
+                side.names.is_empty() && side.bytes.is_empty(),
+                "a refused row left bytes behind"
+            );
         }
     }
 }
@@ -785,12 +782,11 @@ fn digesting_framer_agrees(chunks: &[&[u8]], by_stream: &[Seen]) {
                     );
                 }
                 Body::Digested(d) => {
-                    let side = c.side();
-                    let name =
-                        std::str::from_utf8(&side[d.name.start as usize..d.name.end as usize])
-                            .unwrap();
-                    let prefix = &side[d.prefix.start as usize..d.prefix.end as usize];
-                    assert_eq!(want, Some((name.to_owned(), prefix.to_vec())));
+                    let (name, prefix) = (c.side().name(d), c.side().prefix(d));
+                    assert_eq!(
+                        want,
+                        Some((name.unwrap().to_owned(), prefix.unwrap().to_vec()))
+                    );
                     assert_eq!(f.utf8, utf8);
                 }
             }

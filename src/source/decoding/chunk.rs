@@ -31,10 +31,39 @@ use self_cell::self_cell;
 use super::stream::FrameScan;
 use super::{Message, ParseError};
 
-/// The frames of one chunk, borrowing from its bytes, and the bytes their digests point into.
+/// The frames of one chunk, borrowing from its bytes, and what their digests point into.
 pub struct Frames<'a> {
     frames: Vec<ChunkFrame<'a>>,
-    side: Vec<u8>,
+    side: Side,
+}
+
+/// A chunk's side buffer: what its [`RowDigest`]s point into. Table names are kept as text,
+/// checked as UTF-8 once, where the digest made them, not again where they are read.
+#[derive(Debug, Default)]
+pub struct Side {
+    pub names: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Side {
+    fn with_capacity(names: usize, bytes: usize) -> Self {
+        Side {
+            names: String::with_capacity(names),
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    /// A digest's table name.
+    pub fn name(&self, digest: &RowDigest) -> Option<&str> {
+        self.names
+            .get(digest.name.start as usize..digest.name.end as usize)
+    }
+
+    /// A digest's WAL prefix.
+    pub fn prefix(&self, digest: &RowDigest) -> Option<&[u8]> {
+        self.bytes
+            .get(digest.prefix.start as usize..digest.prefix.end as usize)
+    }
 }
 
 /// One message of a chunk: where it is, and its parse tree or what a [`Digest`] made of it.
@@ -68,25 +97,27 @@ impl Body<'_> {
     }
 }
 
-/// What a [`Digest`] keeps of a message: a number naming its column signature, and two byte
-/// ranges of the chunk's side buffer ([`FramedChunk::side`]). Framing does not read it; the hook
-/// and the one reading it (ingest) agree on what it means.
+/// What a [`Digest`] keeps of a message: a number naming its column signature, and two ranges
+/// of the chunk's side buffer ([`FramedChunk::side`]). Framing does not read it; the hook and
+/// the one reading it (ingest) agree on what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowDigest {
     pub signature: u64,
+    /// In [`Side::names`].
     pub name: std::ops::Range<u32>,
+    /// In [`Side::bytes`].
     pub prefix: std::ops::Range<u32>,
 }
 
 /// Work done on the framer's thread on the first line of a message starting with `table `,
 /// instead of parsing it when the message is that line.
 pub trait Digest: Send {
-    /// The digest of the message `raw` (its bytes appended to `side`) and the UTF-8 flag the
+    /// The digest of the message `raw` (what it points to appended to `side`) and the UTF-8 flag the
     /// parser would give it (`row_scan::is_utf8`); `None`, with nothing appended, to have it
     /// parsed. A hook digests only what [`super::parse_message`] accepts as a whole message:
     /// that is the message, as without the hook (the framer takes the first newline as a
     /// message's end when the line parses); a line cut inside a quoted value never parses.
-    fn digest(&mut self, raw: &[u8], side: &mut Vec<u8>) -> Option<(RowDigest, bool)>;
+    fn digest(&mut self, raw: &[u8], side: &mut Side) -> Option<(RowDigest, bool)>;
 }
 
 self_cell!(
@@ -143,11 +174,15 @@ impl FramedChunk {
             .map_or(&[], |c| &c.borrow_dependent().frames)
     }
 
-    /// The bytes the frames' [`RowDigest`]s point into.
-    pub fn side(&self) -> &[u8] {
+    /// What the frames' [`RowDigest`]s point into.
+    pub fn side(&self) -> &Side {
+        static EMPTY: Side = Side {
+            names: String::new(),
+            bytes: Vec::new(),
+        };
         self.cell
             .as_ref()
-            .map_or(&[], |c| &c.borrow_dependent().side)
+            .map_or(&EMPTY, |c| &c.borrow_dependent().side)
     }
 
     /// The parse error that ended the chunk, if one did.
@@ -168,8 +203,8 @@ pub struct Framer {
     recycled: (Sender<FramedBytes>, Receiver<FramedBytes>),
     /// Frames in the last chunk: room reserved for the next one's.
     frames_hint: usize,
-    /// Bytes of the last chunk's side buffer, likewise.
-    side_hint: usize,
+    /// Name and prefix bytes of the last chunk's side buffer, likewise.
+    side_hint: (usize, usize),
     digest: Option<Box<dyn Digest>>,
 }
 
@@ -200,7 +235,7 @@ impl Framer {
             failed: false,
             recycled: crossbeam_channel::bounded(RECYCLED_CHUNKS),
             frames_hint: 0,
-            side_hint: 0,
+            side_hint: (0, 0),
             digest: None,
         }
     }
@@ -296,11 +331,14 @@ impl Framer {
         let mut error = None;
         let eof = self.eof;
         let hint = self.frames_hint + self.frames_hint / 8;
-        let side_hint = self.side_hint + self.side_hint / 8;
+        let side_hint = (
+            self.side_hint.0 + self.side_hint.0 / 8,
+            self.side_hint.1 + self.side_hint.1 / 8,
+        );
         let digest = &mut self.digest;
         let cell = FramedBytes::new(std::mem::take(&mut self.pending), |buf| {
             let mut frames = Vec::with_capacity(hint);
-            let mut side = Vec::with_capacity(side_hint);
+            let mut side = Side::with_capacity(side_hint.0, side_hint.1);
             loop {
                 if let Some(d) = digest.as_mut() {
                     if let Some((line, raw, (row, utf8))) =
@@ -339,7 +377,8 @@ impl Framer {
         }
         self.failed = error.is_some();
         self.frames_hint = cell.borrow_dependent().frames.len();
-        self.side_hint = cell.borrow_dependent().side.len();
+        let side = &cell.borrow_dependent().side;
+        self.side_hint = (side.names.len(), side.bytes.len());
         self.pending = cell
             .borrow_owner()
             .get(at.start..)

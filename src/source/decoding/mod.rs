@@ -19,7 +19,7 @@ mod parser;
 pub(crate) mod row_scan;
 mod stream;
 
-pub use chunk::{Body, ChunkFrame, Digest, FramedChunk, Framer, RowDigest};
+pub use chunk::{Body, ChunkFrame, Digest, FramedChunk, Framer, RowDigest, Side};
 pub use parser::{parse_message, parse_message_utf8};
 pub use stream::{Frame, MessageStream};
 
