@@ -2,7 +2,7 @@
 //! replay could not go below if every other step cost nothing.
 //!
 //! ```text
-//! stage_floors parse < capture.txt      # read every message, as --stdin's input thread does
+//! stage_floors parse < capture.txt      # read every message as --stdin's input thread does
 //! stage_floors deflate FILE             # libdeflate gzip members of 128 KiB pieces, as the CSV stage does
 //! ```
 //!

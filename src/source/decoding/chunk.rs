@@ -3,16 +3,16 @@
 //! in order) only appends and indexes.
 //!
 //! A [`FramedChunk`] owns the bytes of the messages it holds and their [`ChunkFrame`]s, which
-//! borrow from those bytes; it moves between threads as one value. [`Framer`] keeps what a chunk could
-//! not finish (the start of a message whose end has not arrived) and the line count across
+//! borrow from those bytes; it moves between threads as one value. [`Framer`] keeps what a chunk
+//! could not finish (the start of a message whose end has not arrived) and the line count across
 //! chunks, exactly as [`super::MessageStream`] does for input framed in place.
 //!
 //! A framer given a [`Digest`] hook (`--stdin`'s, from ingest) hands it, before parsing, the
 //! first line of every message that starts with `table ` (except a last line without a
-//! newline, at the end of input): a message the hook digests keeps
-//! only the digest (bytes in the chunk's side buffer) and is never parsed on this thread; the
-//! ingest thread parses it only in the cases the digest cannot serve (see `wal/digest.rs`).
-//! Whatever the hook leaves is framed and parsed as without it.
+//! newline, at the end of input): a message the hook digests keeps only the digest (in the
+//! chunk's side buffer, [`Side`]) and is never parsed on this thread; the ingest thread parses
+//! it only in the cases the digest cannot serve (see `wal/digest.rs`). Whatever the hook leaves
+//! is framed and parsed as without it.
 //!
 //! Invariants:
 //! - the frames of successive chunks are the frames `MessageStream` returns for the same bytes,
@@ -112,11 +112,11 @@ pub struct RowDigest {
 /// Work done on the framer's thread on the first line of a message starting with `table `,
 /// instead of parsing it when the message is that line.
 pub trait Digest: Send {
-    /// The digest of the message `raw` (what it points to appended to `side`) and the UTF-8 flag the
-    /// parser would give it (`row_scan::is_utf8`); `None`, with nothing appended, to have it
-    /// parsed. A hook digests only what [`super::parse_message`] accepts as a whole message:
-    /// that is the message, as without the hook (the framer takes the first newline as a
-    /// message's end when the line parses); a line cut inside a quoted value never parses.
+    /// The digest of the message `raw` (what it points to appended to `side`) and the UTF-8
+    /// flag the parser would give it (`row_scan::is_utf8`); `None`, with nothing appended, to
+    /// have it parsed. A hook digests only what [`super::parse_message`] accepts as a whole
+    /// message: that is the message, as without the hook (the framer takes the first newline as
+    /// a message's end when the line parses); a line cut inside a quoted value never parses.
     fn digest(&mut self, raw: &[u8], side: &mut Side) -> Option<(RowDigest, bool)>;
 }
 

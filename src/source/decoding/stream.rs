@@ -11,9 +11,10 @@
 //! Common case first: the first newline after the message start is tried as its end, and if the
 //! line parses, that is the message (a line cut inside a quoted value or identifier never
 //! parses: each is closed by its own quote). A chunk framer with a digest hook offers that line
-//! to the hook first ([`FrameScan::try_line`]), which takes only lines that parse. Otherwise the quote-tracking scan takes over. Both scans, and the
-//! logical-message header search, remember where they stopped, so bytes arriving in small chunks
-//! are looked at a bounded number of times: no quadratic re-scanning of huge values.
+//! to the hook first ([`FrameScan::try_line`]), which takes only lines that parse. Otherwise the
+//! quote-tracking scan takes over. Both scans, and the logical-message header search, remember
+//! where they stopped, so bytes arriving in small chunks are looked at a bounded number of
+//! times: no quadratic re-scanning of huge values.
 use memchr::memchr;
 
 use super::framing::{locate, Located, Scan, FRESH};
