@@ -1,8 +1,10 @@
-//! Ingest's share of the work on a row change, done ahead on the `--stdin` input thread.
+//! Ingest's share of the work on a row change, done ahead on the `--stdin` input thread, and
+//! the row read without a parse tree.
 //!
 //! The input thread hands [`Digester`] the first line of each `table ...` message before parsing
-//! it (see [`crate::source::decoding::Digest`]). A one-line INSERT or
-//! UPDATE that ingest would index the common way (the table taken by the filter, a new tuple
+//! it (see [`crate::source::decoding::Digest`]); ingest hands its own digester each message from
+//! a replication slot. A one-line INSERT or UPDATE (a slot's message: any INSERT or UPDATE)
+//! that ingest would index the common way (the table taken by the filter, a new tuple
 //! without unchanged-toast-datum values, no old key) becomes a [`RowDigest`] without a parse
 //! tree: the qualified table name, the WAL change prefix ([`change::PrefixWriter`], the same
 //! bytes [`change::encode_prefix`] builds from a tree) and a *signature number* standing for the

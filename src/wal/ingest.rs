@@ -2,8 +2,8 @@
 //!
 //! Owns the WAL writer and the batcher. Runs on its own thread: appending and indexing are one
 //! tight loop per message, with a bounded channel in (`--stdin` text already framed and parsed
-//! on the input thread, or messages with their source LSNs from a replication slot, parsed
-//! here) and the [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it
+//! or digested on the input thread, or messages with their source LSNs from a replication slot,
+//! digested or parsed here, see [`crate::wal::digest`]) and the [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it
 //! takes it, or, when the CSV stage is stuck behind a slow target, is dropped and its segment
 //! spilled (rebuilt from disk later), so a slow target neither blocks reading nor grows memory.
 //!
@@ -37,9 +37,10 @@ use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
 use crate::source::decoding::{
-    parse_message_utf8, Body, FramedChunk, Message, ParseError, RowDigest, Side,
+    parse_message_utf8, Body, Digest, FramedChunk, Message, ParseError, RowDigest, Side,
 };
 use crate::source::filter::{Filtered, TableFilter};
+use crate::wal::digest::Digester;
 use crate::wal::segment::SegmentReader;
 use crate::wal::{change, Recovery, SegmentFile, Snapshot, Wal, WalError};
 
@@ -180,6 +181,10 @@ pub struct Ingest {
     /// first per table and column list in each batch, the first after a row that went the
     /// common way changed the table's columns, and every row of a table without a known key.
     reparsed: u64,
+    /// Digests messages from a slot here, before parsing them (text input is digested on the
+    /// input thread), with [`Self::filter`]; `side` is what its digests point into (reused).
+    digester: Digester,
+    side: Side,
 }
 
 /// A message as received: where it starts and its bytes.
@@ -188,6 +193,18 @@ struct Received<'a> {
     raw: &'a [u8],
     /// `raw` is valid UTF-8 (the parser checked).
     utf8: bool,
+}
+
+/// A digested message parsed after all (a digest is only made of a message that parses; an
+/// error names the slot's LSN for a slot's message, as its first parse would have).
+fn reparse<'a>(
+    msg: &Received<'a>,
+    source_lsn: Option<Lsn>,
+) -> Result<(Message<'a>, bool), IngestError> {
+    parse_message_utf8(msg.raw, msg.line).map_err(|source| match source_lsn {
+        Some(lsn) => IngestError::SourcedParse { lsn, source },
+        None => IngestError::Parse(source),
+    })
 }
 
 /// Reads messages back from the segment being written.
@@ -249,11 +266,14 @@ impl Ingest {
             stop,
             change_buf: Vec::new(),
             reparsed: 0,
+            digester: Digester::new(TableFilter::default()),
+            side: Side::default(),
         }
     }
 
     /// Takes only the tables `filter` takes (default: every table).
     pub fn with_filter(mut self, filter: TableFilter) -> Self {
+        self.digester = Digester::new(filter.clone());
         self.filter = filter;
         self
     }
@@ -388,7 +408,7 @@ impl Ingest {
             };
             match &frame.body {
                 Body::Parsed(message) => self.ingest_frame(&msg, message, None)?,
-                Body::Digested(d) => self.ingest_digested(&msg, d, side)?,
+                Body::Digested(d) => self.ingest_digested(&msg, d, side, None)?,
             }
         }
         match chunk.error() {
@@ -401,6 +421,22 @@ impl Ingest {
     fn ingest_sourced(&mut self, messages: &[SourcedMessage]) -> Result<(), IngestError> {
         for m in messages {
             let line = self.last_line + 1;
+            // The common row change is walked, not parsed, as on `--stdin`'s input thread.
+            let mut side = std::mem::take(&mut self.side);
+            side.names.clear();
+            side.bytes.clear();
+            if let Some((digest, utf8)) = self.digester.digest(&m.raw, &mut side) {
+                let msg = Received {
+                    line,
+                    raw: &m.raw,
+                    utf8,
+                };
+                let done = self.ingest_digested(&msg, &digest, &side, Some(m.lsn));
+                self.side = side;
+                done?;
+                continue;
+            }
+            self.side = side;
             let (message, utf8) = parse_message_utf8(&m.raw, line)
                 .map_err(|source| IngestError::SourcedParse { lsn: m.lsn, source })?;
             let msg = Received {
@@ -498,22 +534,23 @@ impl Ingest {
             .map_err(|source| IngestError::Batch { line, lsn, source })
     }
 
-    /// A row change the input thread digested: appended with the prefix built there, then
-    /// indexed from the digest, or, when the batcher has not checked its signature yet, parsed
-    /// again and applied as any message. A digest this side buffer does not hold, or of a
-    /// table this ingest's filter does not take, is not trusted: the message goes the common
-    /// way.
+    /// A digested row change (by the input thread, or here for a slot's message at
+    /// `source_lsn`): appended with the digest's prefix, then indexed from the digest, or, when
+    /// the batcher has not checked its signature yet, parsed again and applied as any message.
+    /// A digest this side buffer does not hold, or of a table this ingest's filter does not
+    /// take, is not trusted: the message goes the common way.
     fn ingest_digested(
         &mut self,
         msg: &Received<'_>,
         d: &RowDigest,
         side: &Side,
+        source_lsn: Option<Lsn>,
     ) -> Result<(), IngestError> {
         let (Some(name), Some(prefix)) = (side.name(d), side.prefix(d)) else {
-            return self.ingest_again(msg);
+            return self.ingest_again(msg, source_lsn);
         };
         if !self.filter.takes_qualified(name) {
-            return self.ingest_again(msg);
+            return self.ingest_again(msg, source_lsn);
         }
         #[cfg(debug_assertions)]
         crate::wal::digest::check(msg.raw, msg.line, name, prefix);
@@ -521,7 +558,7 @@ impl Ingest {
         if !self.in_txn {
             return Err(IngestError::OutsideTransaction { line: msg.line });
         }
-        let lsn = self.next_lsn(None)?;
+        let lsn = self.next_lsn(source_lsn)?;
         let pos = self.wal.append_change(lsn, prefix, msg.raw)?;
         if let Some(open) = self.open.as_mut() {
             open.last_lsn = lsn;
@@ -540,7 +577,7 @@ impl Ingest {
             .map_err(|source| IngestError::Batch { line, lsn, source })?;
         if !indexed {
             self.reparsed += 1;
-            let (message, _) = parse_message_utf8(msg.raw, line)?;
+            let (message, _) = reparse(msg, source_lsn)?;
             self.apply(&message, pos, line, lsn)?;
             if let Some((_, new)) = change::split_of(&message) {
                 self.batcher.adopt_signature(name, d.signature, new);
@@ -550,9 +587,13 @@ impl Ingest {
     }
 
     /// A digested message not taken from its digest: parsed here and ingested as any.
-    fn ingest_again(&mut self, msg: &Received<'_>) -> Result<(), IngestError> {
-        let (message, _) = parse_message_utf8(msg.raw, msg.line)?;
-        self.ingest_frame(msg, &message, None)
+    fn ingest_again(
+        &mut self,
+        msg: &Received<'_>,
+        source_lsn: Option<Lsn>,
+    ) -> Result<(), IngestError> {
+        let (message, _) = reparse(msg, source_lsn)?;
+        self.ingest_frame(msg, &message, source_lsn)
     }
 
     /// Starts a segment whose first message will be `lsn`.

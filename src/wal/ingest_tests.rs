@@ -265,10 +265,22 @@ fn keyed() -> KnownKeys {
     )
 }
 
-/// What ingest made of `text`, pushed through a framer in 37-byte pieces, digesting on the
-/// framer's side or not: every WAL record of every segment, the last batch (its steps, counts
-/// and memory), how many frames were digested and how many of those were parsed again.
-fn ingested(text: &[u8], run: &DigestRun, digest: bool) -> (Vec<String>, Vec<String>, usize, u64) {
+/// How [`ingested`] feeds ingest.
+#[derive(Clone, Copy, PartialEq)]
+enum Feed {
+    /// Through a framer in 37-byte pieces, without a digest hook.
+    Parsed,
+    /// The same, the framer digesting (as `--stdin` does).
+    Digested,
+    /// Each line as a slot's message, its LSN the number text input would give it (ingest
+    /// digests them itself).
+    Slot,
+}
+
+/// What ingest made of `text` fed as `feed` says: every WAL record of every segment, the last
+/// batch (its steps, counts and memory), how many frames the framer digested and how many
+/// digested rows were parsed again.
+fn ingested(text: &[u8], run: &DigestRun, feed: Feed) -> (Vec<String>, Vec<String>, usize, u64) {
     let dir = tempfile::tempdir().unwrap();
     let (wal, recovery) = Wal::open(dir.path()).unwrap();
     let limits = IngestLimits {
@@ -281,15 +293,29 @@ fn ingested(text: &[u8], run: &DigestRun, digest: bool) -> (Vec<String>, Vec<Str
     let mut ingest = Ingest::new(wal, &recovery, (run.keys)(), limits, queue, Shutdown::new())
         .with_filter((run.filter)());
     let mut framer = Framer::new();
-    if digest {
+    if feed == Feed::Digested {
         framer = framer.with_digest(Box::new(crate::wal::digest::Digester::new((run.filter)())));
     }
     let mut digested = 0;
+    if feed == Feed::Slot {
+        let lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        let messages: Vec<SourcedMessage> = (1..)
+            .zip(lines)
+            .map(|(lsn, raw)| SourcedMessage {
+                lsn: Lsn(lsn),
+                raw: bytes::Bytes::copy_from_slice(raw),
+            })
+            .collect();
+        for piece in messages.chunks(5) {
+            ingest.ingest_sourced(piece).unwrap();
+        }
+    }
     let mut chunks: Vec<_> = text
         .chunks(37)
+        .filter(|_| feed != Feed::Slot)
         .filter_map(|piece| framer.push(piece.to_vec()))
         .collect();
-    chunks.extend(framer.finish());
+    chunks.extend(framer.finish().filter(|_| feed != Feed::Slot));
     for chunk in &chunks {
         digested += chunk
             .frames()
@@ -338,6 +364,18 @@ fn ingested(text: &[u8], run: &DigestRun, digest: bool) -> (Vec<String>, Vec<Str
     (records, steps, digested, ingest.reparsed)
 }
 
+/// `records` from [`ingested`] without their LSNs.
+fn without_lsns(records: &[String]) -> Vec<String> {
+    let drop_lsn = |r: &String| {
+        let mut words = r.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some(kind), Some(_lsn), Some(payload)) => format!("{kind} {payload}"),
+            _ => r.clone(),
+        }
+    };
+    records.iter().map(drop_lsn).collect()
+}
+
 /// Digesting row changes on the input thread changes nothing ingest writes or batches.
 #[test]
 fn digested_rows_give_the_same_wal_records_and_batch_as_parse_trees() {
@@ -346,8 +384,9 @@ fn digested_rows_give_the_same_wal_records_and_batch_as_parse_trees() {
         keys: KnownKeys::default,
         segment_max_bytes: 1 << 20,
     };
-    let (records, steps, none, _) = ingested(DIGEST_MIX.as_bytes(), &run, false);
-    let (d_records, d_steps, digested, reparsed) = ingested(DIGEST_MIX.as_bytes(), &run, true);
+    let (records, steps, none, _) = ingested(DIGEST_MIX.as_bytes(), &run, Feed::Parsed);
+    let (d_records, d_steps, digested, reparsed) =
+        ingested(DIGEST_MIX.as_bytes(), &run, Feed::Digested);
     assert_eq!(none, 0);
     // Every INSERT and UPDATE without TOAST, an old key or the filter's exclusion.
     assert_eq!(digested, 19);
@@ -358,6 +397,11 @@ fn digested_rows_give_the_same_wal_records_and_batch_as_parse_trees() {
     assert_eq!(reparsed, 11);
     assert_eq!(d_records, records);
     assert_eq!(d_steps, steps);
+    // A slot's messages, digested by ingest itself: the same again (but for the LSNs: the
+    // excluded table's row keeps one here).
+    let (s_records, s_steps, _, s_reparsed) = ingested(DIGEST_MIX.as_bytes(), &run, Feed::Slot);
+    assert_eq!(without_lsns(&s_records), without_lsns(&records));
+    assert_eq!((s_steps, s_reparsed), (steps.clone(), 11));
     assert!(
         steps.iter().any(|s| s.contains("AddColumn")) && steps.iter().any(|s| s == "Truncate"),
         "{steps:#?}"
@@ -373,14 +417,19 @@ fn digested_rows_with_known_keys_across_segments_match_parse_trees() {
         keys: keyed,
         segment_max_bytes: 700,
     };
-    let (records, steps, _, _) = ingested(DIGEST_KEYED, &run, false);
-    let (d_records, d_steps, digested, reparsed) = ingested(DIGEST_KEYED, &run, true);
+    let (records, steps, _, _) = ingested(DIGEST_KEYED, &run, Feed::Parsed);
+    let (d_records, d_steps, digested, reparsed) = ingested(DIGEST_KEYED, &run, Feed::Digested);
     assert_eq!(digested, 11);
     // The first row of each table in each of the three segments (c and v in the first two, c in
     // the last); the other 6 from their digests.
     assert_eq!(reparsed, 5);
     assert_eq!(d_records, records);
     assert_eq!(d_steps, steps);
+    let (s_records, s_steps, _, s_reparsed) = ingested(DIGEST_KEYED, &run, Feed::Slot);
+    assert_eq!(
+        (s_records, s_steps, s_reparsed),
+        (records.clone(), steps.clone(), 5)
+    );
     let segments = records.iter().filter(|r| r.starts_with("segment")).count();
     assert_eq!(segments, 3, "{records:#?}");
 }
