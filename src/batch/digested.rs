@@ -1,4 +1,5 @@
-//! Indexing a row change digested on the input thread (`wal::digest`), without its parse tree.
+//! Indexing a digested row change (`wal::digest`: on the `--stdin` input thread, or by ingest
+//! for a slot's message), without its parse tree.
 //!
 //! A digest carries a signature number standing for the row's column names and types. The
 //! batcher indexes a digested row only when the table's current batch recorded that it checked
@@ -12,7 +13,7 @@ use super::{current_load, fold_encoded, key_bytes, BatchError, Batcher, Encoded,
 use crate::source::decoding::Tuple;
 use crate::wal::change;
 
-/// A row change as the input thread digested it, its bytes resolved.
+/// A digested row change, its bytes resolved.
 #[derive(Debug, Clone, Copy)]
 pub struct DigestedRow<'a> {
     /// `schema.table`.

@@ -9,7 +9,7 @@
 //! tree: the qualified table name, the WAL change prefix ([`change::PrefixWriter`], the same
 //! bytes [`change::encode_prefix`] builds from a tree) and a *signature number* standing for the
 //! tuple's column names and types. Ingest appends and indexes from the digest; anything else
-//! is parsed and reaches ingest as its tree.
+//! is parsed (on the input thread for `--stdin`, by ingest for a slot) and goes the common way.
 //!
 //! The walk is [`row_scan`]'s: the message's head, then per column the header this table's
 //! last digested row had (` name[type]:`, compared byte for byte, so a table's rows are not
@@ -22,10 +22,10 @@
 //!   (column name, type name): tables are kept by their name as printed, and a new number is
 //!   taken (from a process-wide counter, so no two digesters share one) whenever a table's
 //!   headers differ from its previous digested row's, even back to an earlier list. Rows not
-//!   digested (DELETE, old key, a TOAST value, a row spanning lines) teach nothing here, and
-//!   the same table printed two ways has two records and numbers: the batcher clears its record
-//!   of a number whenever any row changes the table's columns, so either way a number it has
-//!   checked still stands for the table's columns;
+//!   digested (DELETE, old key, a TOAST value; on `--stdin`, a row spanning lines) teach
+//!   nothing here, and the same table printed two ways has two records and numbers: the
+//!   batcher clears its record of a number whenever any row changes the table's columns, so
+//!   either way a number it has checked still stands for the table's columns;
 //! - the digest decides nothing: ingest indexes a digested row only when its batcher has
 //!   checked that table's known columns against the same signature before
 //!   ([`crate::batch::Batcher::index_digested`]), and its own filter takes the table; otherwise

@@ -3,9 +3,10 @@
 //! Owns the WAL writer and the batcher. Runs on its own thread: appending and indexing are one
 //! tight loop per message, with a bounded channel in (`--stdin` text already framed and parsed
 //! or digested on the input thread, or messages with their source LSNs from a replication slot,
-//! digested or parsed here, see [`crate::wal::digest`]) and the [`crate::pipeline::handoff`] out: a sealed batch goes to the CSV stage when it
-//! takes it, or, when the CSV stage is stuck behind a slow target, is dropped and its segment
-//! spilled (rebuilt from disk later), so a slow target neither blocks reading nor grows memory.
+//! digested or parsed here, see [`crate::wal::digest`]) and the [`crate::pipeline::handoff`]
+//! out: a sealed batch goes to the CSV stage when it takes it, or, when the CSV stage is stuck
+//! behind a slow target, is dropped and its segment spilled (rebuilt from disk later), so a slow
+//! target neither blocks reading nor grows memory.
 //!
 //! Invariants:
 //! - every message is appended to the WAL before the batcher sees it;

@@ -28,7 +28,8 @@
 //!
 //! Files: `segment.rs` (the record format, reader, scanner, writer over [`segment::SegmentIo`]),
 //! `change.rs` (the pre-split INSERT / UPDATE record the CSV stage formats from), `digest.rs`
-//! (ingest's share of a row change, done ahead on the `--stdin` input thread),
+//! (a row change read without a parse tree: on the `--stdin` input thread, or by ingest for a
+//! slot's messages),
 //! `writer.rs` (the threaded file writer), `lineage.rs`, `lock.rs` (one process per directory),
 //! `recover.rs`, and `ingest.rs`: the stage that appends the input here and feeds the batcher.
 

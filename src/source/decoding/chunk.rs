@@ -109,8 +109,9 @@ pub struct RowDigest {
     pub prefix: std::ops::Range<u32>,
 }
 
-/// Work done on the framer's thread on the first line of a message starting with `table `,
-/// instead of parsing it when the message is that line.
+/// Work done instead of parsing a message: by a framer, on its thread, on the first line of a
+/// message starting with `table ` (the message when that line parses); by ingest, on each
+/// whole message from a replication slot.
 pub trait Digest: Send {
     /// The digest of the message `raw` (what it points to appended to `side`) and the UTF-8
     /// flag the parser would give it (`row_scan::is_utf8`); `None`, with nothing appended, to

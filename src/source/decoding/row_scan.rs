@@ -1,6 +1,7 @@
 //! A row change read from its bytes without a parse tree: the pieces of the grammar
-//! (`parser.rs`) that a [`super::Digest`] walks to turn a one-line INSERT or UPDATE into what
-//! ingest needs, on the input thread, instead of parsing it.
+//! (`parser.rs`) that a [`super::Digest`] walks to turn an INSERT or UPDATE into what ingest
+//! needs instead of parsing it (on `--stdin`'s input thread, or in ingest for a slot's
+//! messages).
 //!
 //! Invariant: each piece takes the parser's own steps at the same place (the same [`Cursor`]
 //! calls; for the head, the same bounds, its names checked by [`table_name`]), so whatever a
