@@ -67,14 +67,9 @@ const WHOLE_UTF8_MAX: usize = 8 * 1024;
 
 impl<'a> Cursor<'a> {
     pub(super) fn new(raw: &'a [u8], line: u64) -> Self {
-        let text = if raw.len() <= WHOLE_UTF8_MAX {
-            simdutf8::basic::from_utf8(raw).ok()
-        } else {
-            None
-        };
         Cursor {
             raw,
-            text,
+            text: whole_text(raw),
             pos: 0,
             line,
         }
@@ -374,11 +369,15 @@ pub(super) fn ident_end(raw: &[u8], start: usize) -> IdentEnd {
     }
 }
 
-/// Whether the parser finds a whole message valid UTF-8: checked only up to
-/// [`WHOLE_UTF8_MAX`] bytes, longer ones are `false` (see [`Cursor::text`]).
+/// A whole message as text, as the parser holds it ([`Cursor::text`]): when it is no longer
+/// than [`WHOLE_UTF8_MAX`] and valid UTF-8; `None` otherwise.
 #[inline]
-pub(super) fn message_is_utf8(raw: &[u8]) -> bool {
-    raw.len() <= WHOLE_UTF8_MAX && simdutf8::basic::from_utf8(raw).is_ok()
+pub(super) fn whole_text(raw: &[u8]) -> Option<&str> {
+    if raw.len() <= WHOLE_UTF8_MAX {
+        simdutf8::basic::from_utf8(raw).ok()
+    } else {
+        None
+    }
 }
 
 /// Byte classes, looked up in [`CLASS`].

@@ -14,6 +14,8 @@
 //! ```
 //! Identifiers are bare (`[a-z0-9_$]` and, leniently, upper case and non-ASCII) or `"..."` with
 //! `""` doubled. See `cursor.rs` for the tokens.
+use std::borrow::Cow;
+
 use super::cursor::{find_sz_header, Cursor, PResult, SzHeader};
 use super::{Column, Message, ParseError, TableName, Tuple};
 
@@ -94,7 +96,7 @@ fn xact_tail(c: &mut Cursor<'_>, kind: &str) -> PResult<Option<u32>> {
 }
 
 /// `schema.table`, both identifiers unquoted.
-fn qualified_name<'a>(c: &mut Cursor<'a>) -> PResult<TableName<'a>> {
+pub(super) fn qualified_name<'a>(c: &mut Cursor<'a>) -> PResult<TableName<'a>> {
     let schema = c.ident("schema name")?;
     if !c.eat(b".") {
         return Err(c.error(format!("expected `.` after schema name `{schema}`")));
@@ -203,11 +205,7 @@ fn tuple<'a>(c: &mut Cursor<'a>, old_key: bool) -> PResult<Tuple<'a>> {
                 format!("expected end of message or ` ` and a column after {after}")
             }));
         }
-        let name = c.ident("column name")?;
-        if !c.eat(b"[") {
-            return Err(c.error(format!("expected `[` after column name `{name}`")));
-        }
-        let type_name = c.type_name(&name)?;
+        let (name, type_name) = column_head(c)?;
         let value = c.value(&name)?;
         columns.push(Column {
             name,
@@ -216,6 +214,17 @@ fn tuple<'a>(c: &mut Cursor<'a>, old_key: bool) -> PResult<Tuple<'a>> {
         });
     }
     Ok(Tuple { columns })
+}
+
+/// A column's `name[type]:` (after its leading space): its name and type name.
+#[inline]
+pub(super) fn column_head<'a>(c: &mut Cursor<'a>) -> PResult<(Cow<'a, str>, &'a str)> {
+    let name = c.ident("column name")?;
+    if !c.eat(b"[") {
+        return Err(c.error(format!("expected `[` after column name `{name}`")));
+    }
+    let type_name = c.type_name(&name)?;
+    Ok((name, type_name))
 }
 
 /// Everything after `message: `.

@@ -3,13 +3,15 @@
 //! needs instead of parsing it (on `--stdin`'s input thread, or in ingest for a slot's
 //! messages).
 //!
-//! Invariant: each piece takes the parser's own steps at the same place (the same [`Cursor`]
-//! calls; for the head, the same bounds, its names checked by [`table_name`]), so whatever a
-//! walk accepts the parser accepts too, with the same values at the same offsets. A piece that
-//! meets anything else gives `None`: the message is then parsed the usual way, which also
-//! reports the error if there is one.
+//! Invariant: each piece takes the parser's own steps at the same place (its functions for a
+//! table name and a column header, [`Cursor`]'s for a value; for the head, the same bounds
+//! ([`ident_end`]), its names checked by [`table_name`]), so whatever a walk accepts the parser
+//! accepts too, with the same values at the same offsets. A piece that meets anything else
+//! gives `None`: the message is then parsed the usual way, which also reports the error if
+//! there is one.
 
 use super::cursor::{ident_end, Cursor};
+use super::parser::{column_head, qualified_name};
 use super::{TableName, Value};
 
 /// The start of `table <schema>.<name>: INSERT:` or `...: UPDATE:` with tuple data and no old
@@ -65,15 +67,8 @@ pub fn row_head(raw: &[u8]) -> Option<RowHead<'_>> {
 /// `None` where the parser would refuse them (text that is not UTF-8).
 pub fn table_name(name: &[u8]) -> Option<TableName<'_>> {
     let mut c = Cursor::at(name, 0);
-    let schema = c.ident("schema name").ok()?;
-    if !c.eat(b".") {
-        return None;
-    }
-    let table = c.ident("table name").ok()?;
-    c.at_end().then_some(TableName {
-        schema,
-        name: table,
-    })
+    let table = qualified_name(&mut c).ok()?;
+    c.at_end().then_some(table)
 }
 
 /// The column header (` name[type]:`) at byte `at` of `raw`: where its value starts.
@@ -82,11 +77,7 @@ pub fn column_header(raw: &[u8], at: usize) -> Option<usize> {
     if !c.eat(b" ") {
         return None;
     }
-    let name = c.ident("column name").ok()?;
-    if !c.eat(b"[") {
-        return None;
-    }
-    c.type_name(&name).ok()?;
+    column_head(&mut c).ok()?;
     Some(c.pos())
 }
 
@@ -102,7 +93,7 @@ pub fn column_value(raw: &[u8], at: usize) -> Option<(Value<'_>, usize)> {
 /// carries).
 #[inline]
 pub fn is_utf8(raw: &[u8]) -> bool {
-    super::cursor::message_is_utf8(raw)
+    super::cursor::whole_text(raw).is_some()
 }
 
 #[cfg(test)]
