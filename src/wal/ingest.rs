@@ -30,16 +30,13 @@ use crossbeam_channel::{Receiver, TryRecvError};
 
 pub use crate::batch::rebuild::KnownKeys;
 use crate::batch::rebuild::{rebuild, RebuildError};
-use crate::batch::DigestedRow;
 use crate::batch::{BatchError, Batcher, RecPos, RecordSource};
 use crate::lsn::Lsn;
 use crate::metrics;
 use crate::pipeline::handoff::{ProducerGuard, SealedQueue, SealedSegment};
 use crate::pipeline::stage::StageHandle;
 use crate::shutdown::Shutdown;
-use crate::source::decoding::{
-    parse_message_utf8, Body, Digest, FramedChunk, Message, ParseError, RowDigest, Side,
-};
+use crate::source::decoding::{parse_message_utf8, Body, FramedChunk, Message, ParseError, Side};
 use crate::source::filter::{Filtered, TableFilter};
 use crate::wal::digest::Digester;
 use crate::wal::segment::SegmentReader;
@@ -194,18 +191,6 @@ struct Received<'a> {
     raw: &'a [u8],
     /// `raw` is valid UTF-8 (the parser checked).
     utf8: bool,
-}
-
-/// A digested message parsed after all (a digest is only made of a message that parses; an
-/// error names the slot's LSN for a slot's message, as its first parse would have).
-fn reparse<'a>(
-    msg: &Received<'a>,
-    source_lsn: Option<Lsn>,
-) -> Result<(Message<'a>, bool), IngestError> {
-    parse_message_utf8(msg.raw, msg.line).map_err(|source| match source_lsn {
-        Some(lsn) => IngestError::SourcedParse { lsn, source },
-        None => IngestError::Parse(source),
-    })
 }
 
 /// Reads messages back from the segment being written.
@@ -423,21 +408,10 @@ impl Ingest {
         for m in messages {
             let line = self.last_line + 1;
             // The common row change is walked, not parsed, as on `--stdin`'s input thread.
-            let mut side = std::mem::take(&mut self.side);
-            side.names.clear();
-            side.bytes.clear();
-            if let Some((digest, utf8)) = self.digester.digest(&m.raw, &mut side) {
-                let msg = Received {
-                    line,
-                    raw: &m.raw,
-                    utf8,
-                };
-                let done = self.ingest_digested(&msg, &digest, &side, Some(m.lsn));
-                self.side = side;
-                done?;
+            if let Some(digested) = self.ingest_slot_digested(m, line) {
+                digested?;
                 continue;
             }
-            self.side = side;
             let (message, utf8) = parse_message_utf8(&m.raw, line)
                 .map_err(|source| IngestError::SourcedParse { lsn: m.lsn, source })?;
             let msg = Received {
@@ -533,68 +507,6 @@ impl Ingest {
         self.batcher
             .apply(message, pos, &mut src)
             .map_err(|source| IngestError::Batch { line, lsn, source })
-    }
-
-    /// A digested row change (by the input thread, or here for a slot's message at
-    /// `source_lsn`): appended with the digest's prefix, then indexed from the digest, or, when
-    /// the batcher has not checked its signature yet, parsed again and applied as any message.
-    /// A digest this side buffer does not hold, or of a table this ingest's filter does not
-    /// take, is not trusted: the message goes the common way.
-    fn ingest_digested(
-        &mut self,
-        msg: &Received<'_>,
-        d: &RowDigest,
-        side: &Side,
-        source_lsn: Option<Lsn>,
-    ) -> Result<(), IngestError> {
-        let (Some(name), Some(prefix)) = (side.name(d), side.prefix(d)) else {
-            return self.ingest_again(msg, source_lsn);
-        };
-        if !self.filter.takes_qualified(name) {
-            return self.ingest_again(msg, source_lsn);
-        }
-        #[cfg(debug_assertions)]
-        crate::wal::digest::check(msg.raw, msg.line, name, prefix);
-        self.last_line = msg.line;
-        if !self.in_txn {
-            return Err(IngestError::OutsideTransaction { line: msg.line });
-        }
-        let lsn = self.next_lsn(source_lsn)?;
-        let pos = self.wal.append_change(lsn, prefix, msg.raw)?;
-        if let Some(open) = self.open.as_mut() {
-            open.last_lsn = lsn;
-        }
-        metrics::CHANGES_READ.inc();
-        let row = DigestedRow {
-            name,
-            signature: d.signature,
-            prefix,
-            text: msg.raw,
-        };
-        let line = msg.line;
-        let indexed = self
-            .batcher
-            .index_digested(&row, pos)
-            .map_err(|source| IngestError::Batch { line, lsn, source })?;
-        if !indexed {
-            self.reparsed += 1;
-            let (message, _) = reparse(msg, source_lsn)?;
-            self.apply(&message, pos, line, lsn)?;
-            if let Some((_, new)) = change::split_of(&message) {
-                self.batcher.adopt_signature(name, d.signature, new);
-            }
-        }
-        self.after_message()
-    }
-
-    /// A digested message not taken from its digest: parsed here and ingested as any.
-    fn ingest_again(
-        &mut self,
-        msg: &Received<'_>,
-        source_lsn: Option<Lsn>,
-    ) -> Result<(), IngestError> {
-        let (message, _) = reparse(msg, source_lsn)?;
-        self.ingest_frame(msg, &message, source_lsn)
     }
 
     /// Starts a segment whose first message will be `lsn`.
@@ -819,6 +731,9 @@ pub fn open_wal(dir: &std::path::Path) -> Result<(Wal, Recovery), WalError> {
     }
     Ok((wal, recovery))
 }
+
+#[path = "ingest_digested.rs"]
+mod digested;
 
 #[cfg(test)]
 #[path = "ingest_tests.rs"]

@@ -31,7 +31,8 @@
 //! (a row change read without a parse tree: on the `--stdin` input thread, or by ingest for a
 //! slot's messages),
 //! `writer.rs` (the threaded file writer), `lineage.rs`, `lock.rs` (one process per directory),
-//! `recover.rs`, and `ingest.rs`: the stage that appends the input here and feeds the batcher.
+//! `recover.rs`, and `ingest.rs`: the stage that appends the input here and feeds the batcher
+//! (`ingest_digested.rs`: its side of a digested row change).
 
 pub mod change;
 pub mod digest;
