@@ -28,6 +28,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use smallvec::SmallVec;
+
 use super::lineage::Lineage;
 use crate::lsn::Lsn;
 
@@ -121,11 +123,29 @@ pub trait SegmentIo: Send {
     fn await_syncs(&mut self) -> io::Result<()> {
         self.sync()
     }
+    /// Writes one record: `parts` one after the other, the first starting with its header
+    /// (CRC field zero). [`seal_record`] fills in the CRC before the record reaches the file:
+    /// here by default, or on a writer thread ([`super::writer::ThreadedFileIo`], off the
+    /// ingest loop).
+    fn write_record(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut record = parts.concat();
+        seal_record(&mut record);
+        self.write_all(&record)
+    }
+}
+
+/// Fills in the CRC32C of one whole record (header included, its CRC field ignored): over
+/// everything after the header.
+pub fn seal_record(record: &mut [u8]) {
+    let crc = crc32c::crc32c(&record[RECORD_HEADER_LEN as usize..]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The real thing: a buffered file with `fdatasync`.
 pub struct FileIo {
     file: BufWriter<File>,
+    /// A record being sealed.
+    scratch: Vec<u8>,
 }
 
 impl FileIo {
@@ -136,6 +156,7 @@ impl FileIo {
             .open(path)?;
         Ok(Self {
             file: BufWriter::with_capacity(1 << 20, file),
+            scratch: Vec::new(),
         })
     }
     /// Opens an existing segment for appending at `len` (the end of its last whole record).
@@ -144,7 +165,10 @@ impl FileIo {
         file.set_len(len)?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         io::Seek::seek(file.get_mut(), io::SeekFrom::Start(len))?;
-        Ok(Self { file })
+        Ok(Self {
+            file,
+            scratch: Vec::new(),
+        })
     }
 }
 
@@ -162,6 +186,12 @@ impl SegmentIo for FileIo {
     /// `sync_behind` is the default here: done (or failed) before it returned.
     fn await_syncs(&mut self) -> io::Result<()> {
         Ok(())
+    }
+    fn write_record(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        self.scratch.clear();
+        parts.iter().for_each(|p| self.scratch.extend_from_slice(p));
+        seal_record(&mut self.scratch);
+        self.file.write_all(&self.scratch)
     }
 }
 
@@ -198,7 +228,6 @@ pub struct SegmentWriter {
     synced_len: u64,
     /// Bytes whose sync was asked for ([`sync_behind`](Self::sync_behind) may still be at it).
     requested_len: u64,
-    scratch: Vec<u8>,
 }
 
 impl SegmentWriter {
@@ -230,7 +259,6 @@ impl SegmentWriter {
             len: HEADER_LEN,
             synced_len: 0,
             requested_len: 0,
-            scratch: Vec::new(),
         })
     }
 
@@ -244,7 +272,6 @@ impl SegmentWriter {
             len,
             synced_len: len,
             requested_len: len,
-            scratch: Vec::new(),
         })
     }
 
@@ -259,7 +286,8 @@ impl SegmentWriter {
     }
 
     /// Appends one record whose payload is `parts` one after the other (a change record's
-    /// prefix and the message as received: no copy to join them); returns its position.
+    /// prefix and the message as received, copied once, into the io's buffer); returns its
+    /// position.
     pub fn append_parts(
         &mut self,
         kind: RecordKind,
@@ -276,32 +304,17 @@ impl SegmentWriter {
                 path: self.path.clone(),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "record larger than 2 GiB"),
             })?;
-        let mut prefix = [0u8; BODY_PREFIX_LEN];
-        prefix[0] = kind as u8;
-        prefix[1..].copy_from_slice(&lsn.0.to_le_bytes());
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&body_len32.to_le_bytes());
-        self.scratch.extend_from_slice(&[0; 4]);
-        self.scratch.extend_from_slice(&prefix);
-        let res = if payload_len <= 4096 {
-            // The whole record in one buffer, and its CRC in one pass over bytes just copied
-            // (three passes over the parts, each with its unaligned ends, cost twice as much).
-            for p in parts {
-                self.scratch.extend_from_slice(p);
-            }
-            let crc = crc32c::crc32c(&self.scratch[RECORD_HEADER_LEN as usize..]);
-            self.scratch[4..8].copy_from_slice(&crc.to_le_bytes());
-            self.io.write_all(&self.scratch)
-        } else {
-            let crc = parts.iter().fold(crc32c::crc32c(&prefix), |crc, p| {
-                crc32c::crc32c_append(crc, p)
-            });
-            self.scratch[4..8].copy_from_slice(&crc.to_le_bytes());
-            self.io
-                .write_all(&self.scratch)
-                .and_then(|()| parts.iter().try_for_each(|p| self.io.write_all(p)))
-        };
-        res.map_err(SegmentError::io(&self.path))?;
+        // Length, CRC (filled in by the io's `seal_record`), kind and LSN.
+        let mut head = [0u8; RECORD_HEADER_LEN as usize + BODY_PREFIX_LEN];
+        head[..4].copy_from_slice(&body_len32.to_le_bytes());
+        head[8] = kind as u8;
+        head[9..].copy_from_slice(&lsn.0.to_le_bytes());
+        let mut all: SmallVec<[&[u8]; 4]> = SmallVec::with_capacity(parts.len() + 1);
+        all.push(&head);
+        all.extend_from_slice(parts);
+        self.io
+            .write_record(&all)
+            .map_err(SegmentError::io(&self.path))?;
         self.len += RECORD_HEADER_LEN + body_len as u64;
         Ok(pos)
     }
