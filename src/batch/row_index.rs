@@ -1,48 +1,66 @@
 //! The rows of one table load, found by key: entries in the order their keys were first seen,
-//! and a hash table of 8-byte slots (entry number + 32 bits of the key's hash) pointing at them.
+//! and an open-addressing table of 8-byte slots (entry number + 32 bits of the key's hash)
+//! pointing at them.
 //!
 //! Why not a map of key -> entry: a load holds up to hundreds of thousands of keys, most seen
 //! once (inserts). With 80-byte key + entry slots the table is tens of MiB and every new key costs
 //! two cache misses (the control bytes and the slot it writes); with 8-byte slots the table stays
-//! in cache, a new key's entry is appended (sequential writes), and the entries are read back in
+//! small, a new key's entry is appended (sequential writes), and the entries are read back in
 //! first-seen order, close to the order of their records in the segment. Growing the table never
 //! re-reads the keys: each slot keeps the hash bits its position is derived from.
 //!
-//! Invariants: entries are never removed (a deleted row is an entry in state `Deleted`); a slot's
-//! entry number is below `entries.len()`; a slot's hash is `hash32` of its entry's key.
+//! Why not a general hash table of slots (hashbrown's): its control bytes are an array apart,
+//! so a look-up at a random key touched two cache lines before the entry (control byte, then
+//! slot). Here the probe reads the slots themselves (linear probing, at most half full, so a
+//! look-up almost always ends in the first cache line it reads): one line, then the entry.
+//!
+//! Invariants: entries are never removed (a deleted row is an entry in state `Deleted`); a slot
+//! is empty ([`EMPTY`]) or holds an entry number below `entries.len()` and the `hash32` of that
+//! entry's key; every entry has exactly one slot; the table is a power of two long and at
+//! least twice as long as there are entries (so every probe meets an empty slot).
 
 use std::hash::BuildHasher;
 
-use hashbrown::hash_table::{Entry as Found, HashTable};
-
 use super::table_batch::{Entry, Key, RowState};
 
-/// A slot of the hash table: which entry, and the key's 32-bit hash.
+/// A slot of the table: which entry, and the key's 32-bit hash.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     entry: u32,
     hash: u32,
 }
 
+/// The entry number of an empty slot.
+const EMPTY: u32 = u32::MAX;
+
+const EMPTY_SLOT: Slot = Slot {
+    entry: EMPTY,
+    hash: 0,
+};
+
+/// Slots of a table's first allocation.
+const FIRST_SLOTS: usize = 64;
+
 /// Keys of a load, in first-seen order, with their entries.
 #[derive(Debug, Default)]
 pub struct RowIndex {
     entries: Vec<(Key, Entry)>,
-    table: HashTable<Slot>,
+    slots: Vec<Slot>,
     hasher: foldhash::fast::FixedState,
-}
-
-/// The table's 64-bit hash of a slot: hashbrown takes the bucket from the low bits and the
-/// control tag from the top 7, so the 32 kept bits are spread over all 64.
-#[inline]
-fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl RowIndex {
     #[inline]
     fn hash32(&self, key: &[u8]) -> u32 {
         (self.hasher.hash_one(key) >> 32) as u32
+    }
+
+    /// The first slot to probe for `hash` in a table of `len` slots (a power of two): the top
+    /// bits of its Fibonacci spread, so all 32 hash bits count.
+    #[inline]
+    fn home(hash: u32, len: usize) -> usize {
+        let spread = u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (spread >> (64 - len.trailing_zeros())) as usize
     }
 
     /// Number of keys.
@@ -54,15 +72,31 @@ impl RowIndex {
         self.entries.is_empty()
     }
 
+    /// The slot index holding `key` (`Ok`), or the empty slot where it would go (`Err`). The
+    /// table must not be empty.
+    #[inline]
+    fn probe(&self, key: &[u8], hash: u32) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::home(hash, self.slots.len());
+        loop {
+            let s = self.slots[i];
+            if s.entry == EMPTY {
+                return Err(i);
+            }
+            if s.hash == hash && self.entries[s.entry as usize].0.as_slice() == key {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     #[inline]
     fn find(&self, key: &[u8]) -> Option<usize> {
-        let hash = self.hash32(key);
-        let entries = &self.entries;
-        self.table
-            .find(spread(hash), |s| {
-                s.hash == hash && entries[s.entry as usize].0.as_slice() == key
-            })
-            .map(|s| s.entry as usize)
+        if self.slots.is_empty() {
+            return None;
+        }
+        let i = self.probe(key, self.hash32(key)).ok()?;
+        Some(self.slots[i].entry as usize)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
@@ -78,29 +112,46 @@ impl RowIndex {
     #[inline]
     pub fn slot(&mut self, key: &[u8]) -> (&mut Entry, bool) {
         let hash = self.hash32(key);
-        let entries = &mut self.entries;
-        let found = self.table.entry(
-            spread(hash),
-            |s| s.hash == hash && entries[s.entry as usize].0.as_slice() == key,
-            |s| spread(s.hash),
-        );
-        let (i, new) = match found {
-            Found::Occupied(o) => (o.get().entry as usize, false),
-            Found::Vacant(v) => {
-                let i = entries.len();
-                // Fewer than 2^32 keys: a `TableLoad` at its `MAX_KEYS` takes no more.
-                let entry = u32::try_from(i).expect("a load holds fewer than 2^32 keys");
-                v.insert(Slot { entry, hash });
-                entries.push((
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        match self.probe(key, hash) {
+            Ok(i) => {
+                let e = self.slots[i].entry as usize;
+                (&mut self.entries[e].1, false)
+            }
+            Err(i) => {
+                let e = self.entries.len();
+                // Fewer than 2^32 - 1 keys: a `TableLoad` at its `MAX_KEYS` takes no more.
+                let entry = u32::try_from(e)
+                    .ok()
+                    .filter(|&n| n != EMPTY)
+                    .expect("a load holds fewer than 2^32 - 1 keys");
+                self.slots[i] = Slot { entry, hash };
+                self.entries.push((
                     Key::from_slice(key),
                     Entry {
                         state: RowState::Deleted,
                     },
                 ));
-                (i, true)
+                (&mut self.entries[e].1, true)
             }
-        };
-        (&mut entries[i].1, new)
+        }
+    }
+
+    /// Doubles the table (or makes the first), placing each slot again by its kept hash.
+    #[cold]
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).max(FIRST_SLOTS);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; len]);
+        let mask = len - 1;
+        for s in old.into_iter().filter(|s| s.entry != EMPTY) {
+            let mut i = Self::home(s.hash, len);
+            while self.slots[i].entry != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
     }
 
     /// Every key and its entry, in the order the keys were first seen.
