@@ -35,15 +35,22 @@ impl Batcher {
         row: &DigestedRow<'_>,
         pos: RecPos,
     ) -> Result<bool, BatchError> {
-        let Some(ts) = self.registry.tables.get(row.name) else {
-            return Ok(false);
-        };
         let Some(tb) = self.tables.get_mut(row.name) else {
             return Ok(false);
         };
-        if ts.key.is_none() || tb.signature != Some(row.signature) {
+        if tb.signature != Some(row.signature) {
             return Ok(false);
         }
+        // A load, once made, has the registry's key (a change of the table's key or columns
+        // closes it): the registry is read only for the first row of a load, to know whether
+        // a key is known and to make the load.
+        let ts = match &tb.current {
+            Some(load) if !load.key_idx.is_empty() => None,
+            _ => match self.registry.tables.get(row.name) {
+                Some(ts) if ts.key.is_some() => Some(ts),
+                _ => return Ok(false),
+            },
+        };
         // Only the columns up to the last key column are read.
         let key_end = tb
             .current
@@ -54,17 +61,34 @@ impl Batcher {
             return Ok(false);
         };
         let is_insert = change.op == change::ChangeOp::Insert;
-        debug_assert!(
-            crate::source::decoding::parse_message(row.text, 0)
-                .ok()
-                .as_ref()
-                .and_then(change::split_of)
-                .is_some_and(|(_, new)| ts.matches(&new.columns)),
-            "a digested row of {} whose columns are not the known ones",
-            row.name
-        );
+        #[cfg(debug_assertions)]
+        {
+            let ts = self.registry.tables.get(row.name);
+            debug_assert!(
+                ts.is_some_and(|ts| ts.key.as_deref()
+                    == tb
+                        .current
+                        .as_ref()
+                        .map(|l| l.key.as_slice())
+                        .or(ts.key.as_deref())),
+                "a load of {} whose key is not the registry's",
+                row.name
+            );
+            debug_assert!(
+                crate::source::decoding::parse_message(row.text, 0)
+                    .ok()
+                    .as_ref()
+                    .and_then(change::split_of)
+                    .is_some_and(|(_, new)| ts.is_some_and(|ts| ts.matches(&new.columns))),
+                "a digested row of {} whose columns are not the known ones",
+                row.name
+            );
+        }
         tb.received[usize::from(!is_insert)] += 1;
-        let load = current_load(ts, tb)?;
+        let load = match ts {
+            Some(ts) => current_load(ts, tb)?,
+            None => tb.current.as_mut().expect("matched above"),
+        };
         let (fields, text) = (&self.fields, row.text);
         encode_key(
             &mut self.keys.new,
@@ -80,7 +104,7 @@ impl Batcher {
             pos,
             mask: None,
         };
-        fold_encoded(ts, tb, &encoded, &mut self.mem)?;
+        fold_encoded(tb, &encoded, &mut self.mem)?;
         self.changes += 1;
         Ok(true)
     }

@@ -632,7 +632,7 @@ fn fold_row(
         pos: change.pos,
         mask: mask.as_deref(),
     };
-    fold_encoded(ts, tb, &encoded, mem)
+    fold_encoded(tb, &encoded, mem)
 }
 
 /// `tb`'s current load, started from `ts` if there is none.
@@ -655,10 +655,9 @@ struct Encoded<'k> {
     mask: Option<&'k [bool]>,
 }
 
-/// Applies `change` to `tb`'s current load (a new one from `ts` if there is none), or to a
-/// fresh load when the current one cannot take it; `mem` grows by what the index grew.
+/// Applies `change` to `tb`'s current load (which the caller made), or to a fresh load when
+/// the current one cannot take it; `mem` grows by what the index grew.
 fn fold_encoded(
-    ts: &TableSchema,
     tb: &mut TableBatch,
     change: &Encoded<'_>,
     mem: &mut usize,
@@ -670,7 +669,10 @@ fn fold_encoded(
         pos,
         mask,
     } = *change;
-    let load = current_load(ts, tb)?;
+    let load = tb
+        .current
+        .as_mut()
+        .expect("the caller made the current load (current_load)");
     let before = load.mem;
     match apply_to(load, is_insert, old, key, pos, mask) {
         Applied::Done => *mem = (*mem + load.mem).saturating_sub(before),
