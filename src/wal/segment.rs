@@ -286,8 +286,8 @@ impl SegmentWriter {
     }
 
     /// Appends one record whose payload is `parts` one after the other (a change record's
-    /// prefix and the message as received, copied once, into the io's buffer); returns its
-    /// position.
+    /// prefix and the message as received; the WAL writer's io copies them once, into its
+    /// buffer); returns its position.
     pub fn append_parts(
         &mut self,
         kind: RecordKind,
