@@ -144,8 +144,6 @@ pub fn seal_record(record: &mut [u8]) {
 /// The real thing: a buffered file with `fdatasync`.
 pub struct FileIo {
     file: BufWriter<File>,
-    /// A record being sealed.
-    scratch: Vec<u8>,
 }
 
 impl FileIo {
@@ -156,7 +154,6 @@ impl FileIo {
             .open(path)?;
         Ok(Self {
             file: BufWriter::with_capacity(1 << 20, file),
-            scratch: Vec::new(),
         })
     }
     /// Opens an existing segment for appending at `len` (the end of its last whole record).
@@ -165,10 +162,7 @@ impl FileIo {
         file.set_len(len)?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         io::Seek::seek(file.get_mut(), io::SeekFrom::Start(len))?;
-        Ok(Self {
-            file,
-            scratch: Vec::new(),
-        })
+        Ok(Self { file })
     }
 }
 
@@ -186,12 +180,6 @@ impl SegmentIo for FileIo {
     /// `sync_behind` is the default here: done (or failed) before it returned.
     fn await_syncs(&mut self) -> io::Result<()> {
         Ok(())
-    }
-    fn write_record(&mut self, parts: &[&[u8]]) -> io::Result<()> {
-        self.scratch.clear();
-        parts.iter().for_each(|p| self.scratch.extend_from_slice(p));
-        seal_record(&mut self.scratch);
-        self.file.write_all(&self.scratch)
     }
 }
 

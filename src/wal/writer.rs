@@ -47,7 +47,8 @@ struct Filled {
 }
 
 impl Filled {
-    fn with_capacity() -> Self {
+    /// Empty, with room for [`WRITE_BUFFER`] bytes.
+    fn new() -> Self {
         Self {
             bytes: Vec::with_capacity(WRITE_BUFFER),
             records: Vec::new(),
@@ -89,7 +90,7 @@ impl ThreadedFileIo {
             .name("re_dms-wal".into())
             .spawn(move || write_loop(file, &jobs_rx, &spare_tx, &writer_failed))?;
         Ok(Self {
-            buf: Filled::with_capacity(),
+            buf: Filled::new(),
             jobs: Some(jobs_tx),
             spare: spare_rx,
             thread: Some(thread),
@@ -126,10 +127,7 @@ impl ThreadedFileIo {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Filled::with_capacity());
+        let next = self.spare.try_recv().unwrap_or_else(|_| Filled::new());
         let full = std::mem::replace(&mut self.buf, next);
         self.send(Job::Write(full))
     }
