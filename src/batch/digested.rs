@@ -10,6 +10,8 @@
 
 use super::table_batch::encode_key;
 use super::{current_load, fold_encoded, key_bytes, BatchError, Batcher, Encoded, RecPos};
+#[cfg(debug_assertions)]
+use super::{SchemaRegistry, TableBatch};
 use crate::source::decoding::Tuple;
 use crate::wal::change;
 
@@ -62,28 +64,7 @@ impl Batcher {
         };
         let is_insert = change.op == change::ChangeOp::Insert;
         #[cfg(debug_assertions)]
-        {
-            let ts = self.registry.tables.get(row.name);
-            debug_assert!(
-                ts.is_some_and(|ts| ts.key.as_deref()
-                    == tb
-                        .current
-                        .as_ref()
-                        .map(|l| l.key.as_slice())
-                        .or(ts.key.as_deref())),
-                "a load of {} whose key is not the registry's",
-                row.name
-            );
-            debug_assert!(
-                crate::source::decoding::parse_message(row.text, 0)
-                    .ok()
-                    .as_ref()
-                    .and_then(change::split_of)
-                    .is_some_and(|(_, new)| ts.is_some_and(|ts| ts.matches(&new.columns))),
-                "a digested row of {} whose columns are not the known ones",
-                row.name
-            );
-        }
+        check_digested(&self.registry, tb, row);
         tb.received[usize::from(!is_insert)] += 1;
         let load = match ts {
             Some(ts) => current_load(ts, tb)?,
@@ -122,4 +103,31 @@ impl Batcher {
             }
         }
     }
+}
+
+/// Debug builds (every test): a digested row about to be indexed is one of the table's known
+/// columns, and the table's load, if it has one, has the registry's key (what lets
+/// [`Batcher::index_digested`] skip the registry).
+#[cfg(debug_assertions)]
+fn check_digested(registry: &SchemaRegistry, tb: &TableBatch, row: &DigestedRow<'_>) {
+    let ts = registry.tables.get(row.name);
+    debug_assert!(
+        ts.is_some_and(|ts| ts.key.as_deref()
+            == tb
+                .current
+                .as_ref()
+                .map(|l| l.key.as_slice())
+                .or(ts.key.as_deref())),
+        "a load of {} whose key is not the registry's",
+        row.name
+    );
+    debug_assert!(
+        crate::source::decoding::parse_message(row.text, 0)
+            .ok()
+            .as_ref()
+            .and_then(change::split_of)
+            .is_some_and(|(_, new)| ts.is_some_and(|ts| ts.matches(&new.columns))),
+        "a digested row of {} whose columns are not the known ones",
+        row.name
+    );
 }
