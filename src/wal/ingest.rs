@@ -183,6 +183,28 @@ pub struct Ingest {
     /// input thread), with [`Self::filter`]; `side` is what its digests point into (reused).
     digester: Digester,
     side: Side,
+    /// Messages and row changes read since the metrics last had them.
+    read: ReadCounts,
+}
+
+/// What ingest read, counted here and added to the metrics once per input (a chunk of text or
+/// a batch of a slot's messages) and when the run ends: per message, two shared atomic adds
+/// per counter would be most of a row change's bookkeeping.
+#[derive(Debug, Default)]
+struct ReadCounts {
+    messages: u64,
+    changes: u64,
+}
+
+impl ReadCounts {
+    fn publish(&mut self) {
+        if self.messages > 0 {
+            metrics::MESSAGES_READ.add(std::mem::take(&mut self.messages));
+        }
+        if self.changes > 0 {
+            metrics::CHANGES_READ.add(std::mem::take(&mut self.changes));
+        }
+    }
 }
 
 /// A message as received: where it starts and its bytes.
@@ -254,6 +276,7 @@ impl Ingest {
             reparsed: 0,
             digester: Digester::new(TableFilter::default()),
             side: Side::default(),
+            read: ReadCounts::default(),
         }
     }
 
@@ -335,7 +358,7 @@ impl Ingest {
                 self.commit_line = line;
             }
             Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. } => {
-                metrics::CHANGES_READ.inc();
+                self.read.changes += 1;
             }
             _ => {}
         }
@@ -343,8 +366,16 @@ impl Ingest {
 
     /// Reads input until EOF, an error, or a stop request; loads everything complete.
     pub fn run(&mut self, input: &Receiver<Input>) -> Result<RunEnd, IngestError> {
+        let end = self.read_input(input);
+        self.read.publish();
+        end
+    }
+
+    fn read_input(&mut self, input: &Receiver<Input>) -> Result<RunEnd, IngestError> {
         let mut eof = false;
         loop {
+            // What the last input held.
+            self.read.publish();
             if eof {
                 if self.in_txn {
                     return Err(IngestError::IncompleteAtEof {
@@ -460,7 +491,7 @@ impl Ingest {
     fn next_lsn(&mut self, source_lsn: Option<Lsn>) -> Result<Lsn, IngestError> {
         let lsn = source_lsn.unwrap_or(Lsn(self.next_local_lsn));
         self.next_local_lsn = self.next_local_lsn.max(lsn.0) + 1;
-        metrics::MESSAGES_READ.inc();
+        self.read.messages += 1;
         if !self.wal.has_segment() {
             self.open_segment(lsn)?;
         }

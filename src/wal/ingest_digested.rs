@@ -5,7 +5,6 @@
 use super::{Ingest, IngestError, Received, SourcedMessage};
 use crate::batch::DigestedRow;
 use crate::lsn::Lsn;
-use crate::metrics;
 use crate::source::decoding::{parse_message_utf8, Digest, Message, RowDigest, Side};
 use crate::wal::change;
 
@@ -64,7 +63,7 @@ impl Ingest {
         if let Some(open) = self.open.as_mut() {
             open.last_lsn = lsn;
         }
-        metrics::CHANGES_READ.inc();
+        self.read.changes += 1;
         let row = DigestedRow {
             name,
             signature: d.signature,

@@ -178,6 +178,27 @@ fn a_message_from_a_slot_that_does_not_parse_names_its_lsn() {
     assert!(err.to_string().contains("LSN 2/110"), "{err}");
 }
 
+/// What ingest read reaches the metrics once per input, and also when the run ends on an
+/// error inside an input: nothing counted is left behind.
+#[test]
+fn read_counts_reach_the_metrics_when_a_run_ends_on_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ingest = ingest_into(dir.path());
+    let changes_before = metrics::CHANGES_READ.get();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    tx.send(Input::Sourced(vec![
+        sourced(0x100, "BEGIN 7"),
+        sourced(0x110, "table public.t: INSERT: id[integer]:1"),
+        sourced(0x120, "table public.t: INSERT: id[integer]:2"),
+        sourced(0x130, "table public.t: FROB: id[integer]:3"),
+    ]))
+    .unwrap();
+    drop(tx);
+    ingest.run(&rx).unwrap_err();
+    assert_eq!((ingest.read.messages, ingest.read.changes), (0, 0));
+    // Other tests count too, at the same time: at least these two.
+    assert!(metrics::CHANGES_READ.get() >= changes_before + 2);
+}
 /// Every kind of row change around the digest's common case: schema changes (a column added, a
 /// type changed, back to an earlier list; by digested rows and by a TOAST update between rows
 /// of one list, which the digester does not digest or learn from), key changes, tables whose
