@@ -3,9 +3,9 @@
 //!
 //! Delivery moves the spool directory into place, fsyncs the files (several at once), then
 //! writes the manifest (temp file + rename + directory fsync): a segment directory with a
-//! `manifest.json` is complete. Re-delivering a segment replaces its directory, so applying twice changes nothing;
-//! a directory holding a segment of another WAL lineage (a new WAL directory, another instance)
-//! is never replaced: that is an error naming both lineages.
+//! `manifest.json` is complete. Re-delivering a segment replaces its directory, so applying
+//! twice changes nothing; a directory holding a segment of another WAL lineage (a new WAL
+//! directory, another instance) is never replaced: that is an error naming both lineages.
 
 use std::fs::File;
 use std::io::Write;
@@ -121,8 +121,9 @@ const PARALLEL_SYNCS: usize = 16;
 
 /// fsyncs every file in `dir`, up to [`PARALLEL_SYNCS`] at a time: each waits on the disk, and
 /// the filesystem's journal commits concurrent ones together, so a segment's files take about
-/// one fsync's time, not one per file. Every file is synced even when one fails; the first
-/// failure is returned.
+/// one fsync's time, not one per file. The first failure (in directory order, within the
+/// first group that has one) is returned, after the rest of its group; later groups are not
+/// synced, as the delivery has failed.
 fn sync_files(dir: &Path) -> Result<(), LocalError> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {

@@ -185,6 +185,7 @@ fn read_counts_reach_the_metrics_when_a_run_ends_on_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut ingest = ingest_into(dir.path());
     let changes_before = metrics::CHANGES_READ.get();
+    let messages_before = metrics::MESSAGES_READ.get();
     let (tx, rx) = crossbeam_channel::bounded(1);
     tx.send(Input::Sourced(vec![
         sourced(0x100, "BEGIN 7"),
@@ -196,8 +197,9 @@ fn read_counts_reach_the_metrics_when_a_run_ends_on_an_error() {
     drop(tx);
     ingest.run(&rx).unwrap_err();
     assert_eq!((ingest.read.messages, ingest.read.changes), (0, 0));
-    // Other tests count too, at the same time: at least these two.
+    // Other tests count too, at the same time: at least these.
     assert!(metrics::CHANGES_READ.get() >= changes_before + 2);
+    assert!(metrics::MESSAGES_READ.get() >= messages_before + 3);
 }
 /// Every kind of row change around the digest's common case: schema changes (a column added, a
 /// type changed, back to an earlier list; by digested rows and by a TOAST update between rows
