@@ -141,7 +141,8 @@ pub fn seal_record(record: &mut [u8]) {
     record[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The real thing: a buffered file with `fdatasync`.
+/// A buffered file with `fdatasync`, all on the caller's thread: what the fault tests wrap.
+/// Segments of a running WAL are written through [`super::writer::ThreadedFileIo`].
 pub struct FileIo {
     file: BufWriter<File>,
 }
@@ -155,14 +156,6 @@ impl FileIo {
         Ok(Self {
             file: BufWriter::with_capacity(1 << 20, file),
         })
-    }
-    /// Opens an existing segment for appending at `len` (the end of its last whole record).
-    pub fn append_at(path: &Path, len: u64) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new().write(true).open(path)?;
-        file.set_len(len)?;
-        let mut file = BufWriter::with_capacity(1 << 20, file);
-        io::Seek::seek(file.get_mut(), io::SeekFrom::Start(len))?;
-        Ok(Self { file })
     }
 }
 
@@ -247,19 +240,6 @@ impl SegmentWriter {
             len: HEADER_LEN,
             synced_len: 0,
             requested_len: 0,
-        })
-    }
-
-    /// Reopens a recovered segment to keep appending after its last whole record.
-    pub fn reopen(path: PathBuf, id: u64, len: u64) -> Result<Self, SegmentError> {
-        let io = FileIo::append_at(&path, len).map_err(SegmentError::io(&path))?;
-        Ok(Self {
-            id,
-            path,
-            io: Box::new(io),
-            len,
-            synced_len: len,
-            requested_len: len,
         })
     }
 
