@@ -58,10 +58,10 @@ pub enum Applied {
 }
 
 /// Approximate cost of one entry with an inline key (see `entry_cost`): a 72-byte key + entry
-/// and two to four 8-byte slots (the [`RowIndex`] table is at most half full), growth, ~48 bytes of write
-/// plan and allocator overhead. Calibrated on the benchmark capture (peak RSS / distinct keys
-/// per batch, BENCHMARKS.md) when entries were 80-byte hash slots, not derived; kept, as an
-/// over-estimate only closes segments earlier.
+/// and two to four 8-byte slots (the [`RowIndex`] table is at most half full), growth, ~48
+/// bytes of write plan and allocator overhead. Calibrated on the benchmark capture (peak RSS /
+/// distinct keys per batch, BENCHMARKS.md) when entries were 80-byte hash slots, not derived;
+/// kept, as an over-estimate only closes segments earlier.
 pub const ENTRY_OVERHEAD: usize = 240;
 
 type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;

@@ -201,6 +201,7 @@ fn read_counts_reach_the_metrics_when_a_run_ends_on_an_error() {
     assert!(metrics::CHANGES_READ.get() >= changes_before + 2);
     assert!(metrics::MESSAGES_READ.get() >= messages_before + 3);
 }
+
 /// Every kind of row change around the digest's common case: schema changes (a column added, a
 /// type changed, back to an earlier list; by digested rows and by a TOAST update between rows
 /// of one list, which the digester does not digest or learn from), key changes, tables whose
