@@ -61,6 +61,7 @@ else
     rm -f "$CAPTURE.params"
     "$GEN" --changes "$CHANGES" --seed "$SEED" >"$CAPTURE.tmp"
     mv "$CAPTURE.tmp" "$CAPTURE"
+    flush_capture "$CAPTURE"
     echo "$params" >"$CAPTURE.params"
 fi
 bytes=$(stat -c %s "$CAPTURE")
