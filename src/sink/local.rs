@@ -185,17 +185,23 @@ mod tests {
         }
     }
 
+    /// A spool directory `name` under `parent` holding `files` one-byte files.
+    fn spool_of_files(parent: &Path, name: &str, files: usize) -> PathBuf {
+        let spool = parent.join(name);
+        std::fs::create_dir(&spool).unwrap();
+        for i in 0..files {
+            std::fs::write(spool.join(format!("t{i}.csv.gz")), [i as u8]).unwrap();
+        }
+        spool
+    }
+
     /// More files than are synced at once all arrive; a file that cannot be synced (here a
     /// dangling link) fails the delivery by its path, and no manifest marks it complete.
     #[test]
     fn every_file_is_synced_and_a_failed_sync_names_its_file() {
         let tmp = tempfile::tempdir().unwrap();
         let target = LocalTarget::new(&tmp.path().join("out")).unwrap();
-        let spool = tmp.path().join("spool1");
-        std::fs::create_dir(&spool).unwrap();
-        for i in 0..PARALLEL_SYNCS + 3 {
-            std::fs::write(spool.join(format!("t{i}.csv.gz")), [i as u8]).unwrap();
-        }
+        let spool = spool_of_files(tmp.path(), "spool1", PARALLEL_SYNCS + 3);
         target.deliver(&output(&spool, 1)).unwrap();
         let dest = spool_dir(&tmp.path().join("out"), 1);
         assert_eq!(
@@ -204,11 +210,7 @@ mod tests {
             "every file and the manifest"
         );
 
-        let spool = tmp.path().join("spool2");
-        std::fs::create_dir(&spool).unwrap();
-        for i in 0..PARALLEL_SYNCS + 3 {
-            std::fs::write(spool.join(format!("t{i}.csv.gz")), [i as u8]).unwrap();
-        }
+        let spool = spool_of_files(tmp.path(), "spool2", PARALLEL_SYNCS + 3);
         std::os::unix::fs::symlink(tmp.path().join("gone"), spool.join("broken.csv.gz")).unwrap();
         let err = target.deliver(&output(&spool, 2)).unwrap_err();
         assert!(
